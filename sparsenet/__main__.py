@@ -1,0 +1,5 @@
+import sys
+
+from sparsenet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""DNW that freezes its mask after `freeze_epoch` epochs (the paper's proposal).
+
+Until then it is DNW; at the freeze the current top-k mask becomes fixed, absent weights are zeroed, and from
+then on only kept weights get gradients, so no dense gradient is needed.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms.dnw import DNW
+
+
+class DNWFreeze(DNW):
+    frozen = False
+
+    @property
+    def dense_gradients(self) -> bool:
+        return not self.frozen
+
+    def mask(self):
+        return self._mask if self.frozen else super().mask()
+
+    def forward_weights(self):
+        return nullcontext() if self.frozen else super().forward_weights()
+
+    def after_backward(self) -> None:
+        if self.frozen:
+            Algorithm.after_backward(self)
+
+    def after_step(self) -> None:
+        if self.frozen:
+            Algorithm.after_step(self)
+
+    @torch.no_grad()
+    def end_of_epoch(self, epoch, optimizer) -> None:
+        if epoch == self.hp.freeze_epoch:
+            self._freeze()
+
+    def _freeze(self) -> None:
+        self._mask = super().mask()
+        self.frozen = True
+        self._mask.apply(self.weights)
+
+    def state_dict(self) -> dict:
+        return Algorithm.state_dict(self) if self.frozen else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            Algorithm.load_state_dict(self, state)
+            self.frozen = True

@@ -1,0 +1,67 @@
+"""Lottery ticket by iterative magnitude pruning (Frankle & Carbin 2019): the pruning step of one round.
+
+Within a round the mask is fixed (the base Algorithm). Between rounds, `prune` removes the smallest-magnitude
+remaining weights down to the next density of `schedule`; `sparsenet.rounds` chains the rounds and rewinds.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import torch
+
+from sparsenet.algorithms.base import Algorithm
+from sparsenet.config import AlgorithmHparams
+from sparsenet.masks import Mask, apportion, topk_mask
+
+
+class IMP(Algorithm):
+    """One round: train with the mask the previous round left (all ones in round 0)."""
+
+    def initial_mask(self, generator):
+        return Mask.ones_like(self.weights)
+
+
+def schedule(targets: Iterable[float], rate: float) -> list[float]:
+    """Densities of the rounds, from 1.0: each round keeps (1 - rate) of the last, and lands exactly on targets."""
+    targets = sorted(set(targets), reverse=True)
+    out = [1.0]
+    while targets and out[-1] > targets[-1] + 1e-12:
+        step = out[-1] * (1 - rate)
+        next_target = next(t for t in targets if t < out[-1] - 1e-12)
+        out.append(max(step, next_target))
+    return out
+
+
+def prune(weights: Mapping[str, torch.Tensor], mask: Mask, density: float, hp: AlgorithmHparams) -> Mask:
+    """The next mask: keep exactly `density` of the sparse layers, removing the smallest-magnitude kept weights.
+
+    Layers named in `imp_layer_rates` are pruned on their own at the round's rate times their multiplier; the
+    remaining sparse layers share the rest of the removal, globally by magnitude or layer by layer.
+    """
+    sparse = [n for n in mask.layers if n not in hp.dense_layers]
+    kept = {n: int(mask.layers[n].sum()) for n in sparse}
+    target = round(density * sum(mask.layers[n].numel() for n in sparse))
+    if target > sum(kept.values()):
+        raise ValueError(f"density {density} is above the current mask's {sum(kept.values())} kept weights")
+    rate = 1 - target / sum(kept.values())
+    multipliers = dict(hp.imp_layer_rates)
+    keep = {n: kept[n] - int(round(rate * multipliers[n] * kept[n])) for n in sparse if n in multipliers}
+    rest = [n for n in sparse if n not in multipliers]
+    rest_keep = target - sum(keep.values())
+    score = {n: torch.where(mask.layers[n], weights[n].detach().abs(), torch.full_like(weights[n], -1.0))
+             for n in sparse}
+    if hp.imp_scope == "layerwise" or not rest:
+        rest_kept = sum(kept[n] for n in rest)
+        keep.update(apportion({n: kept[n] * rest_keep / max(rest_kept, 1) for n in rest}, rest_keep) if rest else {})
+        layers = {n: topk_mask(score[n], keep[n]) for n in sparse}
+    else:
+        flat = torch.cat([score[n].flatten() for n in rest])
+        chosen = topk_mask(flat, rest_keep)
+        layers = {n: topk_mask(score[n], keep[n]) for n in keep}
+        offset = 0
+        for n in rest:
+            size = score[n].numel()
+            layers[n] = chosen[offset:offset + size].view(score[n].shape)
+            offset += size
+    return Mask({n: (layers[n] if n in layers else mask.layers[n]) for n in mask.layers})
+

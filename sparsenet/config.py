@@ -1,0 +1,239 @@
+"""Hyperparameters of a run, as dataclasses (after open_lth): one section per concern.
+
+Every field is a flat command-line flag (``--batch-size``) and a key of a run config file; a bad value is
+rejected when the dataclass is built, with the key and the allowed values in the message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+ALGORITHMS = ("dense", "imp", "snfs", "dnw", "dnw_freeze")
+SCHEDULES = ("cosine", "step", "constant")
+DISTRIBUTIONS = ("uniform", "erk")
+IMP_SCOPES = ("global", "layerwise")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or out of range; the message names the key."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _check_fraction(value: float, key: str, *, low_open: bool, high_open: bool) -> None:
+    above = value > 0 if low_open else value >= 0
+    below = value < 1 if high_open else value <= 1
+    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+    _check(above and below, key, f"must lie in {lo}0, 1{hi}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataHparams:
+    dataset: str = "mnist"
+    batch_size: int = 128
+    val_fraction: float = 0.0  # held out from the training split, fixed across seeds
+    train_subset: int = 0  # use only the first N training samples (0: all); for tests and small studies
+    augment: bool = True  # random crop + flip; applies to CIFAR-10 only
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size!r}")
+        _check_fraction(self.val_fraction, "val_fraction", low_open=False, high_open=True)
+        _check(self.train_subset >= 0, "train_subset", f"must be >= 0, got {self.train_subset!r}")
+
+
+@dataclass(frozen=True)
+class ModelHparams:
+    model: str = "lenet300_100"
+
+    def __post_init__(self) -> None:
+        from sparsenet.models import MODELS
+
+        _check(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}; got {self.model!r}")
+
+
+@dataclass(frozen=True)
+class TrainHparams:
+    epochs: int = 30
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    milestones: tuple[int, ...] = ()  # epochs at which the step schedule multiplies lr by gamma
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    snapshot_fractions: tuple[float, ...] = (0.1, 0.25, 0.5)  # extra mask snapshots inside epoch 1
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs!r}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr!r}")
+        _check(0 <= self.momentum < 1, "momentum", f"must lie in [0, 1), got {self.momentum!r}")
+        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay!r}")
+        _check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        _check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs",
+               f"must lie in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
+        _check(all(0 < m < self.epochs for m in self.milestones), "milestones",
+               f"each must lie in (0, epochs={self.epochs}), got {list(self.milestones)}")
+        _check(0 < self.gamma <= 1, "gamma", f"must lie in (0, 1], got {self.gamma!r}")
+        _check_fraction(self.label_smoothing, "label_smoothing", low_open=False, high_open=True)
+        for f in self.snapshot_fractions:
+            _check_fraction(f, "snapshot_fractions", low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
+class AlgorithmHparams:
+    algorithm: str = "dense"
+    density: float = 1.0  # kept / prunable over the sparse layers (layers in dense_layers stay whole)
+    distribution: str = "erk"  # per-layer densities of the initial mask (snfs, dnw, dnw_freeze)
+    dense_layers: tuple[str, ...] = ()  # prunable weights kept dense, by parameter name
+    prune_rate: float = 0.5  # snfs: fraction of kept weights pruned at the first epoch end, cosine-decayed
+    freeze_epoch: int = 1  # dnw_freeze: the mask is fixed after this many epochs
+    imp_rate: float = 0.2  # imp: fraction of remaining weights pruned per round
+    imp_scope: str = "global"
+    imp_layer_rates: tuple[tuple[str, float], ...] = ()  # imp: per-layer rate multipliers, e.g. (("fc3.weight", 0.5),)
+    rewind_epoch: int = 0  # imp: rewind to the weights after this many epochs of round 0 (0: the initial weights)
+
+    def __post_init__(self) -> None:
+        _check(self.algorithm in ALGORITHMS, "algorithm",
+               f"must be one of {', '.join(ALGORITHMS)}; got {self.algorithm!r}")
+        _check_fraction(self.density, "density", low_open=True, high_open=False)
+        _check(self.algorithm != "dense" or self.density == 1.0, "density",
+               f"the dense algorithm has density 1.0, got {self.density!r}")
+        _check(self.distribution in DISTRIBUTIONS, "distribution",
+               f"must be one of {', '.join(DISTRIBUTIONS)}; got {self.distribution!r}")
+        _check_fraction(self.prune_rate, "prune_rate", low_open=False, high_open=True)
+        _check(self.freeze_epoch >= 1, "freeze_epoch", f"must be >= 1, got {self.freeze_epoch!r}")
+        _check_fraction(self.imp_rate, "imp_rate", low_open=True, high_open=True)
+        _check(self.imp_scope in IMP_SCOPES, "imp_scope",
+               f"must be one of {', '.join(IMP_SCOPES)}; got {self.imp_scope!r}")
+        for name, mult in self.imp_layer_rates:
+            _check(mult > 0 and mult * self.imp_rate < 1, "imp_layer_rates",
+                   f"multiplier for {name!r} must make the rate lie in (0, 1), got {mult!r}")
+        _check(self.rewind_epoch >= 0, "rewind_epoch", f"must be >= 0, got {self.rewind_epoch!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataHparams = field(default_factory=DataHparams)
+    model: ModelHparams = field(default_factory=ModelHparams)
+    train: TrainHparams = field(default_factory=TrainHparams)
+    algorithm: AlgorithmHparams = field(default_factory=AlgorithmHparams)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
+        if self.algorithm.algorithm == "dnw_freeze":
+            _check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
+                   f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
+        if self.algorithm.algorithm == "imp":
+            _check(self.algorithm.rewind_epoch < self.train.epochs, "rewind_epoch",
+                   f"must be < epochs={self.train.epochs}, got {self.algorithm.rewind_epoch}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested sections as JSON would store them (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> RunConfig:
+        """Build from one flat mapping of field names (as in a run config file or on the command line)."""
+        unknown = set(values) - set(FIELDS)
+        if unknown:
+            raise ConfigError(f"{sorted(unknown)[0]}: unknown key; allowed keys are {', '.join(sorted(FIELDS))}")
+        sections = {}
+        for section, hp_cls in SECTIONS.items():
+            kwargs = {}
+            for f in dataclasses.fields(hp_cls):
+                if f.name in values:
+                    kwargs[f.name] = _coerce(f.name, values[f.name], f.type)
+            sections[section] = hp_cls(**kwargs)
+        seed = _coerce("seed", values.get("seed", 0), "int")
+        return cls(seed=seed, **sections)
+
+    @classmethod
+    def from_nested(cls, data: dict[str, Any]) -> RunConfig:
+        """Inverse of to_dict (as stored in run.json)."""
+        flat = {k: v for section in SECTIONS for k, v in data.get(section, {}).items()}
+        flat["seed"] = data.get("seed", 0)
+        return cls.from_flat(flat)
+
+    def flat(self) -> dict[str, Any]:
+        out = {k: v for section in SECTIONS for k, v in dataclasses.asdict(getattr(self, section)).items()}
+        out["seed"] = self.seed
+        return out
+
+    def replace(self, **flat_changes: Any) -> RunConfig:
+        return RunConfig.from_flat({**self.flat(), **flat_changes})
+
+
+SECTIONS = {"data": DataHparams, "model": ModelHparams, "train": TrainHparams, "algorithm": AlgorithmHparams}
+FIELDS: dict[str, str] = {f.name: f.type for hp in SECTIONS.values() for f in dataclasses.fields(hp)}
+FIELDS["seed"] = "int"
+
+
+def _coerce(key: str, value: Any, type_name: str) -> Any:
+    """Turn a value from YAML/JSON/CLI text into the field's type, or say which key is wrong."""
+    try:
+        if type_name == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if type_name == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if type_name == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if type_name == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if type_name.startswith("tuple[tuple[str, float]"):
+            items = value.items() if isinstance(value, dict) else value
+            return tuple((str(k), float(v)) for k, v in items)
+        if type_name.startswith("tuple["):
+            item = {"int": int, "float": float, "str": str}[type_name[6:].split(",")[0].rstrip("]")]
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v.strip()]
+            return tuple(item(v) for v in value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{key}: expected {type_name}, got {value!r}") from None
+    raise AssertionError(f"unhandled field type {type_name}")
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a flat run config from YAML or JSON; run.json's nested layout is accepted too."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    if "config" in data and isinstance(data["config"], dict):  # a run.json
+        data = data["config"]
+    if any(isinstance(data.get(section), dict) for section in SECTIONS):  # nested, as in run.json
+        return RunConfig.from_nested(data).flat()
+    return data
+
+
+def dumps(cfg: RunConfig) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True)

@@ -1,0 +1,142 @@
+"""Datasets as device-resident uint8 tensors; batches are drawn by index and normalised/augmented on the device.
+
+The files are read by torchvision's own dataset classes (which download where the data is missing and the
+network allows); CIFAR-10 is also read from a local ``cifar10.npz``. The data folder comes from the caller, or
+the environment variable SPARSENET_DATA, or ``./data``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsenet.config import DataHparams
+
+# mean/std of the training split after /255, per channel
+STATS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+INPUT_SHAPE = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+_IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_EXPECTED = {
+    "mnist": ", ".join(f"MNIST/raw/{f}" for f in _IDX),
+    "fashion_mnist": ", ".join(f"FashionMNIST/raw/{f}" for f in _IDX),
+    "cifar10": "cifar10.npz (uint8 x_train, y_train, x_test, y_test) or cifar-10-batches-py/",
+}
+
+
+class DataError(RuntimeError):
+    """The data folder lacks a dataset and it could not be fetched."""
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    return Path(root or os.environ.get("SPARSENET_DATA") or "data").expanduser()
+
+
+@dataclass
+class Split:
+    """One split on the device: images uint8 [N, C, H, W], labels int64 [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _load_raw(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Images as uint8 NCHW and labels as int64, through torchvision or cifar10.npz."""
+    from torchvision import datasets
+
+    if name == "cifar10" and (root / "cifar10.npz").exists():
+        part = "train" if train else "test"
+        try:
+            with np.load(root / "cifar10.npz") as npz:
+                x, y = npz[f"x_{part}"], npz[f"y_{part}"]
+        except (KeyError, OSError, ValueError) as e:
+            raise DataError(f"{root / 'cifar10.npz'} is unreadable or lacks x_{part}/y_{part}: {e}") from None
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
+    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+    try:
+        ds = cls(str(root), train=train, download=True)
+    except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on what failed
+        raise DataError(
+            f"dataset {name!r} was not found in {root.resolve()} and could not be downloaded ({e}). "
+            f"Expected {_EXPECTED[name]} under that folder; set SPARSENET_DATA or the data_root key."
+        ) from None
+    if name == "cifar10":
+        return np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets, dtype=np.int64)
+    return ds.data.numpy()[:, None], ds.targets.numpy().astype(np.int64)
+
+
+def load(hp: DataHparams, device: torch.device, root: str | Path | None = None) -> tuple[Split, Split, Split | None]:
+    """(train, test, val or None) on `device`. The validation split is a fixed random part of the training set."""
+    root = data_root(root)
+    xs, ys = _load_raw(hp.dataset, root, train=True)
+    xt, yt = _load_raw(hp.dataset, root, train=False)
+    val = None
+    if hp.val_fraction > 0:
+        order = np.random.default_rng(0).permutation(len(ys))  # same held-out set for every seed
+        n_val = int(round(hp.val_fraction * len(ys)))
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        val = Split(torch.from_numpy(xs[val_idx]).to(device), torch.from_numpy(ys[val_idx]).to(device))
+        xs, ys = xs[train_idx], ys[train_idx]
+    if hp.train_subset:
+        xs, ys = xs[: hp.train_subset], ys[: hp.train_subset]
+    train = Split(torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device))
+    test = Split(torch.from_numpy(xt).to(device), torch.from_numpy(yt).to(device))
+    return train, test, val
+
+
+class Batcher:
+    """Normalises (and for CIFAR-10 augments) index batches of a device-resident split."""
+
+    def __init__(self, hp: DataHparams, device: torch.device):
+        mean, std = STATS[hp.dataset]
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        self.augment = hp.augment and hp.dataset == "cifar10"
+        self.batch_size = hp.batch_size
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) / self.std
+
+    def epoch(self, split: Split, generator: torch.Generator):
+        """Yield (inputs, labels) for one shuffled pass; all randomness from `generator` (resumable)."""
+        n = len(split)
+        order = torch.randperm(n, generator=generator).to(split.labels.device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            x = split.images[idx]
+            if self.augment:
+                x = _crop_flip(x, generator)
+            yield self.normalise(x), split.labels[idx]
+
+    def batches_per_epoch(self, split: Split) -> int:
+        return -(-len(split) // self.batch_size)
+
+    def ordered(self, split: Split, batch_size: int = 1000):
+        """Unshuffled, unaugmented batches for evaluation."""
+        for start in range(0, len(split), batch_size):
+            yield self.normalise(split.images[start:start + batch_size]), split.labels[start:start + batch_size]
+
+
+def _crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and horizontal flip, for a whole batch at once on its device."""
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # [b, h]
+    cols = dx[:, None] + torch.arange(w, device=x.device)[None]  # [b, w]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    bi = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # [b, h, w, c]
+    return out.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,215 @@
+"""The Mask type: for each prunable weight, a bool tensor of its shape.
+
+On disk a mask is a safetensors file of bit-packed uint8 tensors (8x smaller than bool, and safe to load: no
+pickle). A run's snapshots are one such file holding every snapshot's bits per layer.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from sparsenet.atomic import atomic_path
+
+
+class MaskFileError(RuntimeError):
+    """A mask or snapshot file is missing, truncated or not ours."""
+
+
+class Mask:
+    def __init__(self, layers: Mapping[str, torch.Tensor]):
+        self.layers = {name: m.to(torch.bool) for name, m in layers.items()}
+
+    # --- counts -------------------------------------------------------------------------------------------
+    def kept(self, exclude: Iterable[str] = ()) -> int:
+        return sum(int(m.sum()) for n, m in self.layers.items() if n not in exclude)
+
+    def size(self, exclude: Iterable[str] = ()) -> int:
+        return sum(m.numel() for n, m in self.layers.items() if n not in exclude)
+
+    def density(self, exclude: Iterable[str] = ()) -> float:
+        """kept / prunable, over all layers or all but `exclude` (e.g. the layers kept dense)."""
+        return self.kept(exclude) / self.size(exclude)
+
+    def per_layer(self) -> list[dict]:
+        """One row per layer: name, shape, size, kept, density."""
+        return [{"layer": name, "shape": list(m.shape), "size": m.numel(), "kept": int(m.sum()),
+                 "density": float(m.float().mean())} for name, m in self.layers.items()]
+
+    # --- comparisons --------------------------------------------------------------------------------------
+    def _check_same_layers(self, other: Mask) -> None:
+        if list(self.layers) != list(other.layers) or any(
+                self.layers[n].shape != other.layers[n].shape for n in self.layers):
+            raise ValueError("masks cover different layers or shapes")
+
+    def overlap(self, other: Mask) -> float:
+        """Fraction of this mask's kept weights that `other` keeps too (1.0 for an empty mask)."""
+        self._check_same_layers(other)
+        both = sum(int((a & other.layers[n].to(a.device)).sum()) for n, a in self.layers.items())
+        return both / self.kept() if self.kept() else 1.0
+
+    def iou(self, other: Mask) -> float:
+        self._check_same_layers(other)
+        inter = union = 0
+        for n, a in self.layers.items():
+            b = other.layers[n].to(a.device)
+            inter += int((a & b).sum())
+            union += int((a | b).sum())
+        return inter / union if union else 1.0
+
+    def per_layer_overlap(self, other: Mask) -> list[dict]:
+        self._check_same_layers(other)
+        rows = []
+        for n, a in self.layers.items():
+            b = other.layers[n].to(a.device)
+            inter, union = int((a & b).sum()), int((a | b).sum())
+            kept = int(a.sum())
+            rows.append({"layer": n, "overlap": inter / kept if kept else 1.0, "iou": inter / union if union else 1.0})
+        return rows
+
+    # --- use ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def apply(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Zero the absent weights in place."""
+        for name, m in self.layers.items():
+            weights[name].mul_(m)
+
+    def to(self, device: torch.device | str) -> Mask:
+        return Mask({n: m.to(device) for n, m in self.layers.items()})
+
+    def clone(self) -> Mask:
+        return Mask({n: m.clone() for n, m in self.layers.items()})
+
+    def equal(self, other: Mask) -> bool:
+        return list(self.layers) == list(other.layers) and all(
+            torch.equal(m.cpu(), other.layers[n].cpu()) for n, m in self.layers.items())
+
+    def shuffled(self, generator: torch.Generator) -> Mask:
+        """Same count in each layer, positions drawn at random within the layer: the structure destroyed."""
+        out = {}
+        for name, m in self.layers.items():
+            perm = torch.randperm(m.numel(), generator=generator)
+            out[name] = m.flatten().cpu()[perm].view(m.shape).to(m.device)
+        return Mask(out)
+
+    # --- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def ones_like(cls, weights: Mapping[str, torch.Tensor]) -> Mask:
+        return cls({n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()})
+
+    @classmethod
+    def from_magnitude(cls, weights: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> Mask:
+        """Keep the `counts[name]` largest-magnitude entries of each weight (ties broken by position)."""
+        out = {}
+        for name, w in weights.items():
+            out[name] = topk_mask(w.detach().abs(), counts[name])
+        return cls(out)
+
+    @classmethod
+    def random(cls, weights: Mapping[str, torch.Tensor], counts: Mapping[str, int],
+               generator: torch.Generator) -> Mask:
+        out = {}
+        for name, w in weights.items():
+            score = torch.rand(w.shape, generator=generator).to(w.device)
+            out[name] = topk_mask(score, counts[name])
+        return cls(out)
+
+    # --- files --------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        save_snapshots(path, [self], [{}])
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Mask:
+        masks, _ = load_snapshots(path, device)
+        if len(masks) != 1:
+            raise MaskFileError(f"{path} holds {len(masks)} masks, expected one (is it a snapshots file?)")
+        return masks[0]
+
+
+def topk_mask(score: torch.Tensor, k: int) -> torch.Tensor:
+    flat = score.flatten()
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    if k > 0:
+        mask[torch.topk(flat, k, sorted=False).indices] = True
+    return mask.view(score.shape)
+
+
+def layer_counts(shapes: Mapping[str, torch.Size], density: float, distribution: str,
+                 dense_layers: Iterable[str] = ()) -> dict[str, int]:
+    """Kept weights per layer for a total `density` over the layers not in `dense_layers` (which stay whole).
+
+    `uniform` gives every sparse layer the same density; `erk` (Erdos-Renyi-Kernel, Evci et al. 2020) makes a
+    layer's density proportional to sum(shape)/prod(shape), capping layers at 1. The total is exact.
+    """
+    dense = set(dense_layers)
+    unknown = dense - set(shapes)
+    if unknown:
+        raise ValueError(f"dense_layers: {sorted(unknown)} are not prunable weights; prunable: {', '.join(shapes)}")
+    sparse = {n: math.prod(s) for n, s in shapes.items() if n not in dense}
+    budget = round(density * sum(sparse.values()))
+    raw = {n: (sum(shapes[n]) / size if distribution == "erk" else 1.0) for n, size in sparse.items()}
+    full: set[str] = set()
+    while True:  # cap layers whose density would exceed 1, then share the rest among the others
+        free = {n for n in sparse if n not in full}
+        eps = (budget - sum(sparse[n] for n in full)) / sum(raw[n] * sparse[n] for n in free)
+        over = [n for n in free if eps * raw[n] > 1]
+        if not over:
+            break
+        full.add(max(over, key=lambda n: raw[n]))
+    counts = apportion({n: (sparse[n] if n in full else eps * raw[n] * sparse[n]) for n in sparse}, budget)
+    return {n: (math.prod(shapes[n]) if n in dense else counts[n]) for n in shapes}
+
+
+def apportion(exact: Mapping[str, float], total: int) -> dict[str, int]:
+    """Round each share down, then give what is left to the largest remainders: the sum is exactly `total`."""
+    counts = {n: int(math.floor(v)) for n, v in exact.items()}
+    short = total - sum(counts.values())
+    for n in sorted(exact, key=lambda n: exact[n] - counts[n], reverse=True)[:short]:
+        counts[n] += 1
+    return counts
+
+
+def save_snapshots(path: str | Path, masks: list[Mask], labels: list[dict]) -> None:
+    """Write masks (all covering the same layers) bit-packed into one safetensors file, atomically."""
+    if not masks:
+        raise ValueError("no masks to save")
+    names = list(masks[0].layers)
+    tensors = {name: np.stack([np.packbits(m.layers[name].cpu().numpy().ravel()) for m in masks])
+               for name in names}
+    meta = {"format": "sparsenet-masks-1", "labels": json.dumps(labels),
+            "shapes": json.dumps({n: list(masks[0].layers[n].shape) for n in names}), "order": json.dumps(names)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_snapshots(path: str | Path, device: torch.device | str = "cpu") -> tuple[list[Mask], list[dict]]:
+    path = Path(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        if meta.get("format") != "sparsenet-masks-1":
+            raise ValueError("not a sparsenet mask file")
+        shapes, labels, names = json.loads(meta["shapes"]), json.loads(meta["labels"]), json.loads(meta["order"])
+        masks = []
+        for i in range(len(labels)):
+            layers = {}
+            for n in names:
+                size = math.prod(shapes[n])
+                bits = np.unpackbits(tensors[n][i])[:size]
+                layers[n] = torch.from_numpy(bits.astype(bool)).view(shapes[n]).to(device)
+            masks.append(Mask(layers))
+    except FileNotFoundError:
+        raise MaskFileError(f"mask file {path} does not exist") from None
+    except (SafetensorError, ValueError, KeyError, IndexError, OSError, json.JSONDecodeError) as e:
+        raise MaskFileError(f"mask file {path} is corrupt or not a sparsenet mask file ({e}); "
+                            "rerun the job that wrote it") from None
+    return masks, labels

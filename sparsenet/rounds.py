@@ -1,0 +1,64 @@
+"""Lottery-ticket rounds: each round trains from the rewind weights under the last round's mask, then prunes.
+
+Round 0 trains dense; the rewind weights are its initial weights, or with `rewind_epoch` k its weights after
+epoch k (rewind.safetensors). Each later round starts from the previous round's init.safetensors, which are
+the rewind weights under the previous mask, so a chain needs no other file. Every round but the last writes
+next_mask.safetensors, the mask of the next density of the schedule. A round is an ordinary run folder, so the
+workflow can make each round a job.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from sparsenet.algorithms import imp
+from sparsenet.atomic import atomic_path
+from sparsenet.checkpoint import load_weights
+from sparsenet.config import ConfigError, RunConfig
+from sparsenet.masks import Mask
+from sparsenet.train import RUN_FILES, train
+
+
+def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_density: float | None,
+              data_root=None, device=None) -> dict:
+    """Train one round into `out` (after the round in folder `prev`, or round 0 if None); prune for the next."""
+    out = Path(out)
+    if prev is None:
+        if cfg.algorithm.density != 1.0:
+            raise ConfigError(f"density: round 0 of imp trains dense (density 1.0), got {cfg.algorithm.density}")
+        record = train(cfg, out, data_root=data_root, device=device, save_weights_at_epoch=cfg.algorithm.rewind_epoch,
+                       extra={"imp_round": 0})
+    else:
+        prev = Path(prev)
+        mask = Mask.load(prev / "next_mask.safetensors")
+        rewind = prev / "rewind.safetensors"
+        rewind = rewind if rewind.exists() else prev / "init.safetensors"
+        prev_round = json.loads((prev / "run.json").read_text())["imp_round"]
+        cfg = cfg.replace(density=round(mask.density(exclude=cfg.algorithm.dense_layers), 6))
+        record = train(cfg, out, data_root=data_root, device=device, init_weights=load_weights(rewind), mask=mask,
+                       extra={"imp_round": prev_round + 1})
+    if next_density is not None and not (out / "next_mask.safetensors").exists():
+        final = load_weights(out / "final.safetensors")
+        imp.prune(final, Mask.load(out / "mask.safetensors"), next_density, cfg.algorithm).save(
+            out / "next_mask.safetensors")
+    return record
+
+
+def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None) -> dict:
+    """All rounds down to cfg's density in out/rounds/rNN; the last round's files become the run in `out`."""
+    out = Path(out)
+    densities = imp.schedule([cfg.algorithm.density], cfg.algorithm.imp_rate)
+    prev = None
+    for r, density in enumerate(densities):
+        folder = out / "rounds" / f"r{r:02d}"
+        nxt = densities[r + 1] if r + 1 < len(densities) else None
+        record = run_round(cfg.replace(density=1.0) if r == 0 else cfg, folder, prev=prev, next_density=nxt,
+                           data_root=data_root, device=device)
+        print(f"imp round {r}: density {record['density']:.4f} test_acc {record['test_acc']:.4f}", file=sys.stderr)
+        prev = folder
+    for name in RUN_FILES:  # run.json last: it marks the run complete
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(prev / name, tmp)
+    return record

@@ -1,0 +1,195 @@
+"""The invariants that define each algorithm, on a small MLP with random data."""
+import pytest
+import torch
+from torch import nn
+
+from sparsenet.algorithms import ALGORITHMS
+from sparsenet.algorithms.imp import prune, schedule
+from sparsenet.config import AlgorithmHparams
+from sparsenet.masks import Mask
+from sparsenet.models import prunable
+
+
+class Harness:
+    def __init__(self, algorithm, density=0.1, epochs=5, mask=None, **hp):
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 5))
+        self.weights = prunable(self.model)
+        self.hp = AlgorithmHparams(algorithm=algorithm, density=density, **hp)
+        self.algo = ALGORITHMS[algorithm](self.hp, self.weights, epochs, mask=mask,
+                                          generator=torch.Generator().manual_seed(0))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        self.data = torch.Generator().manual_seed(1)
+        self.epoch = 0
+
+    def step(self, inspect=None):
+        x, y = torch.randn(32, 20, generator=self.data), torch.randint(0, 5, (32,), generator=self.data)
+        with self.algo.forward_weights():
+            loss = nn.functional.cross_entropy(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+        self.algo.after_backward()
+        if inspect:
+            inspect()
+        self.opt.step()
+        self.algo.after_step()
+
+    def run_epoch(self, steps=5):
+        for _ in range(steps):
+            self.step()
+        self.epoch += 1
+        self.algo.end_of_epoch(self.epoch, self.opt)
+
+    def counts(self):
+        return {n: int(m.sum()) for n, m in self.algo.mask().layers.items()}
+
+
+TOTAL = 20 * 40 + 40 * 30 + 30 * 5
+
+
+@pytest.mark.parametrize("algorithm", ["snfs", "dnw", "dnw_freeze"])
+def test_density_is_exact_after_every_update(algorithm):
+    h = Harness(algorithm, density=0.1, freeze_epoch=2)
+    for _ in range(4):
+        for _ in range(3):
+            h.step()
+            assert h.algo.mask().kept() == round(0.1 * TOTAL)
+        h.epoch += 1
+        h.algo.end_of_epoch(h.epoch, h.opt)
+        assert h.algo.mask().kept() == round(0.1 * TOTAL)
+
+
+@pytest.mark.parametrize("algorithm", ["snfs", "imp", "dnw_freeze"])
+def test_absent_weights_stay_exactly_zero(algorithm):
+    mask = None
+    if algorithm == "imp":
+        w = prunable(Harness("dense", density=1.0).model)
+        mask = Mask.random(w, {n: t.numel() // 4 for n, t in w.items()}, torch.Generator().manual_seed(5))
+    h = Harness(algorithm, density=0.1, freeze_epoch=1, mask=mask)
+    for _ in range(3):
+        h.run_epoch()
+        for n, m in h.algo.mask().layers.items():
+            assert (h.weights[n][~m] == 0).all()
+
+
+def test_snfs_keeps_the_count_but_moves_weights_between_layers():
+    h = Harness("snfs", density=0.1, distribution="uniform")
+    before_mask, before = h.algo.mask().clone(), h.counts()
+    h.run_epoch()
+    after = h.counts()
+    assert sum(after.values()) == sum(before.values())
+    assert after != before  # redistribution by momentum moved weights across layers
+    assert not h.algo.mask().equal(before_mask)
+
+
+def test_snfs_regrows_where_absent_momentum_is_largest():
+    h = Harness("snfs", density=0.1)
+    for _ in range(5):
+        h.step()
+    old = h.algo.mask().clone()
+    momentum = {n: h.opt.state[w]["momentum_buffer"].abs().clone() for n, w in h.weights.items()}
+    h.algo.end_of_epoch(1, h.opt)
+    for n, m in h.algo.mask().layers.items():
+        grown = m & ~old.layers[n]
+        if grown.any():
+            never = ~m & ~old.layers[n]
+            assert momentum[n][grown].min() >= momentum[n][never].max()
+            assert (h.weights[n][grown] == 0).all()  # regrown weights start at zero
+
+
+def test_snfs_prune_rate_decays_by_cosine():
+    h = Harness("snfs", density=0.1, epochs=5)
+    rates = [h.algo.prune_rate_at(e) for e in range(1, 5)]
+    assert rates[0] == pytest.approx(0.5) and all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_snfs_makes_no_update_after_the_last_epoch():
+    h = Harness("snfs", density=0.1, epochs=2)
+    h.run_epoch()
+    h.step()
+    before = h.algo.mask().clone()
+    h.algo.end_of_epoch(2, h.opt)
+    assert h.algo.mask().equal(before)
+
+
+def test_dnw_gradients_reach_pruned_weights_and_they_can_reenter():
+    h = Harness("dnw", density=0.1)
+    mask0 = h.algo.mask()
+
+    def check():
+        for n, m in mask0.layers.items():
+            assert h.weights[n].grad[~m].abs().sum() > 0
+            assert (h.weights[n][~m] != 0).any()  # dense weights are restored before the step
+    h.step(inspect=check)
+    for _ in range(20):
+        h.step()
+    assert not h.algo.mask().equal(mask0)
+
+
+def test_dnw_forward_uses_only_the_top_k():
+    h = Harness("dnw", density=0.1)
+    x = torch.randn(4, 20)
+    with h.algo.forward_weights():
+        masked_out = h.model(x)
+    manual = {n: w.detach() * h.algo.mask().layers[n] for n, w in h.weights.items()}
+    ref = nn.functional.linear(x, manual["0.weight"], h.model[0].bias).relu()
+    ref = nn.functional.linear(ref, manual["2.weight"], h.model[2].bias).relu()
+    ref = nn.functional.linear(ref, manual["4.weight"], h.model[4].bias)
+    assert torch.allclose(masked_out, ref, atol=1e-6)
+
+
+def test_dnw_freeze_gives_no_gradient_to_absent_weights_after_the_freeze():
+    h = Harness("dnw_freeze", density=0.1, freeze_epoch=1)
+    assert h.algo.dense_gradients
+    h.run_epoch()
+    assert not h.algo.dense_gradients
+    frozen = h.algo.mask().clone()
+
+    def check():
+        for n, m in frozen.layers.items():
+            assert (h.weights[n].grad[~m] == 0).all()
+    for _ in range(5):
+        h.step(inspect=check)
+    h.run_epoch()
+    assert h.algo.mask().equal(frozen)
+
+
+def test_dense_layers_option_keeps_named_layers_whole():
+    for algorithm in ("snfs", "dnw"):
+        h = Harness(algorithm, density=0.1, dense_layers=("4.weight",))
+        h.run_epoch()
+        assert h.algo.mask().layers["4.weight"].all()
+        assert h.algo.mask().kept(exclude=["4.weight"]) == round(0.1 * (20 * 40 + 40 * 30))
+
+
+def test_imp_prunes_exactly_the_requested_fraction_of_the_remaining():
+    h = Harness("dense", density=1.0)
+    mask = Mask.ones_like(h.weights)
+    for scope in ("global", "layerwise"):
+        hp = AlgorithmHparams(algorithm="imp", density=0.5, imp_scope=scope)
+        m1 = prune(h.weights, mask, 0.8, hp)
+        assert m1.kept() == round(0.8 * TOTAL)
+        m2 = prune(h.weights, m1, 0.64, hp)
+        assert m2.kept() == round(0.64 * TOTAL)
+        assert all((m2.layers[n] <= m1.layers[n]).all() for n in m1.layers)  # only removes
+        if scope == "layerwise":
+            assert all(abs(int(m1.layers[n].sum()) - 0.8 * w.numel()) <= 1 for n, w in h.weights.items())
+    # global pruning removes the smallest magnitudes across all layers
+    m = prune(h.weights, mask, 0.5, AlgorithmHparams(algorithm="imp", density=0.5))
+    kept_mag = torch.cat([h.weights[n].detach().abs()[m.layers[n]] for n in m.layers])
+    gone_mag = torch.cat([h.weights[n].detach().abs()[~m.layers[n]] for n in m.layers])
+    assert kept_mag.min() >= gone_mag.max()
+
+
+def test_imp_layer_rates_prune_a_layer_at_a_multiple_of_the_rate():
+    h = Harness("dense", density=1.0)
+    hp = AlgorithmHparams(algorithm="imp", density=0.5, imp_layer_rates=(("4.weight", 0.5),))
+    m = prune(h.weights, Mask.ones_like(h.weights), 0.8, hp)
+    assert int(m.layers["4.weight"].sum()) == 150 - round(0.2 * 0.5 * 150)
+    assert m.kept() == round(0.8 * TOTAL)
+
+
+def test_imp_schedule_lands_on_every_target():
+    s = schedule([0.05, 0.2], 0.2)
+    assert s[0] == 1.0 and 0.2 in s and s[-1] == 0.05
+    assert all(0.8 * a - 1e-12 <= b < a for a, b in zip(s, s[1:]))

@@ -1,0 +1,37 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sparsenet.cli import main
+
+
+def test_help_explains_every_command():
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "train" in out.stdout and "imp-round" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "train", "--help"], capture_output=True, text=True)
+    assert "--density" in out.stdout and "--freeze-epoch" in out.stdout
+
+
+def test_bad_setting_is_rejected_before_anything_is_written(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--algorithm", "snfs", "--density", "1.5"]) == 2
+    assert "density: must lie in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_with_config_file_and_overrides(tmp_path, data_root, capsys):
+    (tmp_path / "run.yaml").write_text("algorithm: dnw\ndensity: 0.2\nepochs: 1\ntrain_subset: 1000\n")
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "run"),
+                 "--density", "0.1", "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["config"]["algorithm"]["density"] == 0.1 and record["config"]["algorithm"]["algorithm"] == "dnw"
+    assert "test_acc" in capsys.readouterr().out
+
+
+def test_imp_round_commands_chain(tmp_path, data_root):
+    common = ["--algorithm", "imp", "--epochs", "1", "--train-subset", "1000", "--device", "cpu"]
+    assert main(["imp-round", "--out", str(tmp_path / "r0"), "--next-density", "0.8", *common]) == 0
+    assert main(["imp-round", "--out", str(tmp_path / "r1"), "--prev", str(tmp_path / "r0"), *common]) == 0
+    record = json.loads((tmp_path / "r1" / "run.json").read_text())
+    assert record["imp_round"] == 1 and record["density"] == pytest.approx(0.8, abs=1e-5)

@@ -1,0 +1,50 @@
+import pytest
+
+from sparsenet.config import ConfigError, RunConfig, load_file
+
+
+@pytest.mark.parametrize("settings,key", [
+    ({"nope": 1}, "nope"),
+    ({"density": 0}, "density"),
+    ({"density": 1.5}, "density"),
+    ({"density": -0.1}, "density"),
+    ({"algorithm": "magic"}, "algorithm"),
+    ({"model": "resnet9000"}, "model"),
+    ({"dataset": "imagenet"}, "dataset"),
+    ({"epochs": 0}, "epochs"),
+    ({"algorithm": "dnw_freeze", "density": 0.1, "epochs": 5, "freeze_epoch": 5}, "freeze_epoch"),
+    ({"epochs": "ten"}, "epochs"),
+    ({"nesterov": "maybe"}, "nesterov"),
+    ({"lr": -1}, "lr"),
+    ({"algorithm": "dense", "density": 0.5}, "density"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"schedule": "linear"}, "schedule"),
+    ({"snapshot_fractions": [0.5, 1.2]}, "snapshot_fractions"),
+    ({"imp_rate": 1.0}, "imp_rate"),
+])
+def test_bad_settings_name_the_key(settings, key):
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        RunConfig.from_flat(settings)
+
+
+def test_flat_round_trip_and_types():
+    cfg = RunConfig.from_flat({"algorithm": "snfs", "density": "0.05", "epochs": "3", "nesterov": "false",
+                               "snapshot_fractions": "0.1,0.5", "dense_layers": ["4.weight"]})
+    assert cfg.algorithm.density == 0.05 and cfg.train.epochs == 3 and cfg.train.nesterov is False
+    assert cfg.train.snapshot_fractions == (0.1, 0.5) and cfg.algorithm.dense_layers == ("4.weight",)
+    assert RunConfig.from_flat(cfg.flat()) == cfg
+    assert RunConfig.from_nested(cfg.to_dict()) == cfg
+
+
+def test_load_file_accepts_flat_yaml_and_run_json(tmp_path):
+    (tmp_path / "a.yaml").write_text("algorithm: dnw\ndensity: 0.1\n")
+    assert RunConfig.from_flat(load_file(tmp_path / "a.yaml")).algorithm.algorithm == "dnw"
+    import json
+    cfg = RunConfig.from_flat({"algorithm": "imp", "density": 0.2})
+    (tmp_path / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "status": "ok"}))
+    assert RunConfig.from_flat(load_file(tmp_path / "run.json")) == cfg
+    (tmp_path / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_file(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_file(tmp_path / "missing.yaml")

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from sparsenet.config import DataHparams
+from sparsenet.data import Batcher, DataError, load
+
+
+@pytest.mark.parametrize("dataset,counts", [
+    ("mnist", [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]),
+    ("fashion_mnist", [1000] * 10),
+])
+def test_mnist_likes_have_the_right_shapes_and_counts(data_root, dataset, counts):
+    train, test, val = load(DataHparams(dataset=dataset), torch.device("cpu"))
+    assert train.images.shape == (60000, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert test.images.shape == (10000, 1, 28, 28) and val is None
+    assert torch.bincount(test.labels).tolist() == counts
+    x, y = next(iter(Batcher(DataHparams(dataset=dataset), torch.device("cpu")).ordered(train)))
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
+
+
+def test_cifar10_from_npz_with_on_device_augmentation(data_root):
+    hp = DataHparams(dataset="cifar10", batch_size=256)
+    train, test, _ = load(hp, torch.device("cpu"))
+    assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert train.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    batcher = Batcher(hp, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x, y = next(batcher.epoch(train, g))
+    assert x.shape == (256, 3, 32, 32) and y.shape == (256,)
+    plain = batcher.normalise(train.images[:0])
+    assert plain.shape == (0, 3, 32, 32)
+    # augmentation is a crop of the zero-padded image, possibly flipped: every output pixel is an input pixel
+    raw = train.images[:8]
+    from sparsenet.data import _crop_flip
+    aug = _crop_flip(raw, torch.Generator().manual_seed(1))
+    assert aug.shape == raw.shape and not torch.equal(aug, raw)
+    for i in range(8):
+        vals = set(raw[i].flatten().tolist()) | {0}
+        assert set(aug[i].flatten().tolist()) <= vals
+
+
+def test_validation_split_is_held_out_and_fixed(data_root):
+    hp = DataHparams(dataset="mnist", val_fraction=0.1)
+    train, _, val = load(hp, torch.device("cpu"))
+    assert len(train) == 54000 and len(val) == 6000
+    _, _, val2 = load(hp, torch.device("cpu"))
+    assert torch.equal(val.labels, val2.labels)
+
+
+def test_batches_cover_the_split_once_and_depend_on_the_generator(data_root):
+    hp = DataHparams(dataset="mnist", batch_size=1000, train_subset=3500)
+    train, _, _ = load(hp, torch.device("cpu"))
+    batcher = Batcher(hp, torch.device("cpu"))
+    ys = torch.cat([y for _, y in batcher.epoch(train, torch.Generator().manual_seed(0))])
+    assert len(ys) == 3500 and sorted(ys.tolist()) == sorted(train.labels.tolist())
+    again = torch.cat([y for _, y in batcher.epoch(train, torch.Generator().manual_seed(0))])
+    other = torch.cat([y for _, y in batcher.epoch(train, torch.Generator().manual_seed(1))])
+    assert torch.equal(ys, again) and not torch.equal(ys, other)
+
+
+def test_missing_data_names_the_folder_and_files(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.utils.download_url",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    with pytest.raises(DataError) as err:
+        load(DataHparams(dataset="mnist"), torch.device("cpu"), root=tmp_path)
+    assert str(tmp_path) in str(err.value) and "train-images-idx3" in str(err.value)
+
+
+def test_corrupt_npz_names_the_file(tmp_path):
+    np.savez(tmp_path / "cifar10.npz", x_train=np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(DataError, match="cifar10.npz"):
+        load(DataHparams(dataset="cifar10"), torch.device("cpu"), root=tmp_path)

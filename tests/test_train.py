@@ -1,0 +1,116 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from sparsenet import train as train_mod
+from sparsenet.checkpoint import load_weights
+from sparsenet.masks import Mask, load_snapshots
+from sparsenet.rounds import run_chain, run_round
+from sparsenet.train import RUN_FILES, lr_at, train
+
+from .conftest import tiny
+
+
+def _same_run(a, b):
+    for name in ("final.safetensors", "init.safetensors"):
+        wa, wb = load_weights(a / name), load_weights(b / name)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma, la = load_snapshots(a / "snapshots.safetensors")
+    mb, lb = load_snapshots(b / "snapshots.safetensors")
+    assert la == lb and all(x.equal(y) for x, y in zip(ma, mb))
+    timing = ["train_s", "samples_per_s"]
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "history.parquet").drop(columns=timing),
+                                  pd.read_parquet(b / "history.parquet").drop(columns=timing))
+
+
+def test_run_folder_holds_every_output(tmp_path, data_root):
+    cfg = tiny(algorithm="snfs", density=0.1)
+    record = train(cfg, tmp_path / "run")
+    assert all((tmp_path / "run" / f).exists() for f in RUN_FILES)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    stored = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert stored["config"] == cfg.to_dict() and stored["status"] == "ok"
+    for key in ("git_commit", "code_hash", "versions", "device", "wall_s", "test_acc"):
+        assert key in stored
+    assert stored["test_acc"] > 0.7
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    assert list(history["epoch"]) == [1, 2, 3] and history["test_acc"].between(0, 1).all()
+    _, labels = load_snapshots(tmp_path / "run" / "snapshots.safetensors")
+    assert [l["epoch"] for l in labels] == [0.0, 0.25, 0.5, 1.0, 2.0, 3.0]
+    mask = Mask.load(tmp_path / "run" / "mask.safetensors")
+    assert mask.kept() == round(0.1 * (784 * 300 + 300 * 100 + 100 * 10))
+    final = load_weights(tmp_path / "run" / "final.safetensors")
+    assert all((final[n][~m] == 0).all() for n, m in mask.layers.items())
+    assert train(cfg, tmp_path / "run") == record  # a finished run is not trained again
+
+
+@pytest.mark.parametrize("algorithm", ["snfs", "dnw_freeze"])
+def test_killed_run_resumes_to_the_identical_result(tmp_path, data_root, monkeypatch, algorithm):
+    cfg = tiny(algorithm=algorithm, density=0.1, epochs=4, freeze_epoch=1)
+    train(cfg, tmp_path / "whole")
+
+    real_save = train_mod.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt("killed after epoch 2")
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "killed")
+    assert not (tmp_path / "killed" / "run.json").exists()
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    train(cfg, tmp_path / "killed")
+    _same_run(tmp_path / "whole", tmp_path / "killed")
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path, data_root):
+    cfg = tiny(algorithm="dnw", density=0.1, epochs=2)
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    _same_run(tmp_path / "a", tmp_path / "b")
+    train(cfg.replace(seed=1), tmp_path / "c")
+    assert not Mask.load(tmp_path / "a" / "mask.safetensors").equal(Mask.load(tmp_path / "c" / "mask.safetensors"))
+
+
+def test_imp_rounds_rewind_and_prune(tmp_path, data_root):
+    cfg = tiny(algorithm="imp", epochs=2)
+    r0 = run_round(cfg.replace(density=1.0), tmp_path / "r0", prev=None, next_density=0.8)
+    assert r0["imp_round"] == 0
+    nxt = Mask.load(tmp_path / "r0" / "next_mask.safetensors")
+    assert nxt.kept() == round(0.8 * nxt.size())
+    r1 = run_round(cfg, tmp_path / "r1", prev=tmp_path / "r0", next_density=None)
+    assert r1["imp_round"] == 1 and r1["config"]["algorithm"]["density"] == 0.8
+    init0, init1 = load_weights(tmp_path / "r0" / "init.safetensors"), load_weights(tmp_path / "r1" / "init.safetensors")
+    for name, m in nxt.layers.items():  # rewound to round 0's initial weights, under the new mask
+        assert torch.equal(init1[name], init0[name] * m)
+    assert not (tmp_path / "r1" / "next_mask.safetensors").exists()
+
+
+def test_imp_rewind_to_an_epoch(tmp_path, data_root):
+    cfg = tiny(algorithm="imp", epochs=2, rewind_epoch=1)
+    run_round(cfg.replace(density=1.0), tmp_path / "r0", prev=None, next_density=0.8)
+    run_round(cfg, tmp_path / "r1", prev=tmp_path / "r0", next_density=None)
+    rewind = load_weights(tmp_path / "r0" / "rewind.safetensors")
+    init1 = load_weights(tmp_path / "r1" / "init.safetensors")
+    mask = Mask.load(tmp_path / "r0" / "next_mask.safetensors")
+    assert torch.equal(init1["1.weight"], rewind["1.weight"] * mask.layers["1.weight"])
+    assert not torch.equal(rewind["1.weight"], load_weights(tmp_path / "r0" / "init.safetensors")["1.weight"])
+
+
+def test_imp_chain_reaches_the_target_density(tmp_path, data_root):
+    record = run_chain(tiny(algorithm="imp", epochs=1, density=0.5, imp_rate=0.3), tmp_path / "chain")
+    assert record["density"] == pytest.approx(0.5, abs=1e-5)
+    assert sorted(p.name for p in (tmp_path / "chain" / "rounds").iterdir()) == ["r00", "r01", "r02"]
+    assert json.loads((tmp_path / "chain" / "run.json").read_text())["imp_round"] == 2
+
+
+def test_lr_schedules():
+    hp = tiny(lr=0.1, epochs=10, warmup_epochs=2).train
+    assert lr_at(hp, 0, 10) == pytest.approx(0.005)
+    assert lr_at(hp, 20, 10) == pytest.approx(0.1)
+    assert lr_at(hp, 99, 10) < 0.001
+    step = tiny(lr=0.1, epochs=10, schedule="step", milestones=(5, 8), gamma=0.1).train
+    assert [round(lr_at(step, s * 10, 10), 6) for s in (0, 5, 8)] == [0.1, 0.01, 0.001]
