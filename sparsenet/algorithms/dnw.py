@@ -2,8 +2,8 @@
 
 Every forward keeps each layer's top-k weights by magnitude; the backward is straight-through: the gradient
 with respect to the kept-weights tensor is applied to the dense weights, so every weight, kept or not, learns
-and can re-enter. Implemented by zeroing the absent weights for the forward and backward, then restoring the
-dense values before the optimizer step.
+and can re-enter. Implemented by giving each weight, for the forward and backward, a storage that holds only
+its top-k entries, and handing the dense storage back before the optimizer step.
 """
 from __future__ import annotations
 
@@ -30,15 +30,21 @@ class DNW(Algorithm):
 
     @contextmanager
     def forward_weights(self):
+        dense = {}
         with torch.no_grad():
-            dense = {n: w.detach().clone() for n, w in self.weights.items()}
-            self.mask().apply(self.weights)
+            for name, w in self.weights.items():
+                if self._counts[name] == w.numel():
+                    continue
+                flat = w.detach().flatten()
+                idx = torch.topk(flat.abs(), self._counts[name], sorted=False).indices
+                kept = torch.zeros_like(flat)
+                kept[idx] = flat[idx]
+                dense[name], w.data = w.data, kept.view_as(w)  # swap storage: no copy of the dense weights
         try:
             yield
         finally:
-            with torch.no_grad():
-                for n, w in self.weights.items():
-                    w.copy_(dense[n])
+            for name, tensor in dense.items():
+                self.weights[name].data = tensor
 
     def after_backward(self) -> None:
         pass  # straight-through: every weight keeps its gradient
