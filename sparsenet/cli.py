@@ -16,8 +16,7 @@ from sparsenet.config import FIELDS, RunConfig
 def _add_run_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="run config file (YAML or JSON, flat keys; run.json works too)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
-    p.add_argument("--data-root", help="data folder (default: $SPARSENET_DATA, else ./data)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    _add_common(p)
     g = p.add_argument_group("run settings (override the config file)")
     for key, type_name in FIELDS.items():
         g.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, metavar=type_name.upper(),
@@ -53,6 +52,60 @@ def cmd_imp_round(args) -> None:
     print(f"{args.out}: round {record['imp_round']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
 
 
+def cmd_retrain(args) -> None:
+    from sparsenet import reinit
+
+    record = reinit.retrain(args.run, args.variant, args.out, data_root=args.data_root, device=args.device)
+    print(f"{args.out}: {args.variant} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
+
+
+def cmd_prune_sweep(args) -> None:
+    from sparsenet import prune
+    from sparsenet.atomic import write_parquet
+
+    frame = prune.sweep(args.run, args.fractions, methods=args.methods, draws=args.draws,
+                        recompute_bn=args.recompute_bn, data_root=args.data_root, device=args.device)
+    write_parquet(args.out, frame)
+    print(f"{args.out}: {len(frame)} evaluations")
+
+
+def cmd_emergence(args) -> None:
+    from sparsenet import emergence
+    from sparsenet.atomic import write_parquet
+
+    write_parquet(args.out, emergence.emergence(args.run))
+
+
+def cmd_mask_stats(args) -> None:
+    import pandas as pd
+
+    from sparsenet.atomic import write_parquet
+    from sparsenet.masks import Mask
+
+    write_parquet(args.out, pd.DataFrame(Mask.load(args.run / "mask.safetensors").per_layer()).drop(columns="shape"))
+
+
+def cmd_tables(args) -> None:
+    from sparsenet import tables
+
+    written = tables.build_all(args.out, runs=args.runs, retrains=args.retrains, sweeps=args.sweeps,
+                               emergence=args.emergence, layers=args.layers)
+    print("\n".join(str(p) for p in written.values()))
+
+
+def cmd_figures(args) -> None:
+    from sparsenet import figures
+
+    for note in figures.draw_all(args.tables, args.out):
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="data folder (default: $SPARSENET_DATA, else ./data)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sparsenet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,7 +126,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--next-density", type=float, help="density of the next round's mask (omit for the last round)")
     p.set_defaults(func=cmd_imp_round)
 
+    p = sub.add_parser("retrain", help="retrain a run under its final mask with weights reset by a variant (E1)")
+    p.add_argument("--run", type=Path, required=True, help="the trained run folder")
+    p.add_argument("--variant", required=True, choices=["rewind", "reinit", "signed_constant", "shuffle"])
+    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    _add_common(p)
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("prune-sweep", help="prune a trained run further and evaluate, without retraining (E2)")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    p.add_argument("--fractions", type=float, nargs="+", required=True, help="fractions q of the remaining weights")
+    p.add_argument("--methods", nargs="+", default=["magnitude_global", "magnitude_layerwise", "random"])
+    p.add_argument("--draws", type=int, default=3, help="random draws per q")
+    p.add_argument("--recompute-bn", action="store_true", help="re-estimate batch-norm statistics first")
+    _add_common(p)
+    p.set_defaults(func=cmd_prune_sweep)
+
+    p = sub.add_parser("emergence", help="compare every snapshot of a run with its final mask (E3)")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    p.set_defaults(func=cmd_emergence)
+
+    p = sub.add_parser("mask-stats", help="per-layer density table of a run's final mask")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    p.set_defaults(func=cmd_mask_stats)
+
+    p = sub.add_parser("tables", help="collect per-run outputs into the study's Parquet tables")
+    p.add_argument("--out", type=Path, required=True, help="folder for the tables")
+    for name, what in [("runs", "trained run folders"), ("retrains", "retraining run folders"),
+                       ("sweeps", "prune-sweep Parquet files"), ("emergence", "emergence Parquet files"),
+                       ("layers", "mask-stats Parquet files")]:
+        p.add_argument(f"--{name}", type=Path, nargs="*", default=[], help=what)
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("figures", help="draw every figure from the tables")
+    p.add_argument("--tables", type=Path, required=True, help="folder holding the tables")
+    p.add_argument("--out", type=Path, required=True, help="folder for the figures")
+    p.set_defaults(func=cmd_figures)
+
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     from sparsenet.checkpoint import CheckpointError
     from sparsenet.config import ConfigError
     from sparsenet.data import DataError

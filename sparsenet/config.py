@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-ALGORITHMS = ("dense", "imp", "snfs", "dnw", "dnw_freeze")
+ALGORITHMS = ("dense", "imp", "snfs", "dnw", "dnw_freeze", "fixed")  # fixed: a given mask, as in retraining
 SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
 IMP_SCOPES = ("global", "layerwise")

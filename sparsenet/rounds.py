@@ -1,8 +1,8 @@
 """Lottery-ticket rounds: each round trains from the rewind weights under the last round's mask, then prunes.
 
 Round 0 trains dense; the rewind weights are its initial weights, or with `rewind_epoch` k its weights after
-epoch k (rewind.safetensors). Each later round starts from the previous round's init.safetensors, which are
-the rewind weights under the previous mask, so a chain needs no other file. Every round but the last writes
+epoch k (rewind.safetensors). Each later round starts from the previous round's init.safetensors (the dense
+weights it started from, so the rewind weights), under the previous round's next mask. Every round but the last writes
 next_mask.safetensors, the mask of the next density of the schedule. A round is an ordinary run folder, so the
 workflow can make each round a job.
 """

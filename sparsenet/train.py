@@ -1,6 +1,6 @@
 """The one training loop, for every algorithm.
 
-A run folder ends up holding: init.safetensors (the weights training started from, mask applied),
+A run folder ends up holding: init.safetensors (the dense weights training started from, before the mask),
 final.safetensors (the weights the forward pass used at the end), mask.safetensors (the final mask),
 snapshots.safetensors (the mask at epoch 0, at `snapshot_fractions` of epoch 1 and after every epoch),
 history.parquet (one row per epoch) and run.json (settings, results, provenance), written last. While it
@@ -95,6 +95,8 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
     `save_weights_at_epoch` > 0 also saves the weights after that epoch as rewind.safetensors (imp round 0).
     `extra` is stored in run.json (e.g. the variant and source run of a retraining).
     """
+    if cfg.algorithm.algorithm == "fixed" and mask is None:
+        raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
     out = Path(out)
     record_path = out / "run.json"
     if record_path.exists():
@@ -114,6 +116,7 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
     model = models.build(cfg.model.model, input_shape, data_mod.NUM_CLASSES[cfg.data.dataset]).to(dev)
     if init_weights is not None:
         model.load_state_dict({k: v.to(dev) for k, v in init_weights.items()})
+    init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     weights = models.prunable(model)
     algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, weights, cfg.train.epochs, mask=mask,
                                                 generator=torch.Generator().manual_seed(cfg.seed))
@@ -147,7 +150,7 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
         start_epoch = ckpt["epoch"]
         print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
     else:
-        save_weights(out / "init.safetensors", model.state_dict())
+        save_weights(out / "init.safetensors", init_state)
         snapshot(0.0, 0)
 
     bar = tqdm(total=hp.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, disable=None,

@@ -7,6 +7,6 @@ from sparsenet.algorithms.imp import IMP
 from sparsenet.algorithms.snfs import SNFS
 
 ALGORITHMS: dict[str, type[Algorithm]] = {"dense": Dense, "imp": IMP, "snfs": SNFS, "dnw": DNW,
-                                          "dnw_freeze": DNWFreeze}
+                                          "dnw_freeze": DNWFreeze, "fixed": Algorithm}
 
 __all__ = ["ALGORITHMS", "Algorithm"]

@@ -1,0 +1,23 @@
+# The study: config.yaml -> runs -> Parquet tables -> figures (E0-E4). See README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analyses.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        tables=TABLES,
+        figures=FIGURES,
+    default_target: True

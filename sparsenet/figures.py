@@ -1,0 +1,122 @@
+"""Every figure of the study (E0-E4), drawn from the Parquet tables alone: mean over seeds, band = +-1 std.
+
+Diverged runs are left out of every figure; each figure's note says how many.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sparsenet.atomic import atomic_path  # noqa: E402
+
+FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze")
+SPARSE = ["imp", "snfs", "dnw"]
+
+
+def _line(ax, frame: pd.DataFrame, x: str, y: str, label: str, **style) -> None:
+    stats = frame.groupby(x)[y].agg(["mean", "std"]).reset_index().sort_values(x)
+    std = stats["std"].fillna(0)
+    ax.plot(stats[x], stats["mean"], marker="o", ms=3, label=label, **style)
+    ax.fill_between(stats[x], stats["mean"] - std, stats["mean"] + std, alpha=0.2, **style)
+
+
+def _ok(frame: pd.DataFrame, notes: list[str], what: str) -> pd.DataFrame:
+    if "status" in frame and (frame["status"] != "ok").any():
+        bad = frame[frame["status"] != "ok"]
+        notes.append(f"{what}: {len(bad)} diverged run(s) left out: {', '.join(bad['run'])}")
+        return frame[frame["status"] == "ok"]
+    return frame
+
+
+def e0_accuracy(t: dict[str, pd.DataFrame], notes: list[str]):
+    runs = _ok(t["runs"], notes, "E0")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for algorithm in [a for a in SPARSE if a in set(runs["algorithm"])]:
+        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", algorithm)
+    dense = runs[runs["algorithm"] == "dense"]["test_acc"]
+    if len(dense):
+        ax.axhspan(dense.mean() - dense.std(ddof=0), dense.mean() + dense.std(ddof=0), color="grey", alpha=0.3)
+        ax.axhline(dense.mean(), color="grey", label="dense")
+    ax.set(xscale="log", xlabel="density", ylabel="test accuracy", title="E0: accuracy of each algorithm")
+    ax.legend()
+    return fig
+
+
+def e1_reinit(t, notes):
+    reinit, runs = _ok(t["reinit"], notes, "E1"), _ok(t["runs"], notes, "E1 sources")
+    algorithms = [a for a in SPARSE if a in set(reinit["algorithm"])]
+    fig, axes = plt.subplots(1, max(len(algorithms), 1), figsize=(4 * max(len(algorithms), 1), 3.5), squeeze=False)
+    for ax, algorithm in zip(axes[0], algorithms):
+        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", "trained", color="black")
+        for variant, sub in reinit[reinit["algorithm"] == algorithm].groupby("variant"):
+            _line(ax, sub, "density", "test_acc", variant)
+        ax.set(xscale="log", xlabel="density", ylabel="test accuracy", title=f"E1: {algorithm} mask, weights reset")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def e2_prune(t, notes):
+    prune = t["prune"]
+    panels = prune[["algorithm", "density"]].drop_duplicates().sort_values(["algorithm", "density"]).values.tolist()
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.5 * max(len(panels), 1), 3.2), squeeze=False)
+    for ax, (algorithm, density) in zip(axes[0], panels):
+        sub = prune[(prune["algorithm"] == algorithm) & (prune["density"] == density)]
+        for method, m in sub.groupby("method"):
+            _line(ax, m, "q", "test_acc", method)
+        ax.set(xlabel="fraction q of remaining weights pruned", ylabel="test accuracy",
+               title=f"E2: {algorithm}, density {density:g}")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def e3_emergence(t, notes):
+    em = t["emergence"]
+    em = em[em["layer"] == "all"]
+    algorithms = [a for a in SPARSE if a in set(em["algorithm"])]
+    fig, axes = plt.subplots(1, max(len(algorithms), 1), figsize=(4 * max(len(algorithms), 1), 3.5), squeeze=False)
+    for ax, algorithm in zip(axes[0], algorithms):
+        for density, sub in em[em["algorithm"] == algorithm].groupby("density"):
+            _line(ax, sub, "epoch", "overlap_final", f"density {density:g}")
+        ax.set(xlabel="epoch", ylabel="overlap with final mask", ylim=(0, 1.02),
+               title=f"E3: when {algorithm}'s structure emerges")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def e4_freeze(t, notes):
+    fr = _ok(t["freeze"], notes, "E4")
+    fig, (acc, cost) = plt.subplots(1, 2, figsize=(8, 3.5))
+    for density, sub in fr.groupby("density"):
+        frozen = sub[sub["algorithm"] == "dnw_freeze"]
+        line = acc.plot([], [])[0]
+        _line(acc, frozen, "freeze_epoch", "test_acc", f"dnw_freeze, density {density:g}", color=line.get_color())
+        dnw = sub[sub["algorithm"] == "dnw"]["test_acc"]
+        if len(dnw):
+            acc.axhline(dnw.mean(), ls="--", color=line.get_color(), label=f"dnw, density {density:g}")
+        _line(cost, frozen, "freeze_epoch", "grad_macs_vs_dnw", f"density {density:g}", color=line.get_color())
+    acc.set(xlabel="freeze epoch k", ylabel="test accuracy", title="E4: freeze the mask after k epochs")
+    cost.set(xlabel="freeze epoch k", ylabel="weight-gradient work / dnw's", ylim=(0, 1.05),
+             title="E4: dense-gradient cost")
+    acc.legend(fontsize=7)
+    cost.legend(fontsize=7)
+    return fig
+
+
+def draw_all(tables_dir: str | Path, out_dir: str | Path) -> list[str]:
+    """Draw every figure as PNG and PDF into `out_dir`; return the notes (e.g. runs left out)."""
+    tables = {name: pd.read_parquet(Path(tables_dir) / f"{name}.parquet")
+              for name in ("runs", "reinit", "prune", "emergence", "freeze")}
+    notes: list[str] = []
+    for name in FIGURES:
+        fig = globals()[name](tables, notes)
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            with atomic_path(Path(out_dir) / f"{name}.{ext}") as tmp:
+                fig.savefig(tmp, format=ext, dpi=150)
+        plt.close(fig)
+    return notes

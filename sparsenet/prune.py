@@ -1,0 +1,95 @@
+"""Further pruning of a trained sparse run, without retraining (E2): how robust is its structure?
+
+For each fraction q, remove q of the run's remaining weights by magnitude (globally across layers, or layer by
+layer), or at random as the control (several draws), and evaluate. Layers the run kept dense stay dense.
+With `recompute_bn`, batch-norm statistics are re-estimated on training batches before each evaluation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from sparsenet import data as data_mod
+from sparsenet import models
+from sparsenet.algorithms import ALGORITHMS
+from sparsenet.algorithms.imp import prune
+from sparsenet.checkpoint import load_weights
+from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig, load_file
+from sparsenet.masks import Mask, topk_mask
+from sparsenet.train import evaluate, resolve_device
+
+METHODS = ("magnitude_global", "magnitude_layerwise", "random")
+
+
+def random_prune(mask: Mask, q: float, dense_layers, generator: torch.Generator) -> Mask:
+    """Remove a fraction q of each sparse layer's kept weights, chosen at random."""
+    out = {}
+    for name, m in mask.layers.items():
+        if name in dense_layers:
+            out[name] = m
+            continue
+        kept = int(m.sum())
+        score = torch.where(m.cpu(), torch.rand(m.shape, generator=generator), torch.full(m.shape, -1.0))
+        out[name] = topk_mask(score, kept - round(q * kept)).to(m.device)
+    return Mask(out)
+
+
+@torch.no_grad()
+def recompute_batch_norm(model: nn.Module, batcher: data_mod.Batcher, split: data_mod.Split, batches: int = 20) -> None:
+    """Re-estimate batch-norm running statistics for the pruned weights on training batches."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches seen
+    model.train()
+    for i, (x, _) in enumerate(batcher.epoch(split, torch.Generator().manual_seed(0))):
+        if i == batches:
+            break
+        model(x)
+    model.eval()
+
+
+def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: int = 3, recompute_bn: bool = False,
+          data_root=None, device=None) -> pd.DataFrame:
+    """One row per (method, draw, q): the density reached and the test accuracy and loss."""
+    for q in fractions:
+        if not 0 <= q < 1:
+            raise ConfigError(f"prune_sweep.fractions: each must lie in [0, 1), got {q}")
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ConfigError(f"prune_sweep.methods: {sorted(unknown)} unknown; allowed: {', '.join(METHODS)}")
+    run = Path(run)
+    cfg = RunConfig.from_flat(load_file(run / "run.json"))
+    dev = resolve_device(device)
+    train_split, test_split, _ = data_mod.load(cfg.data, dev, data_root)
+    batcher = data_mod.Batcher(cfg.data, dev)
+    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[cfg.data.dataset],
+                         data_mod.NUM_CLASSES[cfg.data.dataset]).to(dev)
+    final = load_weights(run / "final.safetensors", dev)
+    mask = Mask.load(run / "mask.safetensors", dev)
+    dense_layers = cfg.algorithm.dense_layers
+    base_density = mask.density(exclude=dense_layers)
+    rows = []
+    for method in methods:
+        for draw in range(draws if method == "random" else 1):
+            generator = torch.Generator().manual_seed(cfg.seed * 1000 + draw)
+            for q in fractions:
+                if method == "random":
+                    pruned = random_prune(mask, q, dense_layers, generator)
+                else:
+                    hp = AlgorithmHparams(algorithm="imp", density=cfg.algorithm.density,
+                                          dense_layers=dense_layers, imp_scope=method.split("_")[1])
+                    pruned = prune(final, mask, base_density * (1 - q), hp)
+                model.load_state_dict(final)
+                weights = models.prunable(model)
+                pruned.apply(weights)
+                if recompute_bn:
+                    recompute_batch_norm(model, batcher, train_split)
+                fixed = ALGORITHMS["fixed"](cfg.algorithm, weights, 1, mask=pruned)
+                loss, acc = evaluate(model, fixed, batcher, test_split)
+                rows.append({"method": method, "draw": draw, "q": q, "density": pruned.density(),
+                             "bn_recomputed": recompute_bn, "test_acc": acc, "test_loss": loss})
+    return pd.DataFrame(rows)

@@ -1,0 +1,126 @@
+"""Tidy Parquet tables, one row per measurement, with fixed pyarrow schemas (README.md documents them).
+
+Every table carries the run keys (dataset, model, algorithm, density, seed, freeze_epoch) and the provenance
+of the run (git_commit, code_hash, device, run folder). Per-run results are gathered from run folders.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sparsenet.atomic import atomic_path
+
+KEYS = [("dataset", pa.string()), ("model", pa.string()), ("algorithm", pa.string()), ("density", pa.float64()),
+        ("seed", pa.int64()), ("freeze_epoch", pa.int64())]
+PROVENANCE = [("git_commit", pa.string()), ("code_hash", pa.string()), ("device", pa.string()), ("run", pa.string())]
+
+
+def _schema(*fields) -> pa.Schema:
+    return pa.schema(KEYS + list(fields) + PROVENANCE)
+
+
+SCHEMAS = {
+    "runs": _schema(("status", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
+                    ("val_acc", pa.float64()), ("final_density", pa.float64()), ("epochs_run", pa.int64()),
+                    ("weight_grad_macs", pa.float64()), ("wall_s", pa.float64())),
+    "reinit": _schema(("variant", pa.string()), ("status", pa.string()), ("test_acc", pa.float64()),
+                      ("test_loss", pa.float64()), ("final_density", pa.float64()), ("wall_s", pa.float64())),
+    "prune": _schema(("method", pa.string()), ("draw", pa.int64()), ("q", pa.float64()),
+                     ("pruned_density", pa.float64()), ("bn_recomputed", pa.bool_()), ("test_acc", pa.float64()),
+                     ("test_loss", pa.float64())),
+    "emergence": _schema(("epoch", pa.float64()), ("step", pa.int64()), ("layer", pa.string()),
+                         ("snapshot_density", pa.float64()), ("overlap_final", pa.float64()),
+                         ("iou_final", pa.float64()), ("overlap_prev", pa.float64()), ("iou_prev", pa.float64())),
+    "freeze": _schema(("test_acc", pa.float64()), ("weight_grad_macs", pa.float64()),
+                      ("grad_macs_vs_dnw", pa.float64())),
+    "layers": _schema(("layer", pa.string()), ("size", pa.int64()), ("kept", pa.int64()),
+                      ("layer_density", pa.float64())),
+}
+
+
+def run_keys(record: dict, run: Path) -> dict:
+    """Keys and provenance of a run, from its run.json record (a retraining is keyed by its source run)."""
+    cfg = record["config"]
+    algorithm = record.get("source_algorithm", cfg["algorithm"]["algorithm"])
+    source = json.loads((Path(record["source_run"]) / "run.json").read_text()) if "source_run" in record else record
+    density = source["config"]["algorithm"]["density"]
+    return {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"], "algorithm": algorithm,
+            "density": density, "seed": cfg["seed"],
+            "freeze_epoch": cfg["algorithm"]["freeze_epoch"] if algorithm == "dnw_freeze" else None,
+            "git_commit": record["git_commit"], "code_hash": record["code_hash"], "device": record["device"],
+            "run": str(run)}
+
+
+def _record(run: Path) -> dict:
+    return json.loads((Path(run) / "run.json").read_text())
+
+
+def runs_table(runs: list[Path]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        r = _record(run)
+        rows.append({**run_keys(r, run), "status": r["status"], "test_acc": r["test_acc"], "test_loss": r["test_loss"],
+                     "val_acc": r.get("val_acc"), "final_density": r["density"], "epochs_run": r["epochs_run"],
+                     "weight_grad_macs": float(r["weight_grad_macs"]), "wall_s": r["wall_s"]})
+    return pd.DataFrame(rows)
+
+
+def reinit_table(retrains: list[Path]) -> pd.DataFrame:
+    rows = []
+    for run in retrains:
+        r = _record(run)
+        rows.append({**run_keys(r, run), "variant": r["variant"], "status": r["status"], "test_acc": r["test_acc"],
+                     "test_loss": r["test_loss"], "final_density": r["density"], "wall_s": r["wall_s"]})
+    return pd.DataFrame(rows)
+
+
+def _per_run(files: list[Path], rename: dict | None = None) -> pd.DataFrame:
+    """Concatenate per-run Parquet files (each in its run folder) with the keys of their run."""
+    frames = []
+    for f in files:
+        frame = pd.read_parquet(f).rename(columns=rename or {})
+        for k, v in run_keys(_record(f.parent), f.parent).items():
+            frame[k] = v
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def freeze_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """dnw and dnw_freeze runs, with dense-gradient work relative to dnw at the same density and seed."""
+    sub = runs[runs["algorithm"].isin(["dnw", "dnw_freeze"])].copy()
+    dnw = sub[sub["algorithm"] == "dnw"].set_index(["dataset", "model", "density", "seed"])["weight_grad_macs"]
+    ref = sub.set_index(["dataset", "model", "density", "seed"]).index.map(lambda k: dnw.get(k, float("nan")))
+    sub["grad_macs_vs_dnw"] = sub["weight_grad_macs"].to_numpy() / ref.to_numpy(dtype=float)
+    return sub
+
+
+def write(name: str, frame: pd.DataFrame, out_dir: str | Path) -> Path:
+    """Write `frame` under the fixed schema of table `name` (columns missing from the frame are an error)."""
+    schema = SCHEMAS[name]
+    missing = [f.name for f in schema if f.name not in frame.columns]
+    if missing and len(frame):
+        raise ValueError(f"table {name}: columns {missing} missing")
+    table = pa.Table.from_pandas(frame.reindex(columns=schema.names), schema=schema, preserve_index=False) \
+        if len(frame) else schema.empty_table()
+    path = Path(out_dir) / f"{name}.parquet"
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def build_all(out_dir: str | Path, *, runs: list[Path], retrains: list[Path], sweeps: list[Path],
+              emergence: list[Path], layers: list[Path]) -> dict[str, Path]:
+    runs_frame = runs_table(runs)
+    frames = {
+        "runs": runs_frame,
+        "reinit": reinit_table(retrains),
+        "prune": _per_run(sweeps, {"density": "pruned_density"}),
+        "emergence": _per_run(emergence, {"density": "snapshot_density"}),
+        "freeze": freeze_table(runs_frame) if len(runs_frame) else runs_frame,
+        "layers": _per_run(layers, {"density": "layer_density"}),
+    }
+    return {name: write(name, frame, out_dir) for name, frame in frames.items()}

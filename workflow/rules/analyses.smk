@@ -1,0 +1,83 @@
+# Analyses of trained runs: mask statistics, reinit retraining (E1), further pruning (E2), emergence (E3).
+
+
+rule mask_stats:
+    input:
+        f"{RUNS}/{{run}}/mask.safetensors",
+    output:
+        f"{RUNS}/{{run}}/layers.parquet",
+    log:
+        f"{RUNS}/{{run}}/mask_stats.log",
+    params:
+        code=code(),
+        run=lambda w: f"{RUNS}/{w.run}",
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet mask-stats --run {params.run} --out {output} > {log} 2>&1"
+
+
+rule retrain:
+    input:
+        multiext(f"{RUNS}/{{run}}/", "run.json", "init.safetensors", "mask.safetensors"),
+    output:
+        multiext(f"{RUNS}/{{run}}/reinit/{{variant}}/", *RUN_FILES),
+    log:
+        f"{RUNS}/{{run}}/reinit/{{variant}}/train.log",
+    params:
+        device=config["device"],
+        code=code("reinit.py"),
+        run=lambda w: f"{RUNS}/{w.run}",
+        out=lambda w, output: Path(output[0]).parent,
+    threads: RES["threads"]
+    resources:
+        runtime=RES["train_runtime_min"],
+        mem_mb=RES["train_mem_mb"],
+        gpus=RES["gpus"],
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet retrain --run {params.run} --variant {wildcards.variant} --out {params.out} "
+        "--device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule prune_sweep:
+    input:
+        multiext(f"{RUNS}/{{run}}/", "run.json", "final.safetensors", "mask.safetensors"),
+    output:
+        f"{RUNS}/{{run}}/prune_sweep.parquet",
+    log:
+        f"{RUNS}/{{run}}/prune_sweep.log",
+    params:
+        device=config["device"],
+        code=code("prune.py", algorithm="imp"),
+        run=lambda w: f"{RUNS}/{w.run}",
+        fractions=" ".join(str(q) for q in config["prune_sweep"]["fractions"]),
+        methods=" ".join(config["prune_sweep"]["methods"]),
+        draws=config["prune_sweep"]["draws"],
+        bn="--recompute-bn" if config["prune_sweep"]["recompute_bn"] else "",
+    threads: RES["threads"]
+    resources:
+        gpus=RES["gpus"],
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet prune-sweep --run {params.run} --out {output} --fractions {params.fractions} "
+        "--methods {params.methods} --draws {params.draws} {params.bn} --device {params.device} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule emergence:
+    input:
+        multiext(f"{RUNS}/{{run}}/", "snapshots.safetensors", "mask.safetensors"),
+    output:
+        f"{RUNS}/{{run}}/emergence.parquet",
+    log:
+        f"{RUNS}/{{run}}/emergence.log",
+    params:
+        code=code("emergence.py"),
+        run=lambda w: f"{RUNS}/{w.run}",
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet emergence --run {params.run} --out {output} > {log} 2>&1"

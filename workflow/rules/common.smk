@@ -1,0 +1,137 @@
+# Shared by every rule: the planned runs, their paths and settings, and the code each rule runs.
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from sparsenet.algorithms.imp import schedule
+from sparsenet.config import ConfigError, RunConfig
+from sparsenet.provenance import code_hash
+
+REPO = Path(workflow.basedir)
+RUNS = "results/runs"
+ENV = "../envs/sparsenet.yaml"
+# Jobs run `python -m sparsenet`: the package from this checkout, with the Python that runs Snakemake unless
+# a conda env (--sdm conda) puts its own first. Jobs inherit both, locally and on a cluster.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+)
+RES = config["resources"]
+DATASET = config["dataset"]
+WORKFLOW_KEYS = {"dataset", "model", "algorithm", "density", "seed", "freeze_epoch"}
+
+# --- the code each kind of job runs: its hash is a parameter, so an edit reruns exactly the jobs it affects ---
+PKG = REPO / "sparsenet"
+CORE = [PKG / f for f in ("config.py", "data.py", "models.py", "masks.py", "train.py", "checkpoint.py",
+                          "atomic.py", "provenance.py", "algorithms/base.py")]
+ALGORITHM_CODE = {"dense": ["dense.py"], "imp": ["imp.py"], "snfs": ["snfs.py"], "dnw": ["dnw.py"],
+                  "dnw_freeze": ["dnw.py", "dnw_freeze.py"]}
+
+
+def code(*files, algorithm=None):
+    extra = [PKG / "algorithms" / f for f in ALGORITHM_CODE.get(algorithm, [])]
+    return code_hash(CORE + [PKG / f for f in files] + extra)
+
+
+# --- the runs of the study ---
+def split_label(label):
+    """Folder label -> (algorithm, freeze epoch): 'dnw_freeze_f2' -> ('dnw_freeze', 2)."""
+    if label.startswith("dnw_freeze_f"):
+        return "dnw_freeze", int(label[len("dnw_freeze_f"):])
+    return label, None
+
+
+def run_settings(model, label, density, seed):
+    algorithm, freeze = split_label(label)
+    settings = {**config["recipe"], **config["settings"].get(algorithm, {}), "dataset": DATASET, "model": model,
+                "algorithm": algorithm, "density": float(density), "seed": int(seed)}
+    if freeze is not None:
+        settings["freeze_epoch"] = freeze
+    return settings
+
+
+def cli_flags(settings):
+    def text(v):
+        return ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(text(v))}" for k, v in sorted(settings.items()))
+
+
+def imp_round_settings(w):
+    r = int(w.round)
+    return cli_flags({**run_settings(w.model, "imp", SCHEDULE[r], w.seed), "density": SCHEDULE[r]})
+
+
+def imp_prev(w):
+    """The previous round's outputs that round `w.round` starts from (none for round 0)."""
+    r = int(w.round)
+    if r == 0:
+        return []
+    prev = f"{RUNS}/{w.dataset}-{w.model}/imp/chain/s{w.seed}/r{r - 1:02d}"
+    return [f"{prev}/run.json", f"{prev}/init.safetensors", f"{prev}/next_mask.safetensors"]
+
+
+def fmt(density):
+    return f"{float(density):g}"
+
+
+def run_dir(model, label, density, seed):
+    return f"{RUNS}/{DATASET}-{model}/{label}/d{fmt(density)}/s{seed}"
+
+
+SPARSE = list(config["algorithms"])
+FREEZE_LABELS = [f"dnw_freeze_f{k}" for k in config["freeze_epochs"]]
+IMP_RATE = RunConfig.from_flat(run_settings(config["models"][0], "imp", 0.5, 0)).algorithm.imp_rate
+SCHEDULE = schedule(config["densities"], IMP_RATE)
+
+
+def planned_runs():
+    """(model, label, density, seed) of every trained run: dense, each sparse algorithm, the freeze sweep."""
+    for model in config["models"]:
+        for seed in config["seeds"]:
+            yield model, "dense", 1.0, seed
+            for label in SPARSE + FREEZE_LABELS:
+                for density in config["densities"]:
+                    yield model, label, density, seed
+
+
+def check_config():
+    """Reject a bad study before any job runs, naming the key (the schema checked the shape already)."""
+    clash = WORKFLOW_KEYS & (set(config["recipe"]) | {k for s in config["settings"].values() for k in s})
+    if clash:
+        raise WorkflowError(f"config.yaml: recipe/settings must not set {sorted(clash)}: the study sets them")
+    for model, label, density, seed in planned_runs():
+        try:
+            RunConfig.from_flat(run_settings(model, label, density, seed))
+        except ConfigError as e:
+            algorithm = split_label(label)[0]
+            where = f"recipe or settings.{algorithm}" if algorithm in config["settings"] else "recipe"
+            raise WorkflowError(f"config.yaml: {e} (in {where}, for run {run_dir(model, label, density, seed)})")
+    if config["freeze_epochs"] and "dnw" not in SPARSE:
+        raise WorkflowError("config.yaml: freeze_epochs: the dnw_freeze sweep needs dnw in algorithms as its reference")
+
+
+check_config()
+
+RUN_FILES = ["run.json", "init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
+             "history.parquet"]
+ALL_RUNS = [run_dir(*r) for r in planned_runs()]
+SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
+MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
+EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and a != "imp"]
+RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
+TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]
+TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
+FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze"]
+FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
+
+
+wildcard_constraints:
+    dataset=DATASET,
+    model="|".join(config["models"]),
+    density=r"[0-9.e-]+",
+    seed=r"\d+",
+    round=r"\d\d",
+    variant="|".join(["rewind", "reinit", "signed_constant", "shuffle"]),

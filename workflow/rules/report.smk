@@ -1,0 +1,44 @@
+# Tables from the per-run outputs, figures from the tables alone, both for the report.
+
+localrules:
+    tables,
+    figures,
+
+
+rule tables:
+    input:
+        runs=[f"{r}/run.json" for r in ALL_RUNS],
+        retrains=[f"{r}/run.json" for r in RETRAINS],
+        sweeps=[f"{r}/prune_sweep.parquet" for r in SPARSE_RUNS],
+        emergence=[f"{r}/emergence.parquet" for r in EMERGENCE_RUNS],
+        layers=[f"{r}/layers.parquet" for r in MASKED_RUNS],
+    output:
+        TABLES,
+    log:
+        "results/logs/tables.log",
+    params:
+        code=code("tables.py"),
+        runs=lambda w, input: " ".join(str(Path(p).parent) for p in input.runs),
+        retrains=lambda w, input: " ".join(str(Path(p).parent) for p in input.retrains),
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet tables --out results/tables --runs {params.runs} --retrains {params.retrains} "
+        "--sweeps {input.sweeps} --emergence {input.emergence} --layers {input.layers} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        TABLES,
+    output:
+        [report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+         for name in FIGURE_NAMES],
+        [f"results/figures/{name}.pdf" for name in FIGURE_NAMES],
+    log:
+        "results/logs/figures.log",
+    params:
+        code=code("figures.py"),
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet figures --tables results/tables --out results/figures > {log} 2>&1"

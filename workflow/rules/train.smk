@@ -1,0 +1,86 @@
+# Training: dense and each sparse algorithm per density and seed; imp as a chain of rounds per seed.
+
+
+rule train:
+    output:
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/", *RUN_FILES),
+    log:
+        f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/train.log",
+    wildcard_constraints:
+        label=r"dense|snfs|dnw|dnw_freeze_f\d+",
+    params:
+        device=config["device"],
+        settings=lambda w: cli_flags(run_settings(w.model, w.label, w.density, w.seed)),
+        code=lambda w: code(algorithm=split_label(w.label)[0]),
+        out=lambda w, output: Path(output[0]).parent,
+    threads: RES["threads"]
+    resources:
+        runtime=RES["train_runtime_min"],
+        mem_mb=RES["train_mem_mb"],
+        gpus=RES["gpus"],
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet train --out {params.out} {params.settings} --device {params.device} --threads {threads} "
+        "> {log} 2>&1"
+
+
+# Each round trains under the previous round's next mask and prunes to the next density of SCHEDULE.
+rule imp_round:
+    input:
+        imp_prev,
+    output:
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/", *RUN_FILES,
+                 "next_mask.safetensors"),
+    log:
+        f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/train.log",
+    wildcard_constraints:
+        round="|".join(f"{r:02d}" for r in range(len(SCHEDULE) - 1)),
+    params:
+        device=config["device"],
+        settings=imp_round_settings,
+        prev=lambda w, input: f"--prev {Path(input[0]).parent}" if input else "",
+        next=lambda w: f"--next-density {SCHEDULE[int(w.round) + 1]}",
+        code=code("rounds.py", algorithm="imp"),
+        out=lambda w, output: Path(output[0]).parent,
+    threads: RES["threads"]
+    resources:
+        runtime=RES["train_runtime_min"],
+        mem_mb=RES["train_mem_mb"],
+        gpus=RES["gpus"],
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet imp-round --out {params.out} {params.prev} {params.next} {params.settings} "
+        "--device {params.device} --threads {threads} > {log} 2>&1"
+
+
+use rule imp_round as imp_last_round with:
+    output:
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/", *RUN_FILES),
+    wildcard_constraints:
+        round=f"{len(SCHEDULE) - 1:02d}",
+    params:
+        device=config["device"],
+        settings=imp_round_settings,
+        prev=lambda w, input: f"--prev {Path(input[0]).parent}" if input else "",
+        next="",
+        code=code("rounds.py", algorithm="imp"),
+        out=lambda w, output: Path(output[0]).parent,
+
+
+# The imp run at a density is the round of the chain that reaches it.
+rule imp_select:
+    input:
+        lambda w: expand(f"{RUNS}/{w.dataset}-{w.model}/imp/chain/s{w.seed}/r{SCHEDULE.index(float(w.density)):02d}/{{f}}",
+                         f=RUN_FILES),
+    output:
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/", *RUN_FILES),
+    log:
+        f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/select.log",
+    params:
+        out=lambda w, output: Path(output[0]).parent,
+    conda:
+        ENV
+    shell:
+        "cp {input} {params.out}/ > {log} 2>&1"
