@@ -1,4 +1,4 @@
-# `make run`: set up .venv and run the study of config.yaml; `make test`: the test suite.
+# `make run`: set up .venv, run the study of config.yaml and write its report; `make test`: the test suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -14,7 +14,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 setup: $(BIN)/.installed
 
 run: setup
-	$(BIN)/python benchmarks/mnist_accuracy.py --out results/accuracy
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
 
 test: setup
 	$(BIN)/python -m pytest -q

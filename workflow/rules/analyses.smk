@@ -33,7 +33,7 @@ rule retrain:
     resources:
         runtime=RES["train_runtime_min"],
         mem_mb=RES["train_mem_mb"],
-        gpus=RES["gpus"],
+        gpu=RES["gpus"],
     conda:
         ENV
     shell:
@@ -58,7 +58,7 @@ rule prune_sweep:
         bn="--recompute-bn" if config["prune_sweep"]["recompute_bn"] else "",
     threads: RES["threads"]
     resources:
-        gpus=RES["gpus"],
+        gpu=RES["gpus"],
     conda:
         ENV
     shell:

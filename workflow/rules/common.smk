@@ -15,6 +15,9 @@ RUNS = "results/runs"
 ENV = "../envs/sparsenet.yaml"
 # Jobs run `python -m sparsenet`: the package from this checkout, with the Python that runs Snakemake unless
 # a conda env (--sdm conda) puts its own first. Jobs inherit both, locally and on a cluster.
+# data_root reaches jobs as SPARSENET_DATA, not as a parameter: moving the data must not rerun the study.
+if config["data_root"]:
+    os.environ.update(SPARSENET_DATA=str(Path(config["data_root"]).resolve()))
 os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),

@@ -17,7 +17,7 @@ rule train:
     resources:
         runtime=RES["train_runtime_min"],
         mem_mb=RES["train_mem_mb"],
-        gpus=RES["gpus"],
+        gpu=RES["gpus"],
     conda:
         ENV
     shell:
@@ -47,7 +47,7 @@ rule imp_round:
     resources:
         runtime=RES["train_runtime_min"],
         mem_mb=RES["train_mem_mb"],
-        gpus=RES["gpus"],
+        gpu=RES["gpus"],
     conda:
         ENV
     shell:

@@ -1,0 +1,149 @@
+"""The Snakemake workflow: planning, an end-to-end tiny study, and what reruns after a change."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from sparsenet.algorithms.imp import schedule
+from sparsenet.tables import SCHEMAS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "config" / "tiny.yaml"
+
+
+def snakemake(workdir, *args, repo=REPO, check=True):
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args],
+                         capture_output=True, text=True, env=env, cwd=workdir)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def planned(workdir, *args, repo=REPO) -> dict[str, int]:
+    """Jobs per rule of a dry run (empty when there is nothing to do)."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args, repo=repo)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", text, flags=re.M)
+    return {rule: int(n) for rule, n in rows if rule != "total"}
+
+
+def expected_counts(cfg: dict) -> dict[str, int]:
+    """Job counts derived from a study config, independently of the workflow's own planning."""
+    models, seeds, densities = len(cfg["models"]), len(cfg["seeds"]), len(cfg["densities"])
+    sparse = cfg["algorithms"]
+    rate = cfg.get("settings", {}).get("imp", {}).get("imp_rate", 0.2)
+    rounds = len(schedule(cfg["densities"], rate)) if "imp" in sparse else 0
+    variants = len(cfg.get("reinit", {}).get("variants", []))
+    freeze = len(cfg.get("freeze_epochs", []))
+    per_seed = models * seeds
+    sparse_runs = per_seed * densities * len(sparse)
+    counts = {
+        "train": per_seed * (1 + densities * (len([a for a in sparse if a != "imp"]) + freeze)),
+        "imp_round": per_seed * (rounds - 1), "imp_last_round": per_seed if rounds else 0,
+        "imp_select": per_seed * densities if "imp" in sparse else 0,
+        "retrain": sparse_runs * variants, "prune_sweep": sparse_runs,
+        "emergence": per_seed * densities * len([a for a in sparse if a != "imp"]),
+        "mask_stats": sparse_runs + per_seed * densities * freeze, "tables": 1, "figures": 1, "all": 1,
+    }
+    return {k: v for k, v in counts.items() if v}
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "config/cifar10.yaml"])
+def test_dry_run_plans_every_job(tmp_path, config):
+    counts = planned(tmp_path, "--configfile", str(REPO / config))
+    assert counts == expected_counts(yaml.safe_load((REPO / config).read_text()))
+
+
+def test_lint_passes():
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"unknown_key": 1}, "unknown_key"),
+    ({"densities": [0.1, 1.5]}, "1.5"),
+    ({"algorithms": ["imp", "magic"]}, "magic"),
+    ({"freeze_epochs": [2]}, "freeze_epoch: must be < epochs=2"),
+    ({"recipe": {"epochs": 0}}, "epochs: must be >= 1"),
+    ({"recipe": {"lr": "fast"}}, "lr: expected float"),
+    ({"recipe": {"density": 0.3}}, "must not set ['density']"),
+])
+def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
+    cfg = yaml.safe_load(TINY.read_text())
+    for key, value in change.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and key in cfg else value
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The tiny study, run once end to end in a copy of the repository (so tests may edit its code)."""
+    root = tmp_path_factory.mktemp("study")
+    repo = root / "repo"
+    for part in ("sparsenet", "workflow", "tests/config"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "Snakefile", repo / "Snakefile")
+    shutil.copy(REPO / "config.yaml", repo / "config.yaml")
+    work = root / "work"
+    work.mkdir()
+    snakemake(work, "--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo)
+    return repo, work
+
+
+def test_tiny_study_writes_every_table_and_figure(study):
+    repo, work = study
+    rows = {"runs": 5, "reinit": 12, "prune": 3 * 3 * 4, "emergence": 2 * 4 * 4, "freeze": 2, "layers": 4 * 3}
+    for name, schema in SCHEMAS.items():
+        table = pq.read_table(work / "results" / "tables" / f"{name}.parquet")
+        assert table.schema.equals(schema), name
+        assert table.num_rows == rows[name], name
+    runs = pd.read_parquet(work / "results/tables/runs.parquet")
+    assert sorted(runs["algorithm"]) == ["dense", "dnw", "dnw_freeze", "imp", "snfs"]
+    assert (runs["status"] == "ok").all() and runs["test_acc"].between(0.3, 1).all()
+    freeze = pd.read_parquet(work / "results/tables/freeze.parquet").set_index("algorithm")
+    assert freeze.loc["dnw", "grad_macs_vs_dnw"] == 1 and freeze.loc["dnw_freeze", "grad_macs_vs_dnw"] < 0.7
+    for name in ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze"):
+        for ext in ("png", "pdf"):
+            assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_finished_study_has_nothing_to_do(study):
+    repo, work = study
+    assert planned(work, "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo) == {}
+
+
+SNFS_AND_DOWNSTREAM = {"train": 1, "retrain": 4, "prune_sweep": 1, "emergence": 1, "mask_stats": 1,
+                       "tables": 1, "figures": 1, "all": 1}
+
+
+def test_changing_one_algorithms_setting_plans_only_its_jobs(study):
+    repo, work = study
+    cfg = yaml.safe_load((repo / "tests/config/tiny.yaml").read_text())
+    cfg["settings"]["snfs"] = {"prune_rate": 0.3}
+    (work / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned(work, "--configfile", str(work / "changed.yaml"), repo=repo) == SNFS_AND_DOWNSTREAM
+
+
+def test_editing_an_algorithms_module_plans_its_jobs(study):
+    repo, work = study
+    module = repo / "sparsenet" / "algorithms" / "snfs.py"
+    original = module.read_text()
+    module.write_text(original + "\n# an edit\n")
+    try:
+        assert planned(work, "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo) == SNFS_AND_DOWNSTREAM
+    finally:
+        module.write_text(original)
