@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sparsenet.atomic import atomic_path  # noqa: E402
 
@@ -102,8 +103,9 @@ def e4_freeze(t, notes):
     acc.set(xlabel="freeze epoch k", ylabel="test accuracy", title="E4: freeze the mask after k epochs")
     cost.set(xlabel="freeze epoch k", ylabel="weight-gradient work / dnw's", ylim=(0, 1.05),
              title="E4: dense-gradient cost")
-    acc.legend(fontsize=7)
-    cost.legend(fontsize=7)
+    for ax in (acc, cost):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
     return fig
 
 
