@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sparsenet.atomic import atomic_path
+from sparsenet.files import atomic_path
 
 
 class CheckpointError(RuntimeError):

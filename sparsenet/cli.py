@@ -61,7 +61,7 @@ def cmd_retrain(args) -> None:
 
 def cmd_prune_sweep(args) -> None:
     from sparsenet import prune
-    from sparsenet.atomic import write_parquet
+    from sparsenet.files import write_parquet
 
     frame = prune.sweep(args.run, args.fractions, methods=args.methods, draws=args.draws,
                         recompute_bn=args.recompute_bn, data_root=args.data_root, device=args.device)
@@ -71,7 +71,7 @@ def cmd_prune_sweep(args) -> None:
 
 def cmd_emergence(args) -> None:
     from sparsenet import emergence
-    from sparsenet.atomic import write_parquet
+    from sparsenet.files import write_parquet
 
     write_parquet(args.out, emergence.emergence(args.run))
 
@@ -79,7 +79,7 @@ def cmd_emergence(args) -> None:
 def cmd_mask_stats(args) -> None:
     import pandas as pd
 
-    from sparsenet.atomic import write_parquet
+    from sparsenet.files import write_parquet
     from sparsenet.masks import Mask
 
     write_parquet(args.out, pd.DataFrame(Mask.load(args.run / "mask.safetensors").per_layer()).drop(columns="shape"))
@@ -174,11 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     from sparsenet.checkpoint import CheckpointError
     from sparsenet.config import ConfigError
     from sparsenet.data import DataError
+    from sparsenet.files import ResultFileError
     from sparsenet.masks import MaskFileError
 
     try:
         args.func(args)
-    except (ConfigError, DataError, CheckpointError, MaskFileError) as e:
+    except (ConfigError, DataError, CheckpointError, MaskFileError, ResultFileError) as e:
         print(f"sparsenet {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -29,8 +29,8 @@ def emergence(run: str | Path) -> pd.DataFrame:
     for snap, label in zip(snapshots, labels):
         rows.append(_row(label["epoch"], label["step"], "all", snap, final, prev))
         for name in snap.layers:
-            one = lambda m: Mask({name: m.layers[name]})  # noqa: E731
-            rows.append(_row(label["epoch"], label["step"], name, one(snap), one(final),
-                             one(prev) if prev is not None else None))
+            layer = {m_name: Mask({name: m.layers[name]}) for m_name, m in (("snap", snap), ("final", final))}
+            prev_layer = Mask({name: prev.layers[name]}) if prev is not None else None
+            rows.append(_row(label["epoch"], label["step"], name, layer["snap"], layer["final"], prev_layer))
         prev = snap
     return pd.DataFrame(rows)

@@ -1,6 +1,7 @@
 """Every figure of the study (E0-E4), drawn from the Parquet tables alone: mean over seeds, band = +-1 std.
 
-Diverged runs are left out of every figure; each figure's note says how many.
+Diverged runs, and every measurement made on them, are left out of the figures; draw_all returns a note
+naming them (the figures command prints it into its log).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sparsenet.atomic import atomic_path  # noqa: E402
+from sparsenet.files import atomic_path, read_parquet  # noqa: E402
 
 FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze")
 SPARSE = ["imp", "snfs", "dnw"]
@@ -26,16 +27,22 @@ def _line(ax, frame: pd.DataFrame, x: str, y: str, label: str, **style) -> None:
     ax.fill_between(stats[x], stats["mean"] - std, stats["mean"] + std, alpha=0.2, **style)
 
 
-def _ok(frame: pd.DataFrame, notes: list[str], what: str) -> pd.DataFrame:
-    if "status" in frame and (frame["status"] != "ok").any():
-        bad = frame[frame["status"] != "ok"]
-        notes.append(f"{what}: {len(bad)} diverged run(s) left out: {', '.join(bad['run'])}")
-        return frame[frame["status"] == "ok"]
-    return frame
+def without_diverged(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Drop diverged runs and retrainings, and the analyses of diverged runs; say which were dropped."""
+    bad = set(tables["runs"].loc[tables["runs"]["status"] != "ok", "run"])
+    bad |= set(tables["reinit"].loc[tables["reinit"]["status"] != "ok", "run"])
+    if not bad:
+        return tables, []
+
+    def keep(frame: pd.DataFrame) -> pd.Series:
+        source = frame["run"].map(lambda r: str(Path(r).parent.parent))  # a retraining's source run
+        return ~frame["run"].isin(bad) & ~source.isin(bad)
+    return {name: frame[keep(frame)] for name, frame in tables.items()}, \
+        [f"left out of the figures: {len(bad)} diverged run(s): {', '.join(sorted(bad))}"]
 
 
-def e0_accuracy(t: dict[str, pd.DataFrame], notes: list[str]):
-    runs = _ok(t["runs"], notes, "E0")
+def e0_accuracy(t: dict[str, pd.DataFrame]):
+    runs = t["runs"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for algorithm in [a for a in SPARSE if a in set(runs["algorithm"])]:
         _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", algorithm)
@@ -48,8 +55,8 @@ def e0_accuracy(t: dict[str, pd.DataFrame], notes: list[str]):
     return fig
 
 
-def e1_reinit(t, notes):
-    reinit, runs = _ok(t["reinit"], notes, "E1"), _ok(t["runs"], notes, "E1 sources")
+def e1_reinit(t):
+    reinit, runs = t["reinit"], t["runs"]
     algorithms = [a for a in SPARSE if a in set(reinit["algorithm"])]
     fig, axes = plt.subplots(1, max(len(algorithms), 1), figsize=(4 * max(len(algorithms), 1), 3.5), squeeze=False)
     for ax, algorithm in zip(axes[0], algorithms):
@@ -61,7 +68,7 @@ def e1_reinit(t, notes):
     return fig
 
 
-def e2_prune(t, notes):
+def e2_prune(t):
     prune = t["prune"]
     panels = prune[["algorithm", "density"]].drop_duplicates().sort_values(["algorithm", "density"]).values.tolist()
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.5 * max(len(panels), 1), 3.2), squeeze=False)
@@ -75,7 +82,7 @@ def e2_prune(t, notes):
     return fig
 
 
-def e3_emergence(t, notes):
+def e3_emergence(t):
     em = t["emergence"]
     em = em[em["layer"] == "all"]
     algorithms = [a for a in SPARSE if a in set(em["algorithm"])]
@@ -89,8 +96,8 @@ def e3_emergence(t, notes):
     return fig
 
 
-def e4_freeze(t, notes):
-    fr = _ok(t["freeze"], notes, "E4")
+def e4_freeze(t):
+    fr = t["freeze"]
     fig, (acc, cost) = plt.subplots(1, 2, figsize=(8, 3.5))
     for density, sub in fr.groupby("density"):
         frozen = sub[sub["algorithm"] == "dnw_freeze"]
@@ -111,11 +118,11 @@ def e4_freeze(t, notes):
 
 def draw_all(tables_dir: str | Path, out_dir: str | Path) -> list[str]:
     """Draw every figure as PNG and PDF into `out_dir`; return the notes (e.g. runs left out)."""
-    tables = {name: pd.read_parquet(Path(tables_dir) / f"{name}.parquet")
+    tables = {name: read_parquet(Path(tables_dir) / f"{name}.parquet")
               for name in ("runs", "reinit", "prune", "emergence", "freeze")}
-    notes: list[str] = []
+    tables, notes = without_diverged(tables)
     for name in FIGURES:
-        fig = globals()[name](tables, notes)
+        fig = globals()[name](tables)
         fig.tight_layout()
         for ext in ("png", "pdf"):
             with atomic_path(Path(out_dir) / f"{name}.{ext}") as tmp:

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from sparsenet.atomic import atomic_path
+from sparsenet.files import atomic_path
 
 
 class MaskFileError(RuntimeError):

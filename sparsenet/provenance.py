@@ -10,6 +10,16 @@ from pathlib import Path
 import torch
 
 PACKAGE_DIR = Path(__file__).parent
+# The modules a training of each algorithm runs: their hash decides whether a result (or a checkpoint) is current.
+TRAINING_CODE = ("config.py", "data.py", "models.py", "masks.py", "train.py", "checkpoint.py", "files.py",
+                 "provenance.py", "algorithms/base.py")
+ALGORITHM_CODE = {"dense": ("dense.py",), "imp": ("imp.py",), "snfs": ("snfs.py",), "dnw": ("dnw.py",),
+                  "dnw_freeze": ("dnw.py", "dnw_freeze.py"), "fixed": ()}
+
+
+def training_code(algorithm: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    own = [package_dir / "algorithms" / f for f in ALGORITHM_CODE[algorithm]]
+    return [package_dir / f for f in TRAINING_CODE] + own
 
 
 def git_commit() -> str:
@@ -23,10 +33,9 @@ def git_commit() -> str:
 
 def code_hash(paths: list[Path] | None = None) -> str:
     """sha256 over the package's (or the given) Python sources: identifies the code that produced a result."""
-    files = sorted(paths or PACKAGE_DIR.rglob("*.py"))
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() if f.is_relative_to(PACKAGE_DIR) else f.name.encode())
+    for f in sorted(paths or PACKAGE_DIR.rglob("*.py")):
+        h.update(f"{f.parent.name}/{f.name}".encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 

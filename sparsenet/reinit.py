@@ -27,7 +27,8 @@ RESEED = 10_000  # reinit draws its weights with seed + RESEED: never a seed the
 def initial_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
     """The weights a fresh run of `cfg` with `seed` starts from (the trainer seeds the same way)."""
     torch.manual_seed(seed)
-    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[cfg.data.dataset], data_mod.NUM_CLASSES[cfg.data.dataset])
+    dataset = cfg.data.dataset
+    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset])
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

@@ -8,15 +8,14 @@ workflow can make each round a job.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
 from sparsenet.algorithms import imp
-from sparsenet.atomic import atomic_path
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import ConfigError, RunConfig
+from sparsenet.files import atomic_path, read_json
 from sparsenet.masks import Mask
 from sparsenet.train import RUN_FILES, train
 
@@ -35,7 +34,7 @@ def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_
         mask = Mask.load(prev / "next_mask.safetensors")
         rewind = prev / "rewind.safetensors"
         rewind = rewind if rewind.exists() else prev / "init.safetensors"
-        prev_round = json.loads((prev / "run.json").read_text())["imp_round"]
+        prev_round = read_json(prev / "run.json")["imp_round"]
         cfg = cfg.replace(density=round(mask.density(exclude=cfg.algorithm.dense_layers), 6))
         record = train(cfg, out, data_root=data_root, device=device, init_weights=load_weights(rewind), mask=mask,
                        extra={"imp_round": prev_round + 1})
@@ -51,7 +50,7 @@ def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None) -
     out = Path(out)
     densities = imp.schedule([cfg.algorithm.density], cfg.algorithm.imp_rate)
     prev = None
-    for r, density in enumerate(densities):
+    for r in range(len(densities)):
         folder = out / "rounds" / f"r{r:02d}"
         nxt = densities[r + 1] if r + 1 < len(densities) else None
         record = run_round(cfg.replace(density=1.0) if r == 0 else cfg, folder, prev=prev, next_density=nxt,

@@ -5,14 +5,13 @@ of the run (git_commit, code_hash, device, run folder). Per-run results are gath
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sparsenet.atomic import atomic_path
+from sparsenet.files import atomic_path, read_json, read_parquet
 
 KEYS = [("dataset", pa.string()), ("model", pa.string()), ("algorithm", pa.string()), ("density", pa.float64()),
         ("seed", pa.int64()), ("freeze_epoch", pa.int64())]
@@ -46,7 +45,7 @@ def run_keys(record: dict, run: Path) -> dict:
     """Keys and provenance of a run, from its run.json record (a retraining is keyed by its source run)."""
     cfg = record["config"]
     algorithm = record.get("source_algorithm", cfg["algorithm"]["algorithm"])
-    source = json.loads((Path(record["source_run"]) / "run.json").read_text()) if "source_run" in record else record
+    source = read_json(Path(record["source_run"]) / "run.json") if "source_run" in record else record
     density = source["config"]["algorithm"]["density"]
     return {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"], "algorithm": algorithm,
             "density": density, "seed": cfg["seed"],
@@ -56,7 +55,7 @@ def run_keys(record: dict, run: Path) -> dict:
 
 
 def _record(run: Path) -> dict:
-    return json.loads((Path(run) / "run.json").read_text())
+    return read_json(Path(run) / "run.json")
 
 
 def runs_table(runs: list[Path]) -> pd.DataFrame:
@@ -82,7 +81,7 @@ def _per_run(files: list[Path], rename: dict | None = None) -> pd.DataFrame:
     """Concatenate per-run Parquet files (each in its run folder) with the keys of their run."""
     frames = []
     for f in files:
-        frame = pd.read_parquet(f).rename(columns=rename or {})
+        frame = read_parquet(f).rename(columns=rename or {})
         for k, v in run_keys(_record(f.parent), f.parent).items():
             frame[k] = v
         frames.append(frame)

@@ -8,7 +8,6 @@ runs, checkpoint.pt holds the last finished epoch; rerunning the same command re
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -24,9 +23,9 @@ from sparsenet import config as config_mod
 from sparsenet import data as data_mod
 from sparsenet import models, provenance
 from sparsenet.algorithms import ALGORITHMS, Algorithm
-from sparsenet.atomic import write_json, write_parquet
 from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, RunConfig, TrainHparams
+from sparsenet.files import read_json, remove_stale_temporaries, write_json, write_parquet
 from sparsenet.masks import Mask, save_snapshots
 
 RUN_FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
@@ -72,7 +71,8 @@ def weight_grad_macs_per_sample(model: nn.Module, input_shape, device) -> dict[s
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split: data_mod.Split) -> tuple[float, float]:
+def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher,
+             split: data_mod.Split) -> tuple[float, float]:
     """(mean loss, accuracy) over a split, with the weights the forward pass uses."""
     model.eval()
     loss_sum = torch.zeros((), device=split.labels.device)
@@ -100,11 +100,13 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
     out = Path(out)
     record_path = out / "run.json"
     if record_path.exists():
-        record = json.loads(record_path.read_text())
+        record = read_json(record_path)
         if record.get("config") != cfg.to_dict():
-            raise ConfigError(f"{out} already holds a finished run with other settings; remove it or use another folder")
+            raise ConfigError(f"{out} already holds a finished run with other settings; "
+                              "remove it or use another folder")
         return record
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     dev = resolve_device(device)
     started = time.time()
 
@@ -138,10 +140,14 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
 
     start_epoch, status, prior_wall = 0, "running", 0.0
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["config"] != config_mod.dumps(cfg):
-            raise ConfigError(f"{ckpt_path} belongs to a run with other settings; delete it to start afresh")
+    code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if ckpt is not None and ckpt["config"] != config_mod.dumps(cfg):
+        raise ConfigError(f"{ckpt_path} belongs to a run with other settings; delete it to start afresh")
+    if ckpt is not None and ckpt["code"] != code:
+        print(f"{ckpt_path} was written by other training code; starting afresh", file=sys.stderr)
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         algo.load_state_dict(ckpt["algorithm"])
@@ -200,12 +206,13 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
                 f"density {row['density']:.4f} {row['samples_per_s']:.0f} samples/s")
         (bar.write(line, file=sys.stderr) if not bar.disable else print(line, file=sys.stderr, flush=True))
         if status == "diverged":
-            print(f"{out}: training loss is not finite at epoch {epoch + 1}; the run stops as diverged", file=sys.stderr)
+            print(f"{out}: training loss is not finite at epoch {epoch + 1}; the run stops as diverged",
+                  file=sys.stderr)
             break
         if save_weights_at_epoch == epoch + 1:
             save_weights(out / "rewind.safetensors", model.state_dict())
         save_checkpoint(ckpt_path, {
-            "epoch": epoch + 1, "config": config_mod.dumps(cfg), "model": model.state_dict(),
+            "epoch": epoch + 1, "config": config_mod.dumps(cfg), "code": code, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "algorithm": algo.state_dict(), "history": history,
             "snapshots": [s.layers for s in snapshots], "snapshot_labels": labels,
             "wall_s": prior_wall + time.time() - started})

@@ -38,7 +38,7 @@ def test_run_folder_holds_every_output(tmp_path, data_root):
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
     assert list(history["epoch"]) == [1, 2, 3] and history["test_acc"].between(0, 1).all()
     _, labels = load_snapshots(tmp_path / "run" / "snapshots.safetensors")
-    assert [l["epoch"] for l in labels] == [0.0, 0.25, 0.5, 1.0, 2.0, 3.0]
+    assert [label["epoch"] for label in labels] == [0.0, 0.25, 0.5, 1.0, 2.0, 3.0]
     mask = Mask.load(tmp_path / "run" / "mask.safetensors")
     assert mask.kept() == round(0.1 * (784 * 300 + 300 * 100 + 100 * 10))
     final = load_weights(tmp_path / "run" / "final.safetensors")
@@ -83,7 +83,8 @@ def test_imp_rounds_rewind_and_prune(tmp_path, data_root):
     assert nxt.kept() == round(0.8 * nxt.size())
     r1 = run_round(cfg, tmp_path / "r1", prev=tmp_path / "r0", next_density=None)
     assert r1["imp_round"] == 1 and r1["config"]["algorithm"]["density"] == 0.8
-    init0, init1 = load_weights(tmp_path / "r0" / "init.safetensors"), load_weights(tmp_path / "r1" / "init.safetensors")
+    init0 = load_weights(tmp_path / "r0" / "init.safetensors")
+    init1 = load_weights(tmp_path / "r1" / "init.safetensors")
     assert all(torch.equal(init1[k], init0[k]) for k in init0)  # rewound to round 0's initial weights
     final1 = load_weights(tmp_path / "r1" / "final.safetensors")
     assert all((final1[n][~m] == 0).all() for n, m in nxt.layers.items())  # ...under the new mask

@@ -24,7 +24,8 @@ class Algorithm:
     def __init__(self, hp: AlgorithmHparams, weights: dict[str, torch.nn.Parameter], epochs: int,
                  mask: Mask | None = None, generator: torch.Generator | None = None):
         self.hp, self.weights, self.epochs = hp, weights, epochs
-        self._mask = (mask if mask is not None else self.initial_mask(generator)).to(next(iter(weights.values())).device)
+        device = next(iter(weights.values())).device
+        self._mask = (mask if mask is not None else self.initial_mask(generator)).to(device)
         self.after_step()
 
     def counts(self) -> dict[str, int]:
@@ -33,7 +34,9 @@ class Algorithm:
         return layer_counts(shapes, self.hp.density, self.hp.distribution, self.hp.dense_layers)
 
     def initial_mask(self, generator: torch.Generator | None) -> Mask:
-        return Mask.random(self.weights, self.counts(), generator) if self.hp.density < 1 else Mask.ones_like(self.weights)
+        if self.hp.density == 1:
+            return Mask.ones_like(self.weights)
+        return Mask.random(self.weights, self.counts(), generator)
 
     def mask(self) -> Mask:
         return self._mask

@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
-from sparsenet.provenance import code_hash
+from sparsenet.provenance import code_hash, training_code
 
 REPO = Path(workflow.basedir)
 RUNS = "results/runs"
@@ -28,15 +28,10 @@ WORKFLOW_KEYS = {"dataset", "model", "algorithm", "density", "seed", "freeze_epo
 
 # --- the code each kind of job runs: its hash is a parameter, so an edit reruns exactly the jobs it affects ---
 PKG = REPO / "sparsenet"
-CORE = [PKG / f for f in ("config.py", "data.py", "models.py", "masks.py", "train.py", "checkpoint.py",
-                          "atomic.py", "provenance.py", "algorithms/base.py")]
-ALGORITHM_CODE = {"dense": ["dense.py"], "imp": ["imp.py"], "snfs": ["snfs.py"], "dnw": ["dnw.py"],
-                  "dnw_freeze": ["dnw.py", "dnw_freeze.py"]}
 
 
-def code(*files, algorithm=None):
-    extra = [PKG / "algorithms" / f for f in ALGORITHM_CODE.get(algorithm, [])]
-    return code_hash(CORE + [PKG / f for f in files] + extra)
+def code(*files, algorithm="fixed"):
+    return code_hash(training_code(algorithm, PKG) + [PKG / f for f in files])
 
 
 # --- the runs of the study ---

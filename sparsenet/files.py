@@ -1,0 +1,77 @@
+"""Reading and writing result files safely.
+
+Writes are atomic: to a temporary name in the same folder, then renamed over the target, so a job killed
+mid-write leaves the old file (or none), never a truncated one that looks complete. Reads of JSON and Parquet
+turn a missing or corrupt file into one error that names the file and what to do.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+TMP_MARK = ".tmp"
+
+
+class ResultFileError(RuntimeError):
+    """A result file is missing or corrupt."""
+
+
+def _hint(path: Path) -> str:
+    return f"delete {path} and rerun the job that writes it (with Snakemake: rerun it, or `-R` its rule)"
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files that a killed writer left in `folder`."""
+    for tmp in Path(folder).glob(f".*{TMP_MARK}*"):
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultFileError(f"{path} does not exist; {_hint(path)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"{path} is corrupt ({e}); {_hint(path)}") from None
+
+
+def read_parquet(path: str | Path):
+    import pandas as pd
+    import pyarrow as pa
+
+    path = Path(path)
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ResultFileError(f"{path} does not exist; {_hint(path)}") from None
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise ResultFileError(f"{path} is corrupt ({e}); {_hint(path)}") from None
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet(path: str | Path, frame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
