@@ -44,5 +44,8 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {path} holds objects other than tensors and was not loaded ({e}); "
                               "delete it to restart the run from scratch") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt ({e}); delete it to restart the run") from None
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # garbage makes the safe unpickler fail in many ways (KeyError, struct.error, ...)
+        raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e}); "
+                              "delete it to restart the run") from None

@@ -12,10 +12,12 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from sparsenet.files import atomic_path
+
+FORMAT = "sparsenet-masks-1"
 
 
 class MaskFileError(RuntimeError):
@@ -182,8 +184,9 @@ def save_snapshots(path: str | Path, masks: list[Mask], labels: list[dict]) -> N
     names = list(masks[0].layers)
     tensors = {name: np.stack([np.packbits(m.layers[name].cpu().numpy().ravel()) for m in masks])
                for name in names}
-    meta = {"format": "sparsenet-masks-1", "labels": json.dumps(labels),
-            "shapes": json.dumps({n: list(masks[0].layers[n].shape) for n in names}), "order": json.dumps(names)}
+    # one metadata entry: safetensors writes several in hash order, and identical masks must give identical bytes
+    meta = {"sparsenet": json.dumps({"format": FORMAT, "labels": labels, "order": names,
+                                     "shapes": {n: list(masks[0].layers[n].shape) for n in names}}, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -191,14 +194,12 @@ def save_snapshots(path: str | Path, masks: list[Mask], labels: list[dict]) -> N
 def load_snapshots(path: str | Path, device: torch.device | str = "cpu") -> tuple[list[Mask], list[dict]]:
     path = Path(path)
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
+            meta = json.loads((f.metadata() or {}).get("sparsenet", "{}"))
         tensors = load_file(str(path))
-        if meta.get("format") != "sparsenet-masks-1":
+        if meta.get("format") != FORMAT:
             raise ValueError("not a sparsenet mask file")
-        shapes, labels, names = json.loads(meta["shapes"]), json.loads(meta["labels"]), json.loads(meta["order"])
+        shapes, labels, names = meta["shapes"], meta["labels"], meta["order"]
         masks = []
         for i in range(len(labels)):
             layers = {}

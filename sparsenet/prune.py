@@ -17,9 +17,9 @@ from sparsenet import models
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import prune
 from sparsenet.checkpoint import load_weights
-from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig, load_file
+from sparsenet.config import AlgorithmHparams, ConfigError
 from sparsenet.masks import Mask, topk_mask
-from sparsenet.train import evaluate, resolve_device
+from sparsenet.train import evaluate, resolve_device, run_config
 
 METHODS = ("magnitude_global", "magnitude_layerwise", "random")
 
@@ -62,7 +62,7 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
     if unknown:
         raise ConfigError(f"prune_sweep.methods: {sorted(unknown)} unknown; allowed: {', '.join(METHODS)}")
     run = Path(run)
-    cfg = RunConfig.from_flat(load_file(run / "run.json"))
+    cfg = run_config(run)
     dev = resolve_device(device)
     train_split, test_split, _ = data_mod.load(cfg.data, dev, data_root)
     batcher = data_mod.Batcher(cfg.data, dev)

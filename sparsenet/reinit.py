@@ -16,9 +16,9 @@ import torch
 from sparsenet import data as data_mod
 from sparsenet import models
 from sparsenet.checkpoint import load_weights
-from sparsenet.config import RunConfig, load_file
+from sparsenet.config import RunConfig
 from sparsenet.masks import Mask
-from sparsenet.train import train
+from sparsenet.train import run_config, train
 
 VARIANTS = ("rewind", "reinit", "signed_constant", "shuffle")
 RESEED = 10_000  # reinit draws its weights with seed + RESEED: never a seed the study trains
@@ -52,7 +52,7 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
 def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, device=None) -> dict:
     """Retrain run folder `run` under its final mask, reset by `variant`, with the run's own recipe."""
     run = Path(run)
-    source = RunConfig.from_flat(load_file(run / "run.json"))
+    source = run_config(run)
     mask = Mask.load(run / "mask.safetensors")
     weights, mask = reset(source, load_weights(run / "init.safetensors"), mask, variant)
     cfg = source.replace(algorithm="fixed", density=round(mask.density(exclude=source.algorithm.dense_layers), 6))

@@ -25,7 +25,7 @@ from sparsenet import models, provenance
 from sparsenet.algorithms import ALGORITHMS, Algorithm
 from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, RunConfig, TrainHparams
-from sparsenet.files import read_json, remove_stale_temporaries, write_json, write_parquet
+from sparsenet.files import ResultFileError, read_json, remove_stale_temporaries, write_json, write_parquet
 from sparsenet.masks import Mask, save_snapshots
 
 RUN_FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
@@ -36,6 +36,15 @@ def resolve_device(name: str | None = None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def run_config(run: str | Path) -> RunConfig:
+    """The settings of the finished run in folder `run` (from its run.json)."""
+    path = Path(run) / "run.json"
+    record = read_json(path)
+    if "config" not in record:
+        raise ResultFileError(f"{path} is not a run record (no 'config'); rerun the job that writes it")
+    return RunConfig.from_nested(record["config"])
 
 
 def lr_at(hp: TrainHparams, step: int, steps_per_epoch: int) -> float:

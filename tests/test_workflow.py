@@ -2,8 +2,10 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -69,15 +71,32 @@ def test_lint_passes():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("change,message", [
+BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"unknown_key": 1}, "unknown_key"),
-    ({"densities": [0.1, 1.5]}, "1.5"),
-    ({"algorithms": ["imp", "magic"]}, "magic"),
-    ({"freeze_epochs": [2]}, "freeze_epoch: must be < epochs=2"),
+    ({"densities": [0.1, 1.5]}, "densities"),
+    ({"densities": [0]}, "densities"),
+    ({"densities": [-0.1]}, "densities"),
+    ({"algorithms": ["imp", "magic"]}, "algorithms"),
+    ({"models": ["resnet9000"]}, "models"),
+    ({"dataset": "imagenet"}, "dataset"),
     ({"recipe": {"epochs": 0}}, "epochs: must be >= 1"),
+    ({"recipe": {"epochs": "ten"}}, "epochs: expected int"),
     ({"recipe": {"lr": "fast"}}, "lr: expected float"),
+    ({"recipe": {"warmup": 1}}, "warmup: unknown key"),
+    ({"freeze_epochs": [2]}, "freeze_epoch: must be < epochs=2"),
+    ({"prune_sweep": {"fractions": [0.5, 1.0]}}, "fractions"),
+    ({"prune_sweep": {"fractions": [-0.1]}}, "fractions"),
+    ({"seeds": []}, "seeds"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"seeds": ["zero"]}, "seeds"),
+    ({"reinit": {"variants": ["rewind", "mirror"]}}, "variants"),
+    ({"settings": {"snfs": {"prune_rate": 1.5}}}, "prune_rate"),
     ({"recipe": {"density": 0.3}}, "must not set ['density']"),
-])
+    ({"device": "tpu"}, "device"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD_CONFIGS, ids=[m for _, m in BAD_CONFIGS])
 def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
     cfg = yaml.safe_load(TINY.read_text())
     for key, value in change.items():
@@ -86,6 +105,7 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
     out = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
     assert out.returncode != 0
     assert message in out.stdout + out.stderr
+    assert "Select jobs to execute" not in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()
 
 
@@ -94,7 +114,7 @@ def study(tmp_path_factory):
     """The tiny study, run once end to end in a copy of the repository (so tests may edit its code)."""
     root = tmp_path_factory.mktemp("study")
     repo = root / "repo"
-    for part in ("sparsenet", "workflow", "tests/config"):
+    for part in ("sparsenet", "workflow", "profiles", "tests/config"):
         shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "Snakefile", repo / "Snakefile")
     shutil.copy(REPO / "config.yaml", repo / "config.yaml")
@@ -147,3 +167,29 @@ def test_editing_an_algorithms_module_plans_its_jobs(study):
         assert planned(work, "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo) == SNFS_AND_DOWNSTREAM
     finally:
         module.write_text(original)
+
+
+def test_killed_study_completes_on_rerun_with_the_same_tables(study, tmp_path):
+    repo, reference = study
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ["--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml")]
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work), *args],
+                            cwd=work, env={**os.environ, "PYTHONPATH": str(repo)}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(list(work.glob("results/runs/**/run.json"))) < 4 and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole study: snakemake and the jobs it runs
+    proc.wait()
+    assert not (work / "results" / "tables").exists()
+    snakemake(work, "--unlock", *args, repo=repo)
+    snakemake(work, *args, repo=repo)  # profiles/default reruns what the kill cut off
+    for name in SCHEMAS:
+        pd.testing.assert_frame_equal(_table(work, name), _table(reference, name))
+
+
+def _table(work: Path, name: str) -> pd.DataFrame:
+    """A table without its timing column, in a fixed row order."""
+    frame = pd.read_parquet(work / "results" / "tables" / f"{name}.parquet").drop(columns=["wall_s"], errors="ignore")
+    return frame.sort_values([c for c in frame.columns if frame[c].notna().any()]).reset_index(drop=True)

@@ -1,0 +1,188 @@
+"""Faults: kills, corrupt or missing files, divergence, hostile checkpoints, determinism."""
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from sparsenet.checkpoint import CheckpointError, load_checkpoint, load_weights
+from sparsenet.cli import main
+from sparsenet.figures import draw_all
+from sparsenet.tables import build_all
+from sparsenet.train import train
+
+from .conftest import tiny
+from .test_train import _same_run
+
+TESTS = Path(__file__).parent
+ARGS = ["--algorithm", "snfs", "--density", "0.1", "--epochs", "5", "--train-subset", "10000", "--device", "cpu",
+        "--threads", "1"]
+
+
+def cli(out, *, script=None, env=None):
+    cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "sparsenet"]
+    return subprocess.Popen([*cmd, "train", "--out", str(out), *ARGS], env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert cli(out).wait() == 0
+    return out
+
+
+def _checkpoint_epoch(run: Path) -> int:
+    return load_checkpoint(run / "checkpoint.pt")["epoch"] if (run / "checkpoint.pt").exists() else 0
+
+
+@pytest.mark.parametrize("point", [0, 1, 2])
+def test_sigkill_at_a_random_point_then_resume_gives_the_same_run(tmp_path, reference, point):
+    out = tmp_path / "run"
+    proc = cli(out)
+    rng = random.Random(point)
+    # wait until training is under way (a checkpoint exists), then kill at a random moment of the next epochs
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0, 1.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if (out / "run.json").exists():
+        pytest.skip("the run finished before the kill landed")
+    killed_after = _checkpoint_epoch(out)
+    assert cli(out).wait() == 0
+    assert killed_after >= 1
+    _same_run(reference, out)
+
+
+def test_sigkill_during_a_checkpoint_write_resumes_from_the_last_complete_one(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = cli(out, script=TESTS / "kill_during_checkpoint.py", env={"KILL_AT": "3"})
+    assert proc.wait() == -signal.SIGKILL
+    assert [p.name for p in out.glob(".checkpoint.pt.tmp*")]  # the half-written file is the temporary one
+    assert _checkpoint_epoch(out) == 2
+    resume = cli(out)
+    assert resume.wait() == 0
+    assert "resuming" in resume.stderr.read() and not list(out.glob(".*tmp*"))
+    _same_run(reference, out)
+
+
+@pytest.mark.parametrize("garble", ["truncate", "junk"])
+def test_corrupt_checkpoint_is_named_not_loaded(tmp_path, reference, garble, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    data = (TESTS / "__init__.py").read_bytes() + b"\x80\x02junk" * 50 if garble == "junk" else b""
+    if garble == "truncate":
+        torch.save({"epoch": 1, "weights": torch.zeros(1000)}, out / "full.pt")
+        data = (out / "full.pt").read_bytes()[:500]
+    (out / "checkpoint.pt").write_bytes(data)
+    assert main(["train", "--out", str(out), *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert str(out / "checkpoint.pt") in err and "delete it" in err
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = Path("/tmp/sparsenet-payload-ran")
+
+
+def test_crafted_pickle_in_a_checkpoint_is_refused_not_run(tmp_path):
+    MARKER.unlink(missing_ok=True)
+    path = tmp_path / "checkpoint.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"epoch": 1, "model": Payload()}, f)
+    with pytest.raises(CheckpointError, match="holds objects other than tensors"):
+        load_checkpoint(path)
+    torch.save({"epoch": 1, "model": Payload()}, path)  # the same inside torch's zip format
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not MARKER.exists()
+
+
+@pytest.mark.parametrize("victim,command", [
+    ("mask.safetensors", ["emergence"]),
+    ("snapshots.safetensors", ["emergence"]),
+    ("final.safetensors", ["prune-sweep", "--fractions", "0.5"]),
+    ("run.json", ["prune-sweep", "--fractions", "0.5"]),
+])
+def test_corrupt_run_files_give_one_clear_error(tmp_path, reference, victim, command, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in reference.iterdir():
+        (run / f.name).write_bytes(f.read_bytes())
+    (run / victim).write_bytes((run / victim).read_bytes()[:40])
+    assert main([command[0], "--run", str(run), "--out", str(tmp_path / "x.parquet"), *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert str(run / victim) in err and "rerun" in err
+    assert "Traceback" not in err
+
+
+def test_corrupt_table_names_the_file_and_the_rule(tmp_path, capsys):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    for name in ("runs", "reinit", "prune", "emergence", "freeze"):
+        (tables / f"{name}.parquet").write_bytes(b"PAR1 not really")
+    assert main(["figures", "--tables", str(tables), "--out", str(tmp_path / "figures")]) == 2
+    err = capsys.readouterr().err
+    assert str(tables / "runs.parquet") in err and "-R" in err
+
+
+def test_incomplete_data_folder_names_the_folder(tmp_path, data_root, monkeypatch):
+    from sparsenet.config import DataHparams
+    from sparsenet.data import DataError, load
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).write_bytes((data_root / "MNIST" / "raw" / name).read_bytes())
+    monkeypatch.setattr("torchvision.datasets.utils.download_url",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte") as err:
+        load(DataHparams(dataset="mnist"), torch.device("cpu"), root=tmp_path)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_diverged_run_is_recorded_and_left_out_of_the_figures(tmp_path, data_root):
+    ok = tmp_path / "runs" / "dnw"
+    bad = tmp_path / "runs" / "snfs"
+    train(tiny(algorithm="dnw", density=0.1, epochs=2), ok)
+    record = train(tiny(algorithm="snfs", density=0.1, epochs=3, lr=1e9), bad)
+    assert record["status"] == "diverged" and record["epochs_run"] < 3
+    history = pd.read_parquet(bad / "history.parquet")
+    assert (history["status"] == "diverged").all()
+    for run in (ok, bad):
+        assert main(["prune-sweep", "--run", str(run), "--out", str(run / "prune_sweep.parquet"),
+                     "--fractions", "0", "0.5", "--draws", "1"]) == 0
+        assert main(["emergence", "--run", str(run), "--out", str(run / "emergence.parquet")]) == 0
+    build_all(tmp_path / "tables", runs=[ok, bad], retrains=[], layers=[],
+              sweeps=[ok / "prune_sweep.parquet", bad / "prune_sweep.parquet"],
+              emergence=[ok / "emergence.parquet", bad / "emergence.parquet"])
+    runs = pd.read_parquet(tmp_path / "tables" / "runs.parquet").set_index("algorithm")
+    assert runs.loc["snfs", "status"] == "diverged" and runs.loc["dnw", "status"] == "ok"
+    notes = draw_all(tmp_path / "tables", tmp_path / "figures")
+    assert len(notes) == 1 and str(bad) in notes[0]
+    assert (tmp_path / "figures" / "e2_prune.png").exists()
+
+
+def test_same_seed_gives_byte_identical_masks_and_history(tmp_path, data_root):
+    cfg = tiny(algorithm="snfs", density=0.1, epochs=3)
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    for name in ("mask.safetensors", "snapshots.safetensors", "final.safetensors", "init.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    timing = ["train_s", "samples_per_s"]
+    a, b = (pd.read_parquet(tmp_path / r / "history.parquet").drop(columns=timing) for r in "ab")
+    assert a.equals(b)
+    wa, wb = load_weights(tmp_path / "a" / "final.safetensors"), load_weights(tmp_path / "b" / "final.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
