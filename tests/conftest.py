@@ -1,9 +1,14 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "config" / "tiny.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Tests read the offline copies beside the checkout unless SPARSENET_DATA points elsewhere.
@@ -27,3 +32,33 @@ def tiny(**changes):
                 "snapshot_fractions": (0.25, 0.5)}
     settings.update(changes)
     return RunConfig.from_flat(settings)
+
+
+def snakemake(workdir, *args, repo=REPO, check=True):
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args],
+                         capture_output=True, text=True, env=env, cwd=workdir)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    """The tiny study, run once end to end in a copy of the repository (so tests may edit its code)."""
+    root = tmp_path_factory.mktemp("study")
+    repo = root / "repo"
+    for part in ("sparsenet", "workflow", "profiles", "tests/config"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "Snakefile", repo / "Snakefile")
+    shutil.copy(REPO / "config.yaml", repo / "config.yaml")
+    work = root / "work"
+    work.mkdir()
+    snakemake(work, "--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo)
+    return repo, work
+
+
+def table(work: Path, name: str) -> pd.DataFrame:
+    """A table without its timing column, in a fixed row order."""
+    frame = pd.read_parquet(work / "results" / "tables" / f"{name}.parquet").drop(columns=["wall_s"], errors="ignore")
+    return frame.sort_values([c for c in frame.columns if frame[c].notna().any()]).reset_index(drop=True)

@@ -1,12 +1,10 @@
 """The Snakemake workflow: planning, an end-to-end tiny study, and what reruns after a change."""
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -16,17 +14,7 @@ import yaml
 from sparsenet.algorithms.imp import schedule
 from sparsenet.tables import SCHEMAS
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "config" / "tiny.yaml"
-
-
-def snakemake(workdir, *args, repo=REPO, check=True):
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args],
-                         capture_output=True, text=True, env=env, cwd=workdir)
-    if check and out.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out
+from .conftest import REPO, TINY, snakemake, table
 
 
 def planned(workdir, *args, repo=REPO) -> dict[str, int]:
@@ -109,21 +97,6 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """The tiny study, run once end to end in a copy of the repository (so tests may edit its code)."""
-    root = tmp_path_factory.mktemp("study")
-    repo = root / "repo"
-    for part in ("sparsenet", "workflow", "profiles", "tests/config"):
-        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "Snakefile", repo / "Snakefile")
-    shutil.copy(REPO / "config.yaml", repo / "config.yaml")
-    work = root / "work"
-    work.mkdir()
-    snakemake(work, "--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo)
-    return repo, work
-
-
 def test_tiny_study_writes_every_table_and_figure(study):
     repo, work = study
     rows = {"runs": 5, "reinit": 12, "prune": 3 * 3 * 4, "emergence": 2 * 4 * 4, "freeze": 2, "layers": 4 * 3}
@@ -186,10 +159,4 @@ def test_killed_study_completes_on_rerun_with_the_same_tables(study, tmp_path):
     snakemake(work, "--unlock", *args, repo=repo)
     snakemake(work, *args, repo=repo)  # profiles/default reruns what the kill cut off
     for name in SCHEMAS:
-        pd.testing.assert_frame_equal(_table(work, name), _table(reference, name))
-
-
-def _table(work: Path, name: str) -> pd.DataFrame:
-    """A table without its timing column, in a fixed row order."""
-    frame = pd.read_parquet(work / "results" / "tables" / f"{name}.parquet").drop(columns=["wall_s"], errors="ignore")
-    return frame.sort_values([c for c in frame.columns if frame[c].notna().any()]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(table(work, name), table(reference, name))

@@ -1,8 +1,10 @@
 # Tables from the per-run outputs, figures from the tables alone, both for the report.
 
+# cheap steps stay on the submitting machine when the jobs go to a cluster
 localrules:
     tables,
     figures,
+    imp_select,
 
 
 rule tables:
