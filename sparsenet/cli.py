@@ -100,6 +100,15 @@ def cmd_figures(args) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def cmd_bench(args) -> None:
+    from sparsenet import bench
+
+    frame = bench.run(args.out, data_root=args.data_root, device=args.device, quick=args.quick, study=args.study)
+    print(f"| section | figure | value | unit | note |\n|---|---|---|---|---|  ({frame['device'].iloc[0]})")
+    for r in frame.itertuples():
+        print(f"| {r.section} | {r.name} | {r.value:.4g} | {r.unit} | {r.note} |")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default: $SPARSENET_DATA, else ./data)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -165,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", type=Path, required=True, help="folder holding the tables")
     p.add_argument("--out", type=Path, required=True, help="folder for the figures")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("bench", help="measure the pipeline: trainer vs a reference loop, algorithm costs, overheads",
+                       description="Print the benchmark table (Markdown) and write it as OUT/bench.parquet.")
+    p.add_argument("--out", type=Path, default=Path("results/bench"))
+    p.add_argument("--quick", action="store_true", help="fewer and smaller measurements")
+    p.add_argument("--study", action="store_true", help="also time the default study end to end (minutes)")
+    _add_common(p)
+    p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
     if getattr(args, "threads", None):

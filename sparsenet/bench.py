@@ -1,0 +1,254 @@
+"""`sparsenet bench`: the figures that show the pipeline fast, all measured side by side in one process.
+
+Sections: (1) the trainer against a reference loop written the usual way (torchvision dataset, DataLoader,
+per-sample transforms, mask multiplied in after each step); (2) each algorithm's step and epoch-end cost
+relative to dense; (3) the E4 cost model (weight-gradient work of dnw_freeze vs dnw); (4) pipeline overheads;
+(5) how cost grows with data, model and number of jobs. One row per figure, printed and written as Parquet.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from sparsenet import data as data_mod
+from sparsenet import models
+from sparsenet.algorithms import ALGORITHMS
+from sparsenet.algorithms.imp import prune
+from sparsenet.config import RunConfig
+from sparsenet.files import write_parquet
+from sparsenet.masks import Mask, layer_counts
+from sparsenet.provenance import device_name
+from sparsenet.train import resolve_device, train, weight_grad_macs_per_sample
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Rows:
+    def __init__(self, device: torch.device):
+        self.rows: list[dict] = []
+        self.device = device_name(device)
+
+    def add(self, section: str, name: str, value: float, unit: str, note: str = "") -> float:
+        self.rows.append({"section": section, "name": name, "value": float(value), "unit": unit, "note": note,
+                          "device": self.device})
+        print(f"[{section}] {name}: {value:.4g} {unit} {note}", file=sys.stderr, flush=True)
+        return value
+
+
+def _settings(**changes) -> RunConfig:
+    base = {"dataset": "mnist", "model": "lenet300_100", "epochs": 1, "batch_size": 128, "snapshot_fractions": ()}
+    return RunConfig.from_flat({**base, **changes})
+
+
+def _trainer_throughput(cfg: RunConfig, device, data_root, mask: Mask | None = None) -> float:
+    """Training samples/s of the trainer (training loop only, as recorded in its history)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        train(cfg, Path(tmp) / "run", data_root=data_root, device=str(device), mask=mask)
+        return float(pd.read_parquet(Path(tmp) / "run" / "history.parquet")["samples_per_s"].iloc[-1])
+
+
+def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers: int, max_steps: int) -> float:
+    """The usual loop: torchvision dataset with per-sample transforms through a DataLoader, mask after each step."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    name = cfg.data.dataset
+    mean, std = data_mod.STATS[name]
+    tf = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    if name == "cifar10":
+        tf = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] + tf
+    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+    dataset = cls(str(data_mod.data_root(data_root)), train=True, transform=transforms.Compose(tf))
+    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers,
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    torch.manual_seed(cfg.seed)
+    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[name], data_mod.NUM_CLASSES[name]).to(device)
+    weights = models.prunable(model)
+    mask = mask.to(device)
+    mask.apply(weights)
+    hp = cfg.train
+    opt = torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
+                          weight_decay=hp.weight_decay)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    seen, start = 0, None
+    for step, (x, y) in enumerate(loader):
+        if step == 5:  # after warm-up (workers started, caches filled)
+            _sync(device)
+            start, seen = time.perf_counter(), 0
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            mask.apply(weights)
+        seen += len(y)
+        if step == max_steps:
+            break
+    _sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def _random_mask(model: str, dataset: str, density: float) -> Mask:
+    net = models.build(model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset])
+    weights = models.prunable(net)
+    counts = layer_counts({n: w.shape for n, w in weights.items()}, density, "erk")
+    return Mask.random(weights, counts, torch.Generator().manual_seed(0))
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_reference(rows: Rows, device, data_root, quick: bool) -> None:
+    """Section 1: trainer vs the reference loop, same model, recipe, data, device and mask."""
+    cases = [("mnist", "lenet300_100")] + ([("cifar10", "resnet18")] if device.type == "cuda" else [])
+    for dataset, model in cases:
+        cfg = _settings(dataset=dataset, model=model, algorithm="fixed", density=0.05)
+        mask = _random_mask(model, dataset, 0.05)
+        steps = 100 if quick else 400
+        ref = max(reference_throughput(cfg, mask, device, data_root, w, steps) for w in (0, 2))
+        ours = _trainer_throughput(cfg, device, data_root, mask=mask)
+        label = f"{model} on {dataset}"
+        rows.add("1 trainer vs reference", f"{label}: reference loop (best of 0/2 workers)", ref, "samples/s")
+        rows.add("1 trainer vs reference", f"{label}: trainer", ours, "samples/s")
+        rows.add("1 trainer vs reference", f"{label}: ratio", ours / ref, "x", "goal >= 5 (CPU), >= 2 (GPU)")
+    if device.type != "cuda":
+        rows.add("1 trainer vs reference", "resnet18 on cifar10", float("nan"), "samples/s", "needs a GPU")
+
+
+def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
+    """Section 2: each algorithm's training-step throughput and epoch-end update time, relative to dense."""
+    subset = 20000 if quick else 60000
+    dense = _trainer_throughput(_settings(train_subset=subset), device, data_root)
+    rows.add("2 algorithm cost", "dense: training", dense, "samples/s")
+    for algorithm in ("imp", "snfs", "dnw", "dnw_freeze"):
+        extra = {"freeze_epoch": 1, "epochs": 2} if algorithm == "dnw_freeze" else {}
+        cfg = _settings(train_subset=subset, algorithm=algorithm, density=0.05, **extra)
+        mask = _random_mask("lenet300_100", "mnist", 0.05) if algorithm == "imp" else None
+        speed = _trainer_throughput(cfg, device, data_root, mask=mask)
+        what = "after the freeze" if algorithm == "dnw_freeze" else "training"
+        rows.add("2 algorithm cost", f"{algorithm}: {what}", speed, "samples/s")
+        rows.add("2 algorithm cost", f"{algorithm}: step time / dense", dense / speed, "x",
+                 "dnw goal <= 1.3 on a GPU" if algorithm == "dnw" else "")
+    # epoch-end updates on trained-size tensors: snfs prune/redistribute/regrow, imp's pruning step
+    torch.manual_seed(0)
+    net = models.build("lenet300_100", (1, 28, 28), 10).to(device)
+    weights = models.prunable(net)
+    hp = _settings(algorithm="snfs", density=0.05).algorithm
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    snfs = ALGORITHMS["snfs"](hp, weights, 10, generator=torch.Generator().manual_seed(0))
+    net(torch.randn(64, 1, 28, 28, device=device)).sum().backward()
+    opt.step()
+    rows.add("2 algorithm cost", "snfs: epoch-end update", _timed(lambda: snfs.end_of_epoch(1, opt), device), "ms")
+    imp_hp = _settings(algorithm="imp", density=0.05).algorithm
+    ones = Mask.ones_like(weights)
+    imp_ms = _timed(lambda: prune(weights, ones, 0.8, imp_hp), device)
+    rows.add("2 algorithm cost", "imp: pruning step (global)", imp_ms, "ms")
+
+
+def _timed(fn, device, repeats: int = 5) -> float:
+    fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def bench_cost_model(rows: Rows, epochs: int = 30, density: float = 0.05) -> None:
+    """Section 3: weight-gradient multiply-adds of dnw_freeze(k) over a run, as a fraction of dnw's."""
+    for model, dataset in (("lenet300_100", "mnist"), ("resnet18", "cifar10")):
+        net = models.build(model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset])
+        factors = weight_grad_macs_per_sample(net, data_mod.INPUT_SHAPE[dataset], torch.device("cpu"))
+        weights = models.prunable(net)
+        hp = _settings(algorithm="dnw", density=density).algorithm
+        counts = ALGORITHMS["dnw"](hp, weights, epochs).counts()
+        dense = sum(factors[n] * w.numel() for n, w in weights.items())
+        sparse = sum(factors[n] * counts[n] for n in weights)
+        for k in (1, 2, 5, 10):
+            frac = (k * dense + (epochs - k) * sparse) / (epochs * dense)
+            rows.add("3 E4 cost model", f"{model}: dnw_freeze(k={k}) / dnw, {epochs} epochs, density {density}",
+                     frac, "fraction", f"goal for k=1: <= 1/E + density = {1 / epochs + density:.3f}" if k == 1 else "")
+
+
+def _wall(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def bench_pipeline(rows: Rows, data_root, study: bool) -> None:
+    """Section 4: per-job start-up, planning the CIFAR-10 study, a no-op rerun, and (optionally) the default study."""
+    import os
+
+    py = sys.executable
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    rows.add("4 pipeline", "process start (python -c pass)", _wall([py, "-c", "pass"], REPO), "s")
+    rows.add("4 pipeline", "imports of a training job", _wall([py, "-c", "import sparsenet.train, torchvision"], REPO),
+             "s")
+    start = time.perf_counter()
+    data_mod.load(_settings().data, torch.device("cpu"), data_root)
+    rows.add("4 pipeline", "MNIST load onto the device", time.perf_counter() - start, "s")
+    snakemake = [py, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = [*snakemake, "-d", tmp, "-n", "--configfile", str(REPO / "config/cifar10.yaml")]
+        rows.add("4 pipeline", "snakemake -n, config/cifar10.yaml (1137 jobs)", _wall(plan, REPO, env), "s")
+        tiny = [*snakemake, "-d", tmp, "--cores", "2", "--configfile", str(REPO / "tests/config/tiny.yaml")]
+        rows.add("4 pipeline", "tiny study end to end (tests/config/tiny.yaml)", _wall(tiny, REPO, env), "s")
+        rows.add("4 pipeline", "no-op rerun of the finished tiny study", _wall(tiny, REPO, env), "s", "goal < 5")
+    if study:
+        with tempfile.TemporaryDirectory() as tmp:
+            default = [*snakemake, "-d", tmp, "--cores", "2", "--configfile", str(REPO / "config.yaml")]
+            rows.add("4 pipeline", "default study end to end (config.yaml, --cores 2)", _wall(default, REPO, env), "s",
+                     "goal <= 900")
+            rows.add("4 pipeline", "no-op rerun of the default study", _wall(default, REPO, env), "s", "goal < 5")
+
+
+def bench_growth(rows: Rows, device, data_root, quick: bool) -> None:
+    """Section 5: epoch time against data size and model size; planning time against the number of jobs."""
+    import os
+
+    for n in (7500, 15000, 30000) if quick else (7500, 15000, 30000, 60000):
+        speed = _trainer_throughput(_settings(train_subset=n), device, data_root)
+        rows.add("5 growth", f"lenet300_100 dense epoch, {n} samples", n / speed, "s")
+    for model in ("lenet300_100", "conv2", "conv4"):
+        speed = _trainer_throughput(_settings(model=model, train_subset=5000), device, data_root)
+        params = sum(w.numel() for w in models.prunable(models.build(model, (1, 28, 28), 10)).values())
+        rows.add("5 growth", f"{model} ({params / 1e6:.2f}M prunable) dense, 5000 samples", 5000 / speed, "s")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        for seeds in (1, 2, 4, 8):
+            path = Path(tmp) / f"seeds{seeds}.yaml"
+            path.write_text(yaml.safe_dump({**config, "seeds": list(range(seeds))}))
+            out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", tmp, "-n",
+                                  "--quiet", "rules", "--configfile", str(path)], capture_output=True, text=True,
+                                 env=env, cwd=REPO)
+            jobs = int(next(line.split()[-1] for line in (out.stdout + out.stderr).splitlines()
+                            if line.startswith("total")))
+            seconds = _wall([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", tmp, "-n",
+                             "--configfile", str(path)], REPO, env)
+            rows.add("5 growth", f"snakemake -n, default study with {seeds} seed(s): {jobs} jobs", seconds, "s")
+
+
+def run(out: Path, *, data_root=None, device=None, quick: bool = False, study: bool = False) -> pd.DataFrame:
+    dev = resolve_device(device)
+    rows = Rows(dev)
+    bench_reference(rows, dev, data_root, quick)
+    bench_algorithms(rows, dev, data_root, quick)
+    bench_cost_model(rows)
+    bench_pipeline(rows, data_root, study)
+    bench_growth(rows, dev, data_root, quick)
+    frame = pd.DataFrame(rows.rows)
+    write_parquet(Path(out) / "bench.parquet", frame)
+    return frame
