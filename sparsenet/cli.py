@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from sparsenet import config as config_mod
-from sparsenet.config import FIELDS, RunConfig
+from sparsenet.config import FIELDS, ConfigError, RunConfig
 
 
 def _add_run_settings(p: argparse.ArgumentParser) -> None:
@@ -33,6 +33,18 @@ def cmd_train(args) -> None:
     from sparsenet import rounds, train
 
     cfg = _run_config(args)
+    if args.stack_seeds:
+        from sparsenet import stacked
+
+        if "{seed}" not in str(args.out):
+            raise ConfigError(f"--out must contain {{seed}} with --stack-seeds, got {args.out}")
+        if cfg.algorithm.algorithm == "imp":
+            raise ConfigError("algorithm: imp trains in rounds; stack seeds of dense, snfs, dnw or dnw_freeze")
+        outs = [Path(str(args.out).format(seed=s)) for s in args.stack_seeds]
+        for out, record in zip(outs, stacked.train_stacked(cfg, args.stack_seeds, outs, data_root=args.data_root,
+                                                           device=args.device)):
+            print(f"{out}: {record['status']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
+        return
     if cfg.algorithm.algorithm == "imp" and cfg.algorithm.density < 1:
         record = rounds.run_chain(cfg, args.out, data_root=args.data_root, device=args.device)
     else:
@@ -124,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                        description="Train one run into --out. For imp below density 1, the whole chain of "
                                    "rounds runs in --out/rounds and the last round's files become the run.")
     _add_run_settings(p)
+    p.add_argument("--stack-seeds", type=lambda s: [int(v) for v in s.split(",")], metavar="S1,S2,...",
+                   help="train these seeds at once, batched (--out must contain {seed}); overrides --seed")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("imp-round", help="train one lottery-ticket round and prune for the next",

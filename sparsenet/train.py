@@ -95,6 +95,176 @@ def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher,
     return loss_sum.item() / len(split), correct.item() / len(split)
 
 
+def finished_record(cfg: RunConfig, out: Path) -> dict | None:
+    """run.json of a finished run of `cfg` in `out`, or None; an error if `out` holds another finished run."""
+    record_path = out / "run.json"
+    if not record_path.exists():
+        return None
+    record = read_json(record_path)
+    if record.get("config") != cfg.to_dict():
+        raise ConfigError(f"{out} already holds a finished run with other settings; remove it or use another folder")
+    return record
+
+
+class Run:
+    """One run in training: model, algorithm, optimizer, history and snapshots, resumed from its checkpoint.
+
+    The loops (`train` here, `sparsenet.stacked` for several seeds at once) drive it; everything a run
+    writes is written here.
+    """
+
+    def __init__(self, cfg: RunConfig, out: Path, dev: torch.device, data: tuple, *,
+                 init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
+                 save_weights_at_epoch: int = 0, extra: dict | None = None):
+        if cfg.algorithm.algorithm == "fixed" and mask is None:
+            raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
+        self.cfg, self.out, self.dev, self.extra = cfg, out, dev, extra or {}
+        self.train_split, self.test_split, self.val_split, self.batcher = data
+        self.save_weights_at_epoch = save_weights_at_epoch
+        self.started = time.time()
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        input_shape = data_mod.INPUT_SHAPE[cfg.data.dataset]
+        torch.manual_seed(cfg.seed)
+        self.model = models.build(cfg.model.model, input_shape, data_mod.NUM_CLASSES[cfg.data.dataset]).to(dev)
+        if init_weights is not None:
+            self.model.load_state_dict({k: v.to(dev) for k, v in init_weights.items()})
+        init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.weights = models.prunable(self.model)
+        self.algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
+                                                         generator=torch.Generator().manual_seed(cfg.seed))
+        hp = cfg.train
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=hp.lr, momentum=hp.momentum,
+                                         nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+        self.macs = weight_grad_macs_per_sample(self.model, input_shape, dev)
+        self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
+        self.snapshot_steps = {max(1, round(f * self.steps_per_epoch)): f for f in hp.snapshot_fractions}
+        self.history: list[dict] = []
+        self.snapshots: list[Mask] = []
+        self.labels: list[dict] = []
+        self.start_epoch, self.diverged, self.prior_wall = 0, False, 0.0
+        self.ckpt_path = out / "checkpoint.pt"
+        self.code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
+        self._resume_or_start(init_state)
+        self.model.train()
+
+    def _resume_or_start(self, init_state: dict) -> None:
+        ckpt = load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else None
+        if ckpt is not None and ckpt["config"] != config_mod.dumps(self.cfg):
+            raise ConfigError(f"{self.ckpt_path} belongs to a run with other settings; delete it to start afresh")
+        if ckpt is not None and ckpt["code"] != self.code:
+            print(f"{self.ckpt_path} was written by other training code; starting afresh", file=sys.stderr)
+            ckpt = None
+        if ckpt is None:
+            save_weights(self.out / "init.safetensors", init_state)
+            self.snapshot(0.0, 0)
+            return
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.algo.load_state_dict(ckpt["algorithm"])
+        self.history, self.labels, self.prior_wall = ckpt["history"], ckpt["snapshot_labels"], ckpt["wall_s"]
+        self.snapshots = [Mask(s) for s in ckpt["snapshots"]]
+        self.start_epoch = ckpt["epoch"]
+        print(f"resuming {self.out} after epoch {self.start_epoch}", file=sys.stderr)
+
+    def snapshot(self, epoch: float, step: int) -> None:
+        self.snapshots.append(self.algo.mask().to("cpu"))
+        self.labels.append({"epoch": epoch, "step": step})
+
+    # --- one epoch ------------------------------------------------------------------------------------------
+    def begin_epoch(self, epoch: int):
+        """Reset the epoch's sums and return its batches (data order seeded per run and epoch: resumable)."""
+        self.dense_grad = self.algo.dense_gradients
+        self.loss_sum = torch.zeros((), device=self.dev)
+        self.correct = torch.zeros((), device=self.dev, dtype=torch.long)
+        self.epoch_start = time.perf_counter()
+        return self.batcher.epoch(self.train_split, torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch))
+
+    def before_step(self, epoch: int, i: int) -> None:
+        lr = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i, self.steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def after_step(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
+        """After the backward pass: the algorithm's hooks around the optimizer step, then bookkeeping."""
+        self.algo.after_backward()
+        self.optimizer.step()
+        self.algo.after_step()
+        self.loss_sum += loss.detach() * len(y)
+        self.correct += (output.argmax(1) == y).sum()
+        if epoch == 0 and (i + 1) in self.snapshot_steps:
+            self.snapshot(self.snapshot_steps[i + 1], epoch * self.steps_per_epoch + i + 1)
+
+    def end_epoch(self, epoch: int) -> bool:
+        """Algorithm update, snapshot, evaluation, history, checkpoint; False once the run has diverged."""
+        train_s = time.perf_counter() - self.epoch_start
+        n = len(self.train_split)
+        train_loss = self.loss_sum.item() / n
+        kept = {name: int(m.sum()) for name, m in self.algo.mask().layers.items()}
+        grad_macs = n * sum(self.macs[k] * (w.numel() if self.dense_grad else kept[k]) for k, w in self.weights.items())
+        self.diverged = not math.isfinite(train_loss)
+        if not self.diverged:
+            self.algo.end_of_epoch(epoch + 1, self.optimizer)
+            self.snapshot(float(epoch + 1), (epoch + 1) * self.steps_per_epoch)
+        test_loss, test_acc = evaluate(self.model, self.algo, self.batcher, self.test_split)
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+               "train_acc": self.correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
+               "density": self.snapshots[-1].density(), "weight_grad_macs": grad_macs,
+               "dense_gradients": self.dense_grad, "train_s": train_s, "samples_per_s": n / train_s}
+        if self.val_split is not None:
+            row["val_loss"], row["val_acc"] = evaluate(self.model, self.algo, self.batcher, self.val_split)
+        self.history.append(row)
+        tqdm.write(f"{self.out} epoch {epoch + 1}/{self.cfg.train.epochs} loss {train_loss:.4f} "
+                   f"test_acc {test_acc:.4f} density {row['density']:.4f} {row['samples_per_s']:.0f} samples/s",
+                   file=sys.stderr)
+        if self.diverged:
+            print(f"{self.out}: training loss is not finite at epoch {epoch + 1}; the run stops as diverged",
+                  file=sys.stderr)
+            return False
+        if self.save_weights_at_epoch == epoch + 1:
+            save_weights(self.out / "rewind.safetensors", self.model.state_dict())
+        save_checkpoint(self.ckpt_path, {
+            "epoch": epoch + 1, "config": config_mod.dumps(self.cfg), "code": self.code,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "algorithm": self.algo.state_dict(), "history": self.history,
+            "snapshots": [m.layers for m in self.snapshots], "snapshot_labels": self.labels,
+            "wall_s": self.prior_wall + time.time() - self.started})
+        return True
+
+    # --- the end ----------------------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Write the run's outputs, run.json last, and drop the checkpoint."""
+        with self.algo.forward_weights():
+            save_weights(self.out / "final.safetensors", self.model.state_dict())
+        final_mask = self.algo.mask()
+        final_mask.save(self.out / "mask.safetensors")
+        save_snapshots(self.out / "snapshots.safetensors", self.snapshots, self.labels)
+        status = "diverged" if self.diverged else "ok"
+        frame = pd.DataFrame(self.history)
+        frame.insert(0, "status", status)
+        write_parquet(self.out / "history.parquet", frame)
+        last = self.history[-1]
+        record = {
+            "config": self.cfg.to_dict(), "status": status, "test_acc": last["test_acc"],
+            "test_loss": last["test_loss"], "val_acc": last.get("val_acc"), "density": final_mask.density(),
+            "epochs_run": len(self.history), "weight_grad_macs": sum(r["weight_grad_macs"] for r in self.history),
+            "wall_s": self.prior_wall + time.time() - self.started,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **provenance.describe(self.dev), **self.extra,
+        }
+        write_json(self.out / "run.json", record)
+        self.ckpt_path.unlink(missing_ok=True)
+        return record
+
+
+def load_data(cfg: RunConfig, dev: torch.device, data_root) -> tuple:
+    """(train, test, val, batcher) for a run of `cfg` on `dev`."""
+    train_split, test_split, val_split = data_mod.load(cfg.data, dev, data_root)
+    return train_split, test_split, val_split, data_mod.Batcher(cfg.data, dev)
+
+
 def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
           save_weights_at_epoch: int = 0, extra: dict | None = None) -> dict:
@@ -104,147 +274,26 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
     `save_weights_at_epoch` > 0 also saves the weights after that epoch as rewind.safetensors (imp round 0).
     `extra` is stored in run.json (e.g. the variant and source run of a retraining).
     """
-    if cfg.algorithm.algorithm == "fixed" and mask is None:
-        raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
     out = Path(out)
-    record_path = out / "run.json"
-    if record_path.exists():
-        record = read_json(record_path)
-        if record.get("config") != cfg.to_dict():
-            raise ConfigError(f"{out} already holds a finished run with other settings; "
-                              "remove it or use another folder")
+    record = finished_record(cfg, out)
+    if record is not None:
         return record
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
     dev = resolve_device(device)
-    started = time.time()
-
-    train_split, test_split, val_split = data_mod.load(cfg.data, dev, data_root)
-    batcher = data_mod.Batcher(cfg.data, dev)
-    input_shape = data_mod.INPUT_SHAPE[cfg.data.dataset]
-
-    torch.manual_seed(cfg.seed)
-    model = models.build(cfg.model.model, input_shape, data_mod.NUM_CLASSES[cfg.data.dataset]).to(dev)
-    if init_weights is not None:
-        model.load_state_dict({k: v.to(dev) for k, v in init_weights.items()})
-    init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    weights = models.prunable(model)
-    algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, weights, cfg.train.epochs, mask=mask,
-                                                generator=torch.Generator().manual_seed(cfg.seed))
-    hp = cfg.train
-    optimizer = torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum,
-                                nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
-    macs = weight_grad_macs_per_sample(model, input_shape, dev)
-    steps_per_epoch = batcher.batches_per_epoch(train_split)
-    snapshot_steps = {max(1, round(f * steps_per_epoch)): f for f in hp.snapshot_fractions}
-
-    history: list[dict] = []
-    snapshots: list[Mask] = []
-    labels: list[dict] = []
-
-    def snapshot(epoch: float, step: int) -> None:
-        snapshots.append(algo.mask().to("cpu"))
-        labels.append({"epoch": epoch, "step": step})
-
-    start_epoch, status, prior_wall = 0, "running", 0.0
-    ckpt_path = out / "checkpoint.pt"
-    code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    if ckpt is not None and ckpt["config"] != config_mod.dumps(cfg):
-        raise ConfigError(f"{ckpt_path} belongs to a run with other settings; delete it to start afresh")
-    if ckpt is not None and ckpt["code"] != code:
-        print(f"{ckpt_path} was written by other training code; starting afresh", file=sys.stderr)
-        ckpt = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        algo.load_state_dict(ckpt["algorithm"])
-        history, labels, prior_wall = ckpt["history"], ckpt["snapshot_labels"], ckpt["wall_s"]
-        snapshots = [Mask(s) for s in ckpt["snapshots"]]
-        start_epoch = ckpt["epoch"]
-        print(f"resuming {out} after epoch {start_epoch}", file=sys.stderr)
-    else:
-        save_weights(out / "init.safetensors", init_state)
-        snapshot(0.0, 0)
-
-    bar = tqdm(total=hp.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, disable=None,
-               desc=f"{cfg.algorithm.algorithm} d={cfg.algorithm.density:g} s={cfg.seed}", file=sys.stderr, leave=False)
-    model.train()
-    for epoch in range(start_epoch, hp.epochs):
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)  # data order, resumable per epoch
-        dense_grad = algo.dense_gradients
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        t0 = time.perf_counter()
-        for i, (x, y) in enumerate(batcher.epoch(train_split, generator)):
-            step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(hp, step, steps_per_epoch)
-            with algo.forward_weights():
-                output = model(x)
-                loss = loss_fn(output, y)
-                optimizer.zero_grad(set_to_none=True)
+    run = Run(cfg, out, dev, load_data(cfg, dev, data_root), init_weights=init_weights, mask=mask,
+              save_weights_at_epoch=save_weights_at_epoch, extra=extra)
+    bar = tqdm(total=cfg.train.epochs * run.steps_per_epoch, initial=run.start_epoch * run.steps_per_epoch,
+               disable=None, desc=f"{cfg.algorithm.algorithm} d={cfg.algorithm.density:g} s={cfg.seed}",
+               file=sys.stderr, leave=False)
+    for epoch in range(run.start_epoch, cfg.train.epochs):
+        for i, (x, y) in enumerate(run.begin_epoch(epoch)):
+            run.before_step(epoch, i)
+            with run.algo.forward_weights():
+                output = run.model(x)
+                loss = run.loss_fn(output, y)
                 loss.backward()
-            algo.after_backward()
-            optimizer.step()
-            algo.after_step()
-            loss_sum += loss.detach() * len(y)
-            correct += (output.argmax(1) == y).sum()
-            if epoch == 0 and (i + 1) in snapshot_steps:
-                snapshot(snapshot_steps[i + 1], step + 1)
+            run.after_step(epoch, i, loss, output, y)
             bar.update()
-        train_s = time.perf_counter() - t0
-        train_loss = loss_sum.item() / len(train_split)
-        kept = {n: int(m.sum()) for n, m in algo.mask().layers.items()}
-        grad_macs = len(train_split) * sum(macs[n] * (weights[n].numel() if dense_grad else kept[n]) for n in weights)
-        if not math.isfinite(train_loss):
-            status = "diverged"
-        else:
-            algo.end_of_epoch(epoch + 1, optimizer)
-            snapshot(float(epoch + 1), (epoch + 1) * steps_per_epoch)
-        test_loss, test_acc = evaluate(model, algo, batcher, test_split)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-               "train_acc": correct.item() / len(train_split), "test_loss": test_loss, "test_acc": test_acc,
-               "density": snapshots[-1].density(), "weight_grad_macs": grad_macs, "dense_gradients": dense_grad,
-               "train_s": train_s, "samples_per_s": len(train_split) / train_s}
-        if val_split is not None:
-            row["val_loss"], row["val_acc"] = evaluate(model, algo, batcher, val_split)
-        history.append(row)
-        line = (f"epoch {epoch + 1}/{hp.epochs} loss {train_loss:.4f} test_acc {test_acc:.4f} "
-                f"density {row['density']:.4f} {row['samples_per_s']:.0f} samples/s")
-        (bar.write(line, file=sys.stderr) if not bar.disable else print(line, file=sys.stderr, flush=True))
-        if status == "diverged":
-            print(f"{out}: training loss is not finite at epoch {epoch + 1}; the run stops as diverged",
-                  file=sys.stderr)
+        if not run.end_epoch(epoch):
             break
-        if save_weights_at_epoch == epoch + 1:
-            save_weights(out / "rewind.safetensors", model.state_dict())
-        save_checkpoint(ckpt_path, {
-            "epoch": epoch + 1, "config": config_mod.dumps(cfg), "code": code, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "algorithm": algo.state_dict(), "history": history,
-            "snapshots": [s.layers for s in snapshots], "snapshot_labels": labels,
-            "wall_s": prior_wall + time.time() - started})
     bar.close()
-
-    with algo.forward_weights():
-        save_weights(out / "final.safetensors", model.state_dict())
-    final_mask = algo.mask()
-    final_mask.save(out / "mask.safetensors")
-    save_snapshots(out / "snapshots.safetensors", snapshots, labels)
-    frame = pd.DataFrame(history)
-    frame.insert(0, "status", "diverged" if status == "diverged" else "ok")
-    write_parquet(out / "history.parquet", frame)
-    last = history[-1]
-    record = {
-        "config": cfg.to_dict(), "status": "diverged" if status == "diverged" else "ok",
-        "test_acc": last["test_acc"], "test_loss": last["test_loss"], "val_acc": last.get("val_acc"),
-        "density": final_mask.density(), "epochs_run": len(history),
-        "weight_grad_macs": sum(r["weight_grad_macs"] for r in history),
-        "wall_s": prior_wall + time.time() - started,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **provenance.describe(dev), **(extra or {}),
-    }
-    write_json(record_path, record)
-    ckpt_path.unlink(missing_ok=True)
-    return record
+    return run.finish()

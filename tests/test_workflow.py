@@ -54,6 +54,15 @@ def test_dry_run_plans_every_job(tmp_path, config):
     assert counts == expected_counts(yaml.safe_load((REPO / config).read_text()))
 
 
+def test_stacked_seeds_plan_one_training_job_per_seed_group(tmp_path):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    (tmp_path / "stacked.yaml").write_text(yaml.safe_dump({**cfg, "stack_seeds": True}))
+    counts = planned(tmp_path, "--configfile", str(tmp_path / "stacked.yaml"))
+    expected = expected_counts(cfg)
+    expected["train_stacked"] = expected.pop("train") // len(cfg["seeds"])
+    assert counts == expected
+
+
 def test_lint_passes():
     out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -81,6 +90,7 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"settings": {"snfs": {"prune_rate": 1.5}}}, "prune_rate"),
     ({"recipe": {"density": 0.3}}, "must not set ['density']"),
     ({"device": "tpu"}, "device"),
+    ({"stack_seeds": True, "models": ["resnet20"]}, "stack_seeds: models with batch norm"),
 ]
 
 

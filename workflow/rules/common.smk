@@ -6,7 +6,9 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from sparsenet import models
 from sparsenet.algorithms.imp import schedule
+from sparsenet.data import INPUT_SHAPE
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.provenance import code_hash, training_code
 
@@ -55,6 +57,13 @@ def cli_flags(settings):
     def text(v):
         return ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
     return " ".join(f"--{k.replace('_', '-')} {shlex.quote(text(v))}" for k, v in sorted(settings.items()))
+
+
+def stacked_settings(w):
+    """The settings of a run configuration for all seeds at once (the seeds go to --stack-seeds)."""
+    settings = run_settings(w.model, w.label, w.density, config["seeds"][0])
+    del settings["seed"]
+    return cli_flags(settings)
 
 
 def imp_round_settings(w):
@@ -107,6 +116,9 @@ def check_config():
             algorithm = split_label(label)[0]
             where = f"recipe or settings.{algorithm}" if algorithm in config["settings"] else "recipe"
             raise WorkflowError(f"config.yaml: {e} (in {where}, for run {run_dir(model, label, density, seed)})")
+    with_buffers = [m for m in config["models"] if dict(models.build(m, INPUT_SHAPE[DATASET], 10).named_buffers())]
+    if config["stack_seeds"] and with_buffers:
+        raise WorkflowError(f"config.yaml: stack_seeds: models with batch norm cannot be stacked: {with_buffers}")
     if config["freeze_epochs"] and "dnw" not in SPARSE:
         raise WorkflowError("config.yaml: freeze_epochs: the dnw_freeze sweep needs dnw in algorithms as its reference")
 

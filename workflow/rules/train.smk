@@ -1,28 +1,58 @@
 # Training: dense and each sparse algorithm per density and seed; imp as a chain of rounds per seed.
 
 
-rule train:
-    output:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/", *RUN_FILES),
-    log:
-        f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/train.log",
-    wildcard_constraints:
-        label=r"dense|snfs|dnw|dnw_freeze_f\d+",
-    params:
-        device=config["device"],
-        settings=lambda w: cli_flags(run_settings(w.model, w.label, w.density, w.seed)),
-        code=lambda w: code(algorithm=split_label(w.label)[0]),
-        out=lambda w, output: Path(output[0]).parent,
-    threads: RES["threads"]
-    resources:
-        runtime=RES["train_runtime_min"],
-        mem_mb=RES["train_mem_mb"],
-        gpu=RES["gpus"],
-    conda:
-        ENV
-    shell:
-        "python -m sparsenet train --out {params.out} {params.settings} --device {params.device} --threads {threads} "
-        "> {log} 2>&1"
+if not config["stack_seeds"]:
+
+    rule train:
+        output:
+            multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/", *RUN_FILES),
+        log:
+            f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/train.log",
+        wildcard_constraints:
+            label=r"dense|snfs|dnw|dnw_freeze_f\d+",
+        params:
+            device=config["device"],
+            settings=lambda w: cli_flags(run_settings(w.model, w.label, w.density, w.seed)),
+            code=lambda w: code(algorithm=split_label(w.label)[0]),
+            out=lambda w, output: Path(output[0]).parent,
+        threads: RES["threads"]
+        resources:
+            runtime=RES["train_runtime_min"],
+            mem_mb=RES["train_mem_mb"],
+            gpu=RES["gpus"],
+        conda:
+            ENV
+        shell:
+            "python -m sparsenet train --out {params.out} {params.settings} --device {params.device} "
+            "--threads {threads} > {log} 2>&1"
+
+else:
+
+    # All seeds of a run configuration in one batched job; what depends on them stays per seed.
+    rule train_stacked:
+        output:
+            [f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{seed}/{f}" for seed in config["seeds"]
+             for f in RUN_FILES],
+        log:
+            f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/train_stacked.log",
+        wildcard_constraints:
+            label=r"dense|snfs|dnw|dnw_freeze_f\d+",
+        params:
+            device=config["device"],
+            settings=stacked_settings,
+            seeds=",".join(str(s) for s in config["seeds"]),
+            code=lambda w: code("stacked.py", algorithm=split_label(w.label)[0]),
+            out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{{seed}}",
+        threads: RES["threads"]
+        resources:
+            runtime=RES["train_runtime_min"],
+            mem_mb=RES["train_mem_mb"],
+            gpu=RES["gpus"],
+        conda:
+            ENV
+        shell:
+            "python -m sparsenet train --out '{params.out}' --stack-seeds {params.seeds} {params.settings} "
+            "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
 # Each round trains under the previous round's next mask and prunes to the next density of SCHEDULE.
