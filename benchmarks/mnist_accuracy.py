@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparsenet import provenance, rounds, train
+from sparsenet import rounds, train
 from sparsenet.config import RunConfig
 
 ALGORITHMS = {"dense": {"density": 1.0}, "imp": {}, "snfs": {}, "dnw": {}, "dnw_freeze": {"freeze_epoch": 1}}
@@ -41,14 +41,16 @@ def main() -> None:
             wall = sum(float(pd.read_json(f, typ="series")["wall_s"]) for f in out.glob("rounds/*/run.json")) \
                 if algorithm == "imp" else record["wall_s"]
             rows.append({"algorithm": algorithm, "seed": seed, "density": record["density"],
-                         "test_acc": record["test_acc"], "wall_s": wall, "device": record["device"]})
+                         "test_acc": record["test_acc"], "wall_s": wall, "device": record["device"],
+                         "git_commit": record["git_commit"]})
     table = pd.DataFrame(rows)
     table.to_parquet(args.out / "table.parquet", index=False)
     summary = table.groupby("algorithm", sort=False).agg(
         density=("density", "mean"), test_acc=("test_acc", "mean"), acc_min=("test_acc", "min"),
         acc_max=("test_acc", "max"), wall_s=("wall_s", "mean"))
+    commits = ", ".join(sorted({c[:10] for c in table["git_commit"]}))
     print(f"LeNet-300-100, MNIST, {args.epochs} epochs, seeds {args.seeds}, {table['device'].iloc[0]}, "
-          f"code {provenance.git_commit()[:10]}")
+          f"trained at commit {commits}")
     print("| algorithm | density | test acc (mean) | min | max | wall s / run |\n|---|---|---|---|---|---|")
     for algorithm, r in summary.iterrows():
         print(f"| {algorithm} | {r.density:.4f} | {100 * r.test_acc:.2f}% | {100 * r.acc_min:.2f}% | "
