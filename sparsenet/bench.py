@@ -2,8 +2,9 @@
 
 Sections: (1) the trainer against a reference loop written the usual way (torchvision dataset, DataLoader,
 per-sample transforms, mask multiplied in after each step); (2) each algorithm's step and epoch-end cost
-relative to dense; (3) the E4 cost model (weight-gradient work of dnw_freeze vs dnw); (4) pipeline overheads;
-(5) how cost grows with data, model and number of jobs. One row per figure, printed and written as Parquet.
+relative to dense, and (2b) several seeds stacked against one after another; (3) the E4 cost model
+(weight-gradient work of dnw_freeze vs dnw); (4) pipeline overheads; (5) how cost grows with data, model and
+number of jobs. One row per figure, printed and written as Parquet.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from sparsenet.config import RunConfig
 from sparsenet.files import write_parquet
 from sparsenet.masks import Mask, layer_counts
 from sparsenet.provenance import device_name
+from sparsenet.stacked import train_stacked
 from sparsenet.train import resolve_device, train, weight_grad_macs_per_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +157,19 @@ def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
     rows.add("2 algorithm cost", "imp: pruning step (global)", imp_ms, "ms")
 
 
+def bench_stacked(rows: Rows, device, data_root, quick: bool, seeds: int = 8) -> None:
+    """Section 2b: K seeds in one batched forward/backward against the same K seeds one after another."""
+    cfg = _settings(train_subset=10000 if quick else 30000)
+    single = _trainer_throughput(cfg, device, data_root)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_stacked(cfg, list(range(seeds)), [Path(tmp) / f"s{s}" for s in range(seeds)], data_root=data_root,
+                      device=str(device))
+        per_seed = float(pd.read_parquet(Path(tmp) / "s0" / "history.parquet")["samples_per_s"].iloc[-1])
+    rows.add("2b stacked seeds", f"lenet300_100: {seeds} seeds one after another", single, "samples/s")
+    rows.add("2b stacked seeds", f"lenet300_100: {seeds} seeds stacked", per_seed * seeds, "samples/s (all seeds)")
+    rows.add("2b stacked seeds", "ratio", per_seed * seeds / single, "x", "goal >= 4 on a GPU")
+
+
 def _timed(fn, device, repeats: int = 5) -> float:
     fn()
     _sync(device)
@@ -170,15 +185,16 @@ def bench_cost_model(rows: Rows, epochs: int = 30, density: float = 0.05) -> Non
     for model, dataset in (("lenet300_100", "mnist"), ("resnet18", "cifar10")):
         net = models.build(model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset])
         factors = weight_grad_macs_per_sample(net, data_mod.INPUT_SHAPE[dataset], torch.device("cpu"))
-        weights = models.prunable(net)
-        hp = _settings(algorithm="dnw", density=density).algorithm
-        counts = ALGORITHMS["dnw"](hp, weights, epochs).counts()
-        dense = sum(factors[n] * w.numel() for n, w in weights.items())
-        sparse = sum(factors[n] * counts[n] for n in weights)
-        for k in (1, 2, 5, 10):
-            frac = (k * dense + (epochs - k) * sparse) / (epochs * dense)
-            rows.add("3 E4 cost model", f"{model}: dnw_freeze(k={k}) / dnw, {epochs} epochs, density {density}",
-                     frac, "fraction", f"goal for k=1: <= 1/E + density = {1 / epochs + density:.3f}" if k == 1 else "")
+        shapes = {n: w.shape for n, w in models.prunable(net).items()}
+        dense = sum(factors[n] * s.numel() for n, s in shapes.items())
+        for distribution in ("erk", "uniform"):  # ERK keeps small, high-resolution layers denser
+            counts = layer_counts(shapes, density, distribution)
+            sparse = sum(factors[n] * counts[n] for n in shapes)
+            for k in (1, 2, 5, 10):
+                frac = (k * dense + (epochs - k) * sparse) / (epochs * dense)
+                goal = f"goal for k=1: <= 1/E + density = {1 / epochs + density:.3f}" if k == 1 else ""
+                rows.add("3 E4 cost model", f"{model}, {distribution}: dnw_freeze(k={k}) / dnw, {epochs} epochs, "
+                         f"density {density}", frac, "fraction", goal)
 
 
 def _wall(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
@@ -246,6 +262,7 @@ def run(out: Path, *, data_root=None, device=None, quick: bool = False, study: b
     rows = Rows(dev)
     bench_reference(rows, dev, data_root, quick)
     bench_algorithms(rows, dev, data_root, quick)
+    bench_stacked(rows, dev, data_root, quick)
     bench_cost_model(rows)
     bench_pipeline(rows, data_root, study)
     bench_growth(rows, dev, data_root, quick)
