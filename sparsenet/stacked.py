@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from sparsenet import data as data_mod
+from sparsenet import models
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.train import Run, finished_record, load_data, resolve_device, train
 
@@ -28,6 +30,9 @@ def train_stacked(cfg: RunConfig, seeds: list[int], outs: list[str | Path], *, d
     """
     if len(seeds) != len(outs) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: need distinct seeds, one per output folder; got {seeds} for {len(outs)} folders")
+    shape, classes = data_mod.INPUT_SHAPE[cfg.data.dataset], data_mod.NUM_CLASSES[cfg.data.dataset]
+    if dict(models.build(cfg.model.model, shape, classes).named_buffers()):
+        raise ConfigError(f"model: stacked seeds need a model without buffers (batch norm); {cfg.model.model} has some")
     cfgs = [cfg.replace(seed=s) for s in seeds]
     records = {i: finished_record(c, Path(o)) for i, (c, o) in enumerate(zip(cfgs, outs))}
     todo = [i for i, r in records.items() if r is None]
@@ -35,8 +40,6 @@ def train_stacked(cfg: RunConfig, seeds: list[int], outs: list[str | Path], *, d
     data = load_data(cfg, dev, data_root)
     masks, init_weights = masks or [None] * len(seeds), init_weights or [None] * len(seeds)
     runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i]) for i in todo}
-    if any(dict(r.model.named_buffers()) for r in runs.values()):
-        raise ConfigError(f"model: stacked seeds need a model without buffers (batch norm); {cfg.model.model} has some")
     if len({r.start_epoch for r in runs.values()}) > 1:  # resumed from different epochs: train them one by one
         print("checkpoints of different epochs: training the seeds one after another", file=sys.stderr)
         return [records[i] or train(cfgs[i], outs[i], data_root=data_root, device=device, mask=masks[i],

@@ -70,6 +70,7 @@ def test_stacking_is_refused_for_models_with_batch_norm(tmp_path, data_root):
     cfg = tiny(model="resnet20", dataset="mnist", algorithm="dense", epochs=1)
     with pytest.raises(ConfigError, match="batch norm"):
         train_stacked(cfg, [0, 1], [tmp_path / "a", tmp_path / "b"])
+    assert not (tmp_path / "a").exists()  # refused before anything was written
 
 
 def test_cli_stacks_seeds_into_one_folder_each(tmp_path, data_root):
