@@ -92,6 +92,19 @@ class Mask:
         return list(self.layers) == list(other.layers) and all(
             torch.equal(m.cpu(), other.layers[n].cpu()) for n, m in self.layers.items())
 
+    def packed(self) -> dict[str, torch.Tensor]:
+        """Each layer bit-packed into uint8 (8x smaller than bool): how masks are kept in bulk and stored."""
+        return {n: torch.from_numpy(np.packbits(m.cpu().numpy().ravel())) for n, m in self.layers.items()}
+
+    def shapes(self) -> dict[str, list[int]]:
+        return {n: list(m.shape) for n, m in self.layers.items()}
+
+    @classmethod
+    def from_packed(cls, packed: Mapping[str, torch.Tensor | np.ndarray], shapes: Mapping[str, list[int]],
+                    device: torch.device | str = "cpu") -> Mask:
+        return cls({n: torch.from_numpy(np.unpackbits(np.asarray(bits))[:math.prod(shapes[n])].astype(bool))
+                    .view(shapes[n]).to(device) for n, bits in packed.items()})
+
     def shuffled(self, generator: torch.Generator) -> Mask:
         """Same count in each layer, positions drawn at random within the layer: the structure destroyed."""
         out = {}
@@ -181,12 +194,17 @@ def save_snapshots(path: str | Path, masks: list[Mask], labels: list[dict]) -> N
     """Write masks (all covering the same layers) bit-packed into one safetensors file, atomically."""
     if not masks:
         raise ValueError("no masks to save")
-    names = list(masks[0].layers)
-    tensors = {name: np.stack([np.packbits(m.layers[name].cpu().numpy().ravel()) for m in masks])
-               for name in names}
+    save_packed_snapshots(path, [m.packed() for m in masks], masks[0].shapes(), labels)
+
+
+def save_packed_snapshots(path: str | Path, packed: list[dict[str, torch.Tensor]], shapes: dict[str, list[int]],
+                          labels: list[dict]) -> None:
+    """As save_snapshots, for masks already packed (Mask.packed)."""
+    names = list(shapes)
+    tensors = {name: np.stack([p[name].numpy() for p in packed]) for name in names}
     # one metadata entry: safetensors writes several in hash order, and identical masks must give identical bytes
-    meta = {"sparsenet": json.dumps({"format": FORMAT, "labels": labels, "order": names,
-                                     "shapes": {n: list(masks[0].layers[n].shape) for n in names}}, sort_keys=True)}
+    meta = {"sparsenet": json.dumps({"format": FORMAT, "labels": labels, "order": names, "shapes": shapes},
+                                    sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -200,14 +218,7 @@ def load_snapshots(path: str | Path, device: torch.device | str = "cpu") -> tupl
         if meta.get("format") != FORMAT:
             raise ValueError("not a sparsenet mask file")
         shapes, labels, names = meta["shapes"], meta["labels"], meta["order"]
-        masks = []
-        for i in range(len(labels)):
-            layers = {}
-            for n in names:
-                size = math.prod(shapes[n])
-                bits = np.unpackbits(tensors[n][i])[:size]
-                layers[n] = torch.from_numpy(bits.astype(bool)).view(shapes[n]).to(device)
-            masks.append(Mask(layers))
+        masks = [Mask.from_packed({n: tensors[n][i] for n in names}, shapes, device) for i in range(len(labels))]
     except FileNotFoundError:
         raise MaskFileError(f"mask file {path} does not exist") from None
     except (SafetensorError, ValueError, KeyError, IndexError, OSError, json.JSONDecodeError) as e:

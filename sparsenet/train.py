@@ -26,7 +26,7 @@ from sparsenet.algorithms import ALGORITHMS, Algorithm
 from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, RunConfig, TrainHparams
 from sparsenet.files import ResultFileError, read_json, remove_stale_temporaries, write_json, write_parquet
-from sparsenet.masks import Mask, save_snapshots
+from sparsenet.masks import Mask, save_packed_snapshots
 
 RUN_FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
              "history.parquet", "run.json")
@@ -141,7 +141,8 @@ class Run:
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
         self.snapshot_steps = {max(1, round(f * self.steps_per_epoch)): f for f in hp.snapshot_fractions}
         self.history: list[dict] = []
-        self.snapshots: list[Mask] = []
+        self.snapshots: list[dict[str, torch.Tensor]] = []  # bit-packed: a long run keeps hundreds
+        self.mask_shapes = {name: list(w.shape) for name, w in self.weights.items()}
         self.labels: list[dict] = []
         self.start_epoch, self.diverged, self.prior_wall = 0, False, 0.0
         self.ckpt_path = out / "checkpoint.pt"
@@ -164,12 +165,14 @@ class Run:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.algo.load_state_dict(ckpt["algorithm"])
         self.history, self.labels, self.prior_wall = ckpt["history"], ckpt["snapshot_labels"], ckpt["wall_s"]
-        self.snapshots = [Mask(s) for s in ckpt["snapshots"]]
+        self.snapshots, self.density = ckpt["snapshots"], ckpt["density"]
         self.start_epoch = ckpt["epoch"]
         print(f"resuming {self.out} after epoch {self.start_epoch}", file=sys.stderr)
 
     def snapshot(self, epoch: float, step: int) -> None:
-        self.snapshots.append(self.algo.mask().to("cpu"))
+        mask = self.algo.mask()
+        self.density = mask.density()
+        self.snapshots.append(mask.packed())
         self.labels.append({"epoch": epoch, "step": step})
 
     # --- one epoch ------------------------------------------------------------------------------------------
@@ -211,7 +214,7 @@ class Run:
         test_loss, test_acc = evaluate(self.model, self.algo, self.batcher, self.test_split)
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": self.correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
-               "density": self.snapshots[-1].density(), "weight_grad_macs": grad_macs,
+               "density": self.density, "weight_grad_macs": grad_macs,
                "dense_gradients": self.dense_grad, "train_s": train_s, "samples_per_s": n / train_s}
         if self.val_split is not None:
             row["val_loss"], row["val_acc"] = evaluate(self.model, self.algo, self.batcher, self.val_split)
@@ -229,7 +232,7 @@ class Run:
             "epoch": epoch + 1, "config": config_mod.dumps(self.cfg), "code": self.code,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "algorithm": self.algo.state_dict(), "history": self.history,
-            "snapshots": [m.layers for m in self.snapshots], "snapshot_labels": self.labels,
+            "snapshots": self.snapshots, "density": self.density, "snapshot_labels": self.labels,
             "wall_s": self.prior_wall + time.time() - self.started})
         return True
 
@@ -240,7 +243,7 @@ class Run:
             save_weights(self.out / "final.safetensors", self.model.state_dict())
         final_mask = self.algo.mask()
         final_mask.save(self.out / "mask.safetensors")
-        save_snapshots(self.out / "snapshots.safetensors", self.snapshots, self.labels)
+        save_packed_snapshots(self.out / "snapshots.safetensors", self.snapshots, self.mask_shapes, self.labels)
         status = "diverged" if self.diverged else "ok"
         frame = pd.DataFrame(self.history)
         frame.insert(0, "status", status)
