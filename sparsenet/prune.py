@@ -84,11 +84,9 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                                           dense_layers=dense_layers, imp_scope=method.split("_")[1])
                     pruned = prune(final, mask, base_density * (1 - q), hp)
                 model.load_state_dict(final)
-                weights = models.prunable(model)
-                pruned.apply(weights)
+                fixed = ALGORITHMS["fixed"](cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
                 if recompute_bn:
                     recompute_batch_norm(model, batcher, train_split)
-                fixed = ALGORITHMS["fixed"](cfg.algorithm, weights, 1, mask=pruned)
                 loss, acc = evaluate(model, fixed, batcher, test_split)
                 rows.append({"method": method, "draw": draw, "q": q, "density": pruned.density(),
                              "bn_recomputed": recompute_bn, "test_acc": acc, "test_loss": loss})
