@@ -1,4 +1,10 @@
-"""Models by name (after timm's registry). Prunable = the weights of conv and linear layers."""
+"""Models by name (after timm's registry). Prunable = the weights of conv and linear layers.
+
+Initialisation follows open_lth (facebookresearch/open_lth, models/initializers.py and bn_initializers.py):
+the model is built with PyTorch's default init, then conv and linear weights are redrawn (Kaiming normal by
+default, std sqrt(2 / fan_in)) and batch-norm scales drawn from U[0, 1) with zero shifts; biases keep PyTorch's
+default, as there.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,20 +13,48 @@ import torch
 from torch import nn
 
 MODELS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {}
+OUTPUT_LAYER: dict[str, str] = {}  # model -> the output layer's weight (the last prunable weight)
+# How imp treats the output layer where the model's reference code says so: open_lth's default_hparams set
+# pruning_layers_to_ignore='fc.weight' for mnist_lenet and cifar_vgg (none for cifar_resnet); Frankle & Carbin
+# (2019, Table 1) prune Conv-2/4/6's output layer at half the rate of the other fully connected layers.
+IMP_OUTPUT = {"lenet300_100": "dense", "vgg16": "dense", "conv2": "half", "conv4": "half", "conv6": "half"}
 
 
-def register(name: str):
+def register(name: str, output: str = "fc.weight"):
     def add(builder):
         MODELS[name] = builder
+        OUTPUT_LAYER[name] = output
         return builder
 
     return add
 
 
-def build(name: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def build(name: str, input_shape: tuple[int, int, int], num_classes: int, init: str = "kaiming_normal",
+          bn_init: str = "uniform") -> nn.Module:
+    """Model `name`, initialised by `init` (conv and linear weights) and `bn_init` (batch-norm scales)."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
-    return MODELS[name](input_shape, num_classes)
+    model = MODELS[name](input_shape, num_classes)
+    initialise(model, init, bn_init)
+    return model
+
+
+@torch.no_grad()
+def initialise(model: nn.Module, init: str, bn_init: str) -> None:
+    for mod in model.modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            if init == "kaiming_normal":
+                nn.init.kaiming_normal_(mod.weight)
+            elif init == "kaiming_uniform":
+                nn.init.kaiming_uniform_(mod.weight)
+            elif init != "pytorch":
+                raise ValueError(f"init: must be kaiming_normal, kaiming_uniform or pytorch; got {init!r}")
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            if bn_init == "uniform":
+                mod.weight.copy_(torch.rand(mod.weight.shape))
+            elif bn_init != "fixed":
+                raise ValueError(f"bn_init: must be uniform or fixed; got {bn_init!r}")
+            mod.bias.zero_()
 
 
 def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -29,7 +63,7 @@ def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
             for mod_name, mod in model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))}
 
 
-@register("lenet300_100")
+@register("lenet300_100", output="5.weight")
 def lenet300_100(input_shape, num_classes):
     c, h, w = input_shape
     return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
@@ -51,34 +85,47 @@ def _conv_net(widths: list[int], input_shape, num_classes) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register("conv2")
+@register("conv2", output="10.weight")
 def conv2(input_shape, num_classes):
     return _conv_net([64, 64], input_shape, num_classes)
 
 
-@register("conv4")
+@register("conv4", output="15.weight")
 def conv4(input_shape, num_classes):
     return _conv_net([64, 64, 128, 128], input_shape, num_classes)
 
 
-@register("conv6")
+@register("conv6", output="20.weight")
 def conv6(input_shape, num_classes):
     return _conv_net([64, 64, 128, 128, 256, 256], input_shape, num_classes)
 
 
+class VGG(nn.Module):
+    """open_lth's cifar_vgg (models/cifar_vgg.py): conv (with bias) + batch norm + ReLU modules, a max-pool after
+    each stage but the last, a 2x2 average pool, one linear layer."""
+
+    def __init__(self, plan: list, input_shape, num_classes):
+        super().__init__()
+        c, h, w = input_shape
+        layers: list[nn.Module] = []
+        for v in plan:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            else:
+                layers.append(nn.Sequential(nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()))
+                c = v
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(c * (h // 2) * (w // 2), num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.avg_pool2d(self.layers(x), 2), 1))
+
+
 @register("vgg16")
 def vgg16(input_shape, num_classes):
-    """VGG-16 for CIFAR with batch norm and one linear classifier."""
-    c = input_shape[0]
-    layers: list[nn.Module] = []
-    for v in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(c, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-            c = v
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
-    return nn.Sequential(*layers)
+    return VGG([64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512], input_shape,
+               num_classes)
 
 
 class BasicBlock(nn.Module):
