@@ -97,10 +97,19 @@ def test_snfs_regrows_where_absent_momentum_is_largest():
             assert (h.weights[n][grown] == 0).all()  # regrown weights start at zero
 
 
-def test_snfs_prune_rate_decays_by_cosine():
-    h = Harness("snfs", density=0.1, epochs=5)
-    rates = [h.algo.prune_rate_at(e) for e in range(1, 5)]
-    assert rates[0] == pytest.approx(0.5) and all(a > b for a, b in zip(rates, rates[1:]))
+def test_snfs_prune_rate_follows_the_reference_cosine_decay():
+    # sparse_learning's CosineDecay(0.5, steps * epochs, eta_min=0.005), read at each epoch end
+    steps, epochs = 7, 3
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(sgd, steps * epochs, eta_min=0.005)
+    reference = []
+    for _ in range(epochs - 1):
+        for _ in range(steps):
+            decay.step()
+        reference.append(sgd.param_groups[0]["lr"])
+    h = Harness("snfs", density=0.1, epochs=epochs)
+    assert [h.algo.prune_rate_at(e) for e in (1, 2)] == pytest.approx(reference)
+    assert reference == pytest.approx([0.37625, 0.12875])
 
 
 def test_snfs_makes_no_update_after_the_last_epoch():

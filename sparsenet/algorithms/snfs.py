@@ -1,10 +1,22 @@
 """Sparse momentum, Sparse Networks From Scratch (Dettmers & Zettlemoyer 2019).
 
-Fixed total density from the first step. Gradients are dense, so the optimizer's momentum covers absent weights
-too. At every epoch end but the last: prune the smallest-magnitude kept weights of each layer at a rate that
-starts at `prune_rate` and decays by cosine; share the freed weights among layers in proportion to each layer's
-mean momentum magnitude over its kept weights; regrow in each layer where the momentum of absent weights is
-largest. Regrown weights start at zero.
+Follows TimDettmers/sparse_learning, sparselearning/core.py (Masking, CosineDecay) and funcs.py
+(magnitude_prune, momentum_growth, momentum_redistribution), with mnist_cifar/main.py's loop:
+
+- fixed total density from the first step; gradients are dense, so the optimizer's momentum covers absent
+  weights too;
+- the prune rate decays by cosine per optimizer step to a floor of 0.005 (CosineDecay(prune_rate,
+  steps * epochs), eta_min 0.005); after e of E epochs it is 0.005 + (p - 0.005) (1 + cos(pi e / E)) / 2;
+- at every epoch end but the last (after the evaluation): a layer denser than 0.8 whose share of the momentum is
+  above the mean share prunes at most its own sparsity (adjust_prune_rate); each layer removes
+  ceil(rate * kept) of its smallest-magnitude weights; the removed weights are shared among layers in
+  proportion to each layer's mean momentum magnitude over its kept weights, a layer getting at most 0.99 of its
+  free slots and the excess spread equally over all layers (calc_growth_redistribution); each layer regrows
+  where the momentum of its absent weights (the ones just pruned included) is largest;
+- a weight pruned and regrown in the same update keeps its value; newly grown weights start at zero.
+
+Deviation: the reference floors each layer's regrowth and corrects the drift in later updates (adjusted_growth);
+here the shares are rounded to integers that sum exactly to the removed count, so the density stays exact.
 """
 from __future__ import annotations
 
@@ -15,6 +27,9 @@ import torch
 from sparsenet.algorithms.base import Algorithm
 from sparsenet.masks import Mask, apportion, topk_mask
 
+PRUNE_RATE_FLOOR = 0.005  # CosineDecay's eta_min
+DENSE_LAYER = 0.8  # adjust_prune_rate: layers denser than this may prune less
+
 
 class SNFS(Algorithm):
     dense_gradients = True
@@ -23,30 +38,39 @@ class SNFS(Algorithm):
         pass  # absent weights need their gradient: it feeds the momentum that decides regrowth
 
     def prune_rate_at(self, epoch: int) -> float:
-        return self.hp.prune_rate * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(self.epochs - 1, 1)))
+        """The prune rate after `epoch` of the run's epochs (per-step cosine, evaluated at the epoch end)."""
+        p = self.hp.prune_rate
+        floor = min(PRUNE_RATE_FLOOR, p)
+        return floor + (p - floor) * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
 
     @torch.no_grad()
     def end_of_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         if epoch >= self.epochs:
             return
-        rate = self.prune_rate_at(epoch)
         sparse = [n for n in self.weights if n not in self.hp.dense_layers]
+        masks = {n: self._mask.layers[n] for n in sparse}
+        kept = {n: int(masks[n].sum()) for n in sparse}
         momentum = {n: _momentum(optimizer, self.weights[n]).abs() for n in sparse}
-        pruned, removed, contribution = {}, 0, {}
+        share = {n: float(momentum[n][masks[n]].mean()) if kept[n] else 0.0 for n in sparse}
+        total = sum(share.values())
+        share = {n: (v / total if total > 0 else 1 / len(sparse)) for n, v in share.items()}
+        rate = self.prune_rate_at(epoch)
+        pruned, removed = {}, {}
         for n in sparse:
-            w, m = self.weights[n], self._mask.layers[n]
-            kept = int(m.sum())
-            n_remove = int(round(rate * kept))
-            keep_score = torch.where(m, w.abs(), torch.full_like(w, -1.0))  # absent weights rank last
-            pruned[n] = topk_mask(keep_score, kept - n_remove)
-            removed += n_remove
-            contribution[n] = float(momentum[n][m].mean()) if kept else 0.0
-        regrow = _share(removed, contribution, {n: int((~pruned[n]).sum()) for n in sparse})
+            layer_rate = rate
+            sparsity = 1 - kept[n] / masks[n].numel()
+            if sparsity < 1 - DENSE_LAYER and share[n] > 1 / len(sparse):
+                layer_rate = min(sparsity, rate)
+            removed[n] = min(math.ceil(layer_rate * kept[n]), kept[n])
+            keep_score = torch.where(masks[n], self.weights[n].abs(), torch.full_like(self.weights[n], -1.0))
+            pruned[n] = topk_mask(keep_score, kept[n] - removed[n])  # absent weights rank last
+        free = {n: masks[n].numel() - kept[n] + removed[n] for n in sparse}
+        regrow = redistribute(sum(removed.values()), share, free)
         new = dict(self._mask.layers)
         for n in sparse:
             grow_score = torch.where(pruned[n], torch.full_like(momentum[n], -1.0), momentum[n])
             new[n] = pruned[n] | topk_mask(grow_score, regrow[n])
-            self.weights[n].mul_(pruned[n])  # pruned weights vanish, regrown ones start at zero
+            self.weights[n].mul_(new[n])  # pruned weights vanish; regrown ones keep their value (0 if new)
         self._mask = Mask(new)
 
 
@@ -56,22 +80,25 @@ def _momentum(optimizer: torch.optim.Optimizer, weight: torch.Tensor) -> torch.T
     return buf if buf is not None else torch.zeros_like(weight)
 
 
-def _share(total: int, contribution: dict[str, float], capacity: dict[str, int]) -> dict[str, int]:
-    """Split `total` in proportion to `contribution`, never giving a layer more than its `capacity`."""
-    out = {n: 0 for n in contribution}
-    open_layers = {n for n in contribution if capacity[n] > 0}
-    left = total
-    while left > 0 and open_layers:
-        weight = sum(contribution[n] for n in open_layers)
-        exact = {n: (left * contribution[n] / weight if weight > 0 else left / len(open_layers)) for n in open_layers}
-        full = {n for n in open_layers if out[n] + exact[n] >= capacity[n]}
-        if full:  # fill the layers that overflow, then share the rest among the others
-            for n in full:
-                left -= capacity[n] - out[n]
-                out[n] = capacity[n]
-            open_layers -= full
-            continue
-        for n, k in apportion(exact, left).items():
-            out[n] += k
-        left = 0
-    return out
+def redistribute(total: int, share: dict[str, float], free: dict[str, int], cap: float = 0.99) -> dict[str, int]:
+    """Regrowth per layer: `total` split by `share`; a layer gets at most `cap` of its `free` slots, and what it
+    cannot take is spread equally over all layers, until nothing is left (sparse_learning's
+    calc_growth_redistribution). The result is rounded to integers summing to `total`, none above `free`."""
+    exact = {n: total * share[n] for n in share}
+    for _ in range(1000):
+        excess = 0.0
+        for n in exact:
+            if exact[n] > cap * free[n]:
+                excess += exact[n] - cap * free[n]
+                exact[n] = cap * free[n]
+        if excess <= 1e-9:
+            break
+        exact = {n: v + excess / len(exact) for n, v in exact.items()}
+    counts = apportion(exact, min(total, sum(free.values())))
+    over = {n: counts[n] - free[n] for n in counts if counts[n] > free[n]}
+    for n, k in over.items():  # only when layers are nearly full: hand the rest to layers with room
+        counts[n] -= k
+        for m in sorted(counts, key=lambda m: free[m] - counts[m], reverse=True):
+            give = min(k, free[m] - counts[m])
+            counts[m], k = counts[m] + give, k - give
+    return counts
