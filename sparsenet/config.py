@@ -18,6 +18,10 @@ ALGORITHMS = ("dense", "imp", "snfs", "dnw", "dnw_freeze", "fixed")  # fixed: a 
 SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
 IMP_SCOPES = ("global", "layerwise")
+IMP_OUTPUTS = ("reference", "dense", "half", "global")
+INITS = ("kaiming_normal", "kaiming_uniform", "pytorch")
+BN_INITS = ("uniform", "fixed")
+PRESET_DIR = Path(__file__).parent / "recipes"
 
 
 class ConfigError(ValueError):
@@ -54,11 +58,15 @@ class DataHparams:
 @dataclass(frozen=True)
 class ModelHparams:
     model: str = "lenet300_100"
+    init: str = "kaiming_normal"  # conv and linear weights (open_lth models/initializers.py); pytorch: torch's default
+    bn_init: str = "uniform"  # batch-norm scale ~ U[0, 1) (open_lth models/bn_initializers.py); fixed: 1
 
     def __post_init__(self) -> None:
         from sparsenet.models import MODELS
 
         _check(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}; got {self.model!r}")
+        _check(self.init in INITS, "init", f"must be one of {', '.join(INITS)}; got {self.init!r}")
+        _check(self.bn_init in BN_INITS, "bn_init", f"must be one of {', '.join(BN_INITS)}; got {self.bn_init!r}")
 
 
 @dataclass(frozen=True)
@@ -95,13 +103,14 @@ class TrainHparams:
 class AlgorithmHparams:
     algorithm: str = "dense"
     density: float = 1.0  # kept / prunable over the sparse layers (layers in dense_layers stay whole)
-    distribution: str = "erk"  # per-layer densities of the initial mask (snfs, dnw, dnw_freeze)
+    distribution: str = "uniform"  # per-layer densities of the initial mask (snfs, dnw, dnw_freeze)
     dense_layers: tuple[str, ...] = ()  # prunable weights kept dense, by parameter name
     prune_rate: float = 0.5  # snfs: fraction of kept weights pruned at the first epoch end, cosine-decayed
     freeze_epoch: int = 1  # dnw_freeze: the mask is fixed after this many epochs
     imp_rate: float = 0.2  # imp: fraction of remaining weights pruned per round
     imp_scope: str = "global"
     imp_layer_rates: tuple[tuple[str, float], ...] = ()  # imp: per-layer rate multipliers, e.g. (("fc3.weight", 0.5),)
+    imp_output: str = "reference"  # imp: the output layer kept dense, pruned at half the rate, or globally
     rewind_epoch: int = 0  # imp: rewind to the weights after this many epochs of round 0 (0: the initial weights)
 
     def __post_init__(self) -> None:
@@ -117,6 +126,8 @@ class AlgorithmHparams:
         _check_fraction(self.imp_rate, "imp_rate", low_open=True, high_open=True)
         _check(self.imp_scope in IMP_SCOPES, "imp_scope",
                f"must be one of {', '.join(IMP_SCOPES)}; got {self.imp_scope!r}")
+        _check(self.imp_output in IMP_OUTPUTS, "imp_output",
+               f"must be one of {', '.join(IMP_OUTPUTS)}; got {self.imp_output!r}")
         for name, mult in self.imp_layer_rates:
             _check(mult > 0 and mult * self.imp_rate < 1, "imp_layer_rates",
                    f"multiplier for {name!r} must make the rate lie in (0, 1), got {mult!r}")
@@ -139,6 +150,7 @@ class RunConfig:
         if self.algorithm.algorithm == "imp":
             _check(self.algorithm.rewind_epoch < self.train.epochs, "rewind_epoch",
                    f"must be < epochs={self.train.epochs}, got {self.algorithm.rewind_epoch}")
+            object.__setattr__(self, "algorithm", _resolve_imp_output(self.algorithm, self.model.model))
 
     def to_dict(self) -> dict[str, Any]:
         """Nested sections as JSON would store them (tuples become lists)."""
@@ -146,7 +158,11 @@ class RunConfig:
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> RunConfig:
-        """Build from one flat mapping of field names (as in a run config file or on the command line)."""
+        """Build from one flat mapping of field names (as in a run config file or on the command line).
+
+        A `preset` key names a recipe (sparsenet/recipes/<name>.yaml); the mapping's other keys override it.
+        """
+        values = expand_preset(values)
         unknown = set(values) - set(FIELDS)
         if unknown:
             raise ConfigError(f"{sorted(unknown)[0]}: unknown key; allowed keys are {', '.join(sorted(FIELDS))}")
@@ -237,3 +253,36 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 def dumps(cfg: RunConfig) -> str:
     return json.dumps(cfg.to_dict(), sort_keys=True)
+
+
+def _resolve_imp_output(hp: AlgorithmHparams, model: str) -> AlgorithmHparams:
+    """Write imp's treatment of the output layer into dense_layers / imp_layer_rates (idempotent).
+
+    `reference` follows the code the model comes from: open_lth's `pruning_layers_to_ignore='fc.weight'` for
+    LeNet and VGG (dense), none for its ResNet-20 (global); Frankle & Carbin's half rate for Conv-2/4/6.
+    """
+    from sparsenet.models import IMP_OUTPUT, OUTPUT_LAYER
+
+    mode = IMP_OUTPUT.get(model, "global") if hp.imp_output == "reference" else hp.imp_output
+    out = OUTPUT_LAYER[model]
+    if mode == "dense" and out not in hp.dense_layers:
+        return dataclasses.replace(hp, dense_layers=(*hp.dense_layers, out))
+    if mode == "half" and out not in dict(hp.imp_layer_rates):
+        return dataclasses.replace(hp, imp_layer_rates=(*hp.imp_layer_rates, (out, 0.5)))
+    return hp
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def expand_preset(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with its `preset` (if any) replaced by the preset's keys, which `values` override."""
+    if values.get("preset") is None:
+        return {k: v for k, v in values.items() if k != "preset"}
+    name = values["preset"]
+    path = PRESET_DIR / f"{name}.yaml"
+    if not isinstance(name, str) or "/" in name or not path.exists():
+        raise ConfigError(f"preset: must be one of {', '.join(presets())}; got {name!r}")
+    base = yaml.safe_load(path.read_text())
+    return {**base, **{k: v for k, v in values.items() if k != "preset"}}
