@@ -2,7 +2,9 @@
 
 Round 0 trains dense; the rewind weights are its initial weights, or with `rewind_epoch` k its weights after
 epoch k (rewind.safetensors). Each later round starts from the previous round's init.safetensors (the dense
-weights it started from, so the rewind weights), under the previous round's next mask. Every round but the last writes
+weights it started from, so the rewind weights), under the previous round's next mask. After late rewinding
+a round trains epochs k+1..T only, with data order and learning-rate schedule (warm-up included) continuing
+from step k, as open_lth's lottery/runner.py trains each level from `train_start_step` (training/train.py). Every round but the last writes
 next_mask.safetensors, the mask of the next density of the schedule. A round is an ordinary run folder, so the
 workflow can make each round a job.
 """
@@ -36,8 +38,9 @@ def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_
         rewind = rewind if rewind.exists() else prev / "init.safetensors"
         prev_round = read_json(prev / "run.json")["imp_round"]
         cfg = cfg.replace(density=round(mask.density(exclude=cfg.algorithm.dense_layers), 6))
+        k = cfg.algorithm.rewind_epoch
         record = train(cfg, out, data_root=data_root, device=device, init_weights=load_weights(rewind), mask=mask,
-                       extra={"imp_round": prev_round + 1})
+                       first_epoch=k, extra={"imp_round": prev_round + 1, "first_epoch": k})
     if next_density is not None and not (out / "next_mask.safetensors").exists():
         final = load_weights(out / "final.safetensors")
         imp.prune(final, Mask.load(out / "mask.safetensors"), next_density, cfg.algorithm).save(

@@ -115,7 +115,7 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, dev: torch.device, data: tuple, *,
                  init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
-                 save_weights_at_epoch: int = 0, extra: dict | None = None):
+                 save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None):
         if cfg.algorithm.algorithm == "fixed" and mask is None:
             raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
         self.cfg, self.out, self.dev, self.extra = cfg, out, dev, extra or {}
@@ -126,7 +126,8 @@ class Run:
         remove_stale_temporaries(out)
         input_shape = data_mod.INPUT_SHAPE[cfg.data.dataset]
         torch.manual_seed(cfg.seed)
-        self.model = models.build(cfg.model.model, input_shape, data_mod.NUM_CLASSES[cfg.data.dataset]).to(dev)
+        self.model = models.build(cfg.model.model, input_shape, data_mod.NUM_CLASSES[cfg.data.dataset],
+                                  cfg.model.init, cfg.model.bn_init).to(dev)
         if init_weights is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in init_weights.items()})
         init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -144,7 +145,7 @@ class Run:
         self.snapshots: list[dict[str, torch.Tensor]] = []  # bit-packed: a long run keeps hundreds
         self.mask_shapes = {name: list(w.shape) for name, w in self.weights.items()}
         self.labels: list[dict] = []
-        self.start_epoch, self.diverged, self.prior_wall = 0, False, 0.0
+        self.start_epoch, self.diverged, self.prior_wall = first_epoch, False, 0.0
         self.ckpt_path = out / "checkpoint.pt"
         self.code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
         self._resume_or_start(init_state)
@@ -159,7 +160,7 @@ class Run:
             ckpt = None
         if ckpt is None:
             save_weights(self.out / "init.safetensors", init_state)
-            self.snapshot(0.0, 0)
+            self.snapshot(float(self.start_epoch), self.start_epoch * self.steps_per_epoch)
             return
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -171,7 +172,7 @@ class Run:
 
     def snapshot(self, epoch: float, step: int) -> None:
         mask = self.algo.mask()
-        self.density = mask.density()
+        self.density = mask.density(exclude=self.cfg.algorithm.dense_layers)
         self.snapshots.append(mask.packed())
         self.labels.append({"epoch": epoch, "step": step})
 
@@ -208,16 +209,18 @@ class Run:
         kept = {name: int(m.sum()) for name, m in self.algo.mask().layers.items()}
         grad_macs = n * sum(self.macs[k] * (w.numel() if self.dense_grad else kept[k]) for k, w in self.weights.items())
         self.diverged = not math.isfinite(train_loss)
+        # evaluate before the algorithm's epoch-end update, as sparse_learning's mnist_cifar/main.py does
+        test_loss, test_acc = evaluate(self.model, self.algo, self.batcher, self.test_split)
+        val = evaluate(self.model, self.algo, self.batcher, self.val_split) if self.val_split is not None else None
         if not self.diverged:
             self.algo.end_of_epoch(epoch + 1, self.optimizer)
             self.snapshot(float(epoch + 1), (epoch + 1) * self.steps_per_epoch)
-        test_loss, test_acc = evaluate(self.model, self.algo, self.batcher, self.test_split)
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": self.correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
                "density": self.density, "weight_grad_macs": grad_macs,
                "dense_gradients": self.dense_grad, "train_s": train_s, "samples_per_s": n / train_s}
-        if self.val_split is not None:
-            row["val_loss"], row["val_acc"] = evaluate(self.model, self.algo, self.batcher, self.val_split)
+        if val is not None:
+            row["val_loss"], row["val_acc"] = val
         self.history.append(row)
         tqdm.write(f"{self.out} epoch {epoch + 1}/{self.cfg.train.epochs} loss {train_loss:.4f} "
                    f"test_acc {test_acc:.4f} density {row['density']:.4f} {row['samples_per_s']:.0f} samples/s",
@@ -251,7 +254,8 @@ class Run:
         last = self.history[-1]
         record = {
             "config": self.cfg.to_dict(), "status": status, "test_acc": last["test_acc"],
-            "test_loss": last["test_loss"], "val_acc": last.get("val_acc"), "density": final_mask.density(),
+            "test_loss": last["test_loss"], "val_acc": last.get("val_acc"),
+            "density": final_mask.density(exclude=self.cfg.algorithm.dense_layers),
             "epochs_run": len(self.history), "weight_grad_macs": sum(r["weight_grad_macs"] for r in self.history),
             "wall_s": self.prior_wall + time.time() - self.started,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -270,11 +274,13 @@ def load_data(cfg: RunConfig, dev: torch.device, data_root) -> tuple:
 
 def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
-          save_weights_at_epoch: int = 0, extra: dict | None = None) -> dict:
+          save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None) -> dict:
     """Train one run into folder `out` and return its run.json record; resume if a checkpoint is there.
 
     `init_weights` and `mask` start the run from given weights and structure (imp rounds, reinit retraining);
-    `save_weights_at_epoch` > 0 also saves the weights after that epoch as rewind.safetensors (imp round 0).
+    `save_weights_at_epoch` > 0 also saves the weights after that epoch as rewind.safetensors (imp round 0);
+    `first_epoch` k starts at epoch k, data order and learning-rate schedule as if k epochs had passed (imp
+    rounds after late rewinding, as open_lth's `start_step`).
     `extra` is stored in run.json (e.g. the variant and source run of a retraining).
     """
     out = Path(out)
@@ -283,7 +289,7 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
         return record
     dev = resolve_device(device)
     run = Run(cfg, out, dev, load_data(cfg, dev, data_root), init_weights=init_weights, mask=mask,
-              save_weights_at_epoch=save_weights_at_epoch, extra=extra)
+              save_weights_at_epoch=save_weights_at_epoch, first_epoch=first_epoch, extra=extra)
     bar = tqdm(total=cfg.train.epochs * run.steps_per_epoch, initial=run.start_epoch * run.steps_per_epoch,
                disable=None, desc=f"{cfg.algorithm.algorithm} d={cfg.algorithm.density:g} s={cfg.seed}",
                file=sys.stderr, leave=False)
