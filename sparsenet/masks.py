@@ -82,6 +82,10 @@ class Mask:
         for name, m in self.layers.items():
             weights[name].mul_(m)
 
+    def without(self, names: Iterable[str]) -> Mask:
+        """The mask of the other layers (e.g. without the layers a run keeps dense)."""
+        return Mask({n: m for n, m in self.layers.items() if n not in set(names)})
+
     def to(self, device: torch.device | str) -> Mask:
         return Mask({n: m.to(device) for n, m in self.layers.items()})
 

@@ -88,6 +88,6 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                 if recompute_bn:
                     recompute_batch_norm(model, batcher, train_split)
                 loss, acc = evaluate(model, fixed, batcher, test_split)
-                rows.append({"method": method, "draw": draw, "q": q, "density": pruned.density(),
+                rows.append({"method": method, "draw": draw, "q": q, "density": pruned.density(exclude=dense_layers),
                              "bn_recomputed": recompute_bn, "test_acc": acc, "test_loss": loss})
     return pd.DataFrame(rows)

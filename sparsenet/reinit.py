@@ -1,14 +1,21 @@
 """Reset a trained run's weights by a variant, keeping (or, for the control, shuffling) its final mask (E1).
 
-Variants, after Zhou et al. 2019:
-- ``rewind``: the run's own initial weights (init.safetensors: for imp, the rewind weights);
+Variants, after Zhou et al. 2019 (uber-research/deconstructing-lottery-tickets, get_init_loss_train_lottery.py):
+- ``rewind``: the run's own initial weights (init.safetensors: for imp, the rewind weights). For imp this
+  replays the last round exactly (same seed, data order, weights, mask and steps), so it is not trained again:
+  the trained run is recorded as the result, marked ``copy_of_source``;
 - ``reinit``: a fresh initialisation from another seed;
-- ``signed_constant``: +-sigma of each layer's initial weights, with the signs of the run's initial weights;
+- ``signed_constant``: +-sigma of each layer's initial weights, with their signs; both taken from the weights
+  the run was initialised with (round 0's for imp, also after late rewinding), as Zhou et al. take them from
+  the initial weights; the other parameters (biases, batch norm) are the run's own starting values;
 - ``shuffle``: the run's own initial weights under a mask shuffled within each layer (same per-layer density,
   structure destroyed: the control that makes the claim falsifiable).
+
+A retraining uses the run's recipe, including an imp round's start at its rewind epoch.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -17,8 +24,9 @@ from sparsenet import data as data_mod
 from sparsenet import models
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import RunConfig
+from sparsenet.files import atomic_path, read_json, write_json
 from sparsenet.masks import Mask
-from sparsenet.train import run_config, train
+from sparsenet.train import RUN_FILES, run_config, train
 
 VARIANTS = ("rewind", "reinit", "signed_constant", "shuffle")
 RESEED = 10_000  # reinit draws its weights with seed + RESEED: never a seed the study trains
@@ -28,7 +36,8 @@ def initial_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
     """The weights a fresh run of `cfg` with `seed` starts from (the trainer seeds the same way)."""
     torch.manual_seed(seed)
     dataset = cfg.data.dataset
-    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset])
+    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset],
+                         cfg.model.init, cfg.model.bn_init)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -40,9 +49,11 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
     if variant == "reinit":
         return initial_weights(cfg, cfg.seed + RESEED), mask
     if variant == "signed_constant":
+        late = cfg.algorithm.algorithm == "imp" and cfg.algorithm.rewind_epoch > 0
+        initial = initial_weights(cfg, cfg.seed) if late else own  # `own` holds the rewind weights there
         weights = dict(own)
         for name in mask.layers:
-            weights[name] = torch.sign(own[name]) * own[name].std()
+            weights[name] = torch.sign(initial[name]) * initial[name].std()
         return weights, mask
     if variant == "shuffle":
         return own, mask.shuffled(torch.Generator().manual_seed(cfg.seed + RESEED))
@@ -51,11 +62,24 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
 
 def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, device=None) -> dict:
     """Retrain run folder `run` under its final mask, reset by `variant`, with the run's own recipe."""
-    run = Path(run)
+    run, out = Path(run), Path(out)
     source = run_config(run)
     mask = Mask.load(run / "mask.safetensors")
-    weights, mask = reset(source, load_weights(run / "init.safetensors"), mask, variant)
     cfg = source.replace(algorithm="fixed", density=round(mask.density(exclude=source.algorithm.dense_layers), 6))
+    extra = {"variant": variant, "source_algorithm": source.algorithm.algorithm, "source_run": str(run)}
+    if variant == "rewind" and source.algorithm.algorithm == "imp":
+        return _record_source(run, out, {**extra, "config": cfg.to_dict(), "copy_of_source": True})
+    weights, mask = reset(source, load_weights(run / "init.safetensors"), mask, variant)
     return train(cfg, out, data_root=data_root, device=device, init_weights=weights, mask=mask,
-                 extra={"variant": variant, "source_algorithm": source.algorithm.algorithm,
-                        "source_run": str(run)})
+                 first_epoch=read_json(run / "run.json").get("first_epoch", 0), extra=extra)
+
+
+def _record_source(run: Path, out: Path, changes: dict) -> dict:
+    """The trained run's files as this retraining's, run.json (last) marked with `changes`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES[:-1]:
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(run / name, tmp)
+    record = {**read_json(run / "run.json"), **changes}
+    write_json(out / "run.json", record)
+    return record

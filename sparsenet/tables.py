@@ -27,7 +27,8 @@ SCHEMAS = {
                     ("val_acc", pa.float64()), ("final_density", pa.float64()), ("epochs_run", pa.int64()),
                     ("weight_grad_macs", pa.float64()), ("wall_s", pa.float64())),
     "reinit": _schema(("variant", pa.string()), ("status", pa.string()), ("test_acc", pa.float64()),
-                      ("test_loss", pa.float64()), ("final_density", pa.float64()), ("wall_s", pa.float64())),
+                      ("test_loss", pa.float64()), ("final_density", pa.float64()), ("wall_s", pa.float64()),
+                      ("copy_of_source", pa.bool_())),
     "prune": _schema(("method", pa.string()), ("draw", pa.int64()), ("q", pa.float64()),
                      ("pruned_density", pa.float64()), ("bn_recomputed", pa.bool_()), ("test_acc", pa.float64()),
                      ("test_loss", pa.float64())),
@@ -73,7 +74,8 @@ def reinit_table(retrains: list[Path]) -> pd.DataFrame:
     for run in retrains:
         r = _record(run)
         rows.append({**run_keys(r, run), "variant": r["variant"], "status": r["status"], "test_acc": r["test_acc"],
-                     "test_loss": r["test_loss"], "final_density": r["density"], "wall_s": r["wall_s"]})
+                     "test_loss": r["test_loss"], "final_density": r["density"], "wall_s": r["wall_s"],
+                     "copy_of_source": r.get("copy_of_source", False)})
     return pd.DataFrame(rows)
 
 

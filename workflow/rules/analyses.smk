@@ -41,6 +41,28 @@ rule retrain:
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
+# imp's rewind variant replays the last round exactly (seed, data order, weights, mask, steps): the same command
+# records the trained run as the result instead of training it again, so the job needs no training resources.
+rule retrain_imp_rewind:
+    input:
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/", *RUN_FILES),
+    output:
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/reinit/rewind/", *RUN_FILES),
+    log:
+        f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/reinit/rewind/train.log",
+    params:
+        code=code("reinit.py"),
+        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/imp/d{w.density}/s{w.seed}",
+        out=lambda w, output: Path(output[0]).parent,
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet retrain --run {params.run} --variant rewind --out {params.out} > {log} 2>&1"
+
+
+ruleorder: retrain_imp_rewind > retrain
+
+
 rule prune_sweep:
     input:
         multiext(f"{RUNS}/{{run}}/", "run.json", "final.safetensors", "mask.safetensors"),
@@ -69,7 +91,7 @@ rule prune_sweep:
 
 rule emergence:
     input:
-        multiext(f"{RUNS}/{{run}}/", "snapshots.safetensors", "mask.safetensors"),
+        multiext(f"{RUNS}/{{run}}/", "run.json", "snapshots.safetensors", "mask.safetensors"),
     output:
         f"{RUNS}/{{run}}/emergence.parquet",
     log:
