@@ -15,6 +15,8 @@ from sparsenet.config import FIELDS, ConfigError, RunConfig
 
 def _add_run_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="run config file (YAML or JSON, flat keys; run.json works too)")
+    p.add_argument("--preset", help=f"a named recipe ({', '.join(config_mod.presets())}); the config file and "
+                                    "flags override its keys")
     p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
     _add_common(p)
     g = p.add_argument_group("run settings (override the config file)")
@@ -24,7 +26,8 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
-    values = config_mod.load_file(args.config) if args.config else {}
+    values = config_mod.expand_preset(config_mod.load_file(args.config)) if args.config else {}
+    values = {**config_mod.expand_preset({"preset": args.preset}), **values}
     values.update({k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None})
     return RunConfig.from_flat(values)
 

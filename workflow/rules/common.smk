@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from sparsenet import models
 from sparsenet.algorithms.imp import schedule
 from sparsenet.data import INPUT_SHAPE
-from sparsenet.config import ConfigError, RunConfig
+from sparsenet.config import ConfigError, RunConfig, expand_preset
 from sparsenet.provenance import code_hash, training_code
 
 REPO = Path(workflow.basedir)
@@ -45,9 +45,11 @@ def split_label(label):
 
 
 def run_settings(model, label, density, seed):
+    """Explicit settings of a run (a `preset` expanded, so that editing a preset reruns what it changes)."""
     algorithm, freeze = split_label(label)
-    settings = {**config["recipe"], **config["settings"].get(algorithm, {}), "dataset": DATASET, "model": model,
-                "algorithm": algorithm, "density": float(density), "seed": int(seed)}
+    settings = {**expand_preset(config["recipe"]), **expand_preset(config["settings"].get(algorithm, {})),
+                "dataset": DATASET, "model": model, "algorithm": algorithm, "density": float(density),
+                "seed": int(seed)}
     if freeze is not None:
         settings["freeze_epoch"] = freeze
     return settings
@@ -90,8 +92,6 @@ def run_dir(model, label, density, seed):
 
 SPARSE = list(config["algorithms"])
 FREEZE_LABELS = [f"dnw_freeze_f{k}" for k in config["freeze_epochs"]]
-IMP_RATE = RunConfig.from_flat(run_settings(config["models"][0], "imp", 0.5, 0)).algorithm.imp_rate
-SCHEDULE = schedule(config["densities"], IMP_RATE)
 
 
 def planned_runs():
@@ -124,6 +124,8 @@ def check_config():
 
 
 check_config()
+IMP_RATE = RunConfig.from_flat(run_settings(config["models"][0], "imp", 0.5, 0)).algorithm.imp_rate
+SCHEDULE = schedule(config["densities"], IMP_RATE)
 
 RUN_FILES = ["run.json", "init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
              "history.parquet"]
