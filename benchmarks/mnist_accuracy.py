@@ -6,7 +6,7 @@ Recipes (sparsenet/recipes/): dense and imp use open_lth's `open_lth_mnist_lenet
 per round; imp prunes 20% per round globally, output layer kept dense, 15 rounds to 5%); snfs uses sparse
 momentum's `sparse_learning_mnist` (100 epochs, Nesterov SGD, uniform layer densities). DNW has no MNIST recipe
 of its own, so dnw and dnw_freeze (freeze_epoch 1) use snfs's: the dynamic algorithms compare on one footing.
-`--epochs` overrides every recipe's length. Runs are ordinary run folders (resumable: rerun the same command to
+`--epochs` overrides every recipe's length (step milestones scaled with it). Runs are ordinary run folders (resumable: rerun the same command to
 go on, or to print the table of finished runs); the table is printed as Markdown and written as table.parquet.
 """
 from __future__ import annotations
@@ -29,14 +29,16 @@ def one(algorithm: str, seed: int, density: float, epochs: int | None, out: Path
     import torch
 
     from sparsenet import rounds, train
-    from sparsenet.config import RunConfig
+    from sparsenet.config import RunConfig, expand_preset
     from sparsenet.masks import Mask
 
     torch.set_num_threads(1)
     preset, extra = RECIPES[algorithm]
     settings = {"preset": preset, "algorithm": algorithm, "seed": seed, "density": density, **extra}
-    if epochs:
-        settings["epochs"] = epochs
+    if epochs:  # a shorter run: the schedule's milestones move with it
+        recipe = expand_preset({"preset": preset})
+        scaled = {round(m * epochs / recipe["epochs"]) for m in recipe.get("milestones", ())}
+        settings.update(epochs=epochs, milestones=sorted(m for m in scaled if 0 < m < epochs))
     cfg = RunConfig.from_flat(settings)
     folder = out / algorithm / f"s{seed}"
     record = (rounds.run_chain if algorithm == "imp" else train.train)(cfg, folder)
