@@ -25,7 +25,7 @@ import math
 import torch
 
 from sparsenet.algorithms.base import Algorithm
-from sparsenet.masks import Mask, apportion, topk_mask
+from sparsenet.masks import Mask, topk_mask
 
 PRUNE_RATE_FLOOR = 0.005  # CosineDecay's eta_min
 DENSE_LAYER = 0.8  # adjust_prune_rate: layers denser than this may prune less
@@ -94,11 +94,13 @@ def redistribute(total: int, share: dict[str, float], free: dict[str, int], cap:
         if excess <= 1e-9:
             break
         exact = {n: v + excess / len(exact) for n, v in exact.items()}
-    counts = apportion(exact, min(total, sum(free.values())))
-    over = {n: counts[n] - free[n] for n in counts if counts[n] > free[n]}
-    for n, k in over.items():  # only when layers are nearly full: hand the rest to layers with room
-        counts[n] -= k
-        for m in sorted(counts, key=lambda m: free[m] - counts[m], reverse=True):
-            give = min(k, free[m] - counts[m])
-            counts[m], k = counts[m] + give, k - give
+    counts = {n: min(math.floor(v), free[n]) for n, v in exact.items()}
+    short = min(total, sum(free.values())) - sum(counts.values())
+    by_remainder = sorted(exact, key=lambda n: exact[n] - math.floor(exact[n]), reverse=True)
+    for n in by_remainder:  # what rounding down left: one more each to the largest remainders under their cap
+        if short and counts[n] < math.floor(cap * free[n]):
+            counts[n], short = counts[n] + 1, short - 1
+    for n in by_remainder:  # only when the layers are nearly full: fill their remaining free slots
+        give = min(short, free[n] - counts[n])
+        counts[n], short = counts[n] + give, short - give
     return counts
