@@ -6,8 +6,9 @@ Recipes (sparsenet/recipes/): dense and imp use open_lth's `open_lth_mnist_lenet
 per round; imp prunes 20% per round globally, output layer kept dense, 15 rounds to 5%); snfs uses sparse
 momentum's `sparse_learning_mnist` (100 epochs, Nesterov SGD, uniform layer densities). DNW has no MNIST recipe
 of its own, so dnw and dnw_freeze (freeze_epoch 1) use snfs's: the dynamic algorithms compare on one footing.
-`--epochs` overrides every recipe's length (step milestones scaled with it). Runs are ordinary run folders (resumable: rerun the same command to
-go on, or to print the table of finished runs); the table is printed as Markdown and written as table.parquet.
+`--epochs` overrides every recipe's length (step milestones scaled with it). Runs are ordinary run folders
+(resumable: rerun the same command to go on, or to print the table of finished runs); the table is printed as
+Markdown and written as table.parquet.
 """
 from __future__ import annotations
 

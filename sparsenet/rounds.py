@@ -4,9 +4,9 @@ Round 0 trains dense; the rewind weights are its initial weights, or with `rewin
 epoch k (rewind.safetensors). Each later round starts from the previous round's init.safetensors (the dense
 weights it started from, so the rewind weights), under the previous round's next mask. After late rewinding
 a round trains epochs k+1..T only, with data order and learning-rate schedule (warm-up included) continuing
-from step k, as open_lth's lottery/runner.py trains each level from `train_start_step` (training/train.py). Every round but the last writes
-next_mask.safetensors, the mask of the next density of the schedule. A round is an ordinary run folder, so the
-workflow can make each round a job.
+from step k, as open_lth's lottery/runner.py trains each level from `train_start_step` (training/train.py).
+Every round but the last writes next_mask.safetensors, the mask of the next density of the schedule. A round
+is an ordinary run folder, so the workflow can make each round a job.
 """
 from __future__ import annotations
 

@@ -54,14 +54,9 @@ class SNFS(Algorithm):
         share = {n: float(momentum[n][masks[n]].mean()) if kept[n] else 0.0 for n in sparse}
         total = sum(share.values())
         share = {n: (v / total if total > 0 else 1 / len(sparse)) for n, v in share.items()}
-        rate = self.prune_rate_at(epoch)
-        pruned, removed = {}, {}
+        removed = prune_counts(self.prune_rate_at(epoch), kept, {n: masks[n].numel() for n in sparse}, share)
+        pruned = {}
         for n in sparse:
-            layer_rate = rate
-            sparsity = 1 - kept[n] / masks[n].numel()
-            if sparsity < 1 - DENSE_LAYER and share[n] > 1 / len(sparse):
-                layer_rate = min(sparsity, rate)
-            removed[n] = min(math.ceil(layer_rate * kept[n]), kept[n])
             keep_score = torch.where(masks[n], self.weights[n].abs(), torch.full_like(self.weights[n], -1.0))
             pruned[n] = topk_mask(keep_score, kept[n] - removed[n])  # absent weights rank last
         free = {n: masks[n].numel() - kept[n] + removed[n] for n in sparse}
@@ -78,6 +73,17 @@ def _momentum(optimizer: torch.optim.Optimizer, weight: torch.Tensor) -> torch.T
     state = optimizer.state.get(weight, {})
     buf = state.get("momentum_buffer")
     return buf if buf is not None else torch.zeros_like(weight)
+
+
+def prune_counts(rate: float, kept: dict[str, int], size: dict[str, int], share: dict[str, float]) -> dict[str, int]:
+    """Weights each layer removes: ceil(rate * kept); a layer denser than 0.8 whose momentum share is above the
+    mean removes at most its sparsity instead (sparse_learning's adjust_prune_rate: it is still growing)."""
+    out = {}
+    for n in kept:
+        sparsity = 1 - kept[n] / size[n]
+        layer_rate = min(sparsity, rate) if sparsity < 1 - DENSE_LAYER and share[n] > 1 / len(kept) else rate
+        out[n] = min(math.ceil(layer_rate * kept[n]), kept[n])
+    return out
 
 
 def redistribute(total: int, share: dict[str, float], free: dict[str, int], cap: float = 0.99) -> dict[str, int]:
