@@ -37,11 +37,13 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     freeze = len(cfg.get("freeze_epochs", []))
     per_seed = models * seeds
     sparse_runs = per_seed * densities * len(sparse)
+    rewinds = "imp" in sparse and "rewind" in cfg.get("reinit", {}).get("variants", [])
+    imp_rewind = per_seed * densities if rewinds else 0  # recorded, not retrained
     counts = {
         "train": per_seed * (1 + densities * (len([a for a in sparse if a != "imp"]) + freeze)),
         "imp_round": per_seed * (rounds - 1), "imp_last_round": per_seed if rounds else 0,
         "imp_select": per_seed * densities if "imp" in sparse else 0,
-        "retrain": sparse_runs * variants, "prune_sweep": sparse_runs,
+        "retrain": sparse_runs * variants - imp_rewind, "retrain_imp_rewind": imp_rewind, "prune_sweep": sparse_runs,
         "emergence": per_seed * densities * len([a for a in sparse if a != "imp"]),
         "mask_stats": sparse_runs + per_seed * densities * freeze, "tables": 1, "figures": 1, "all": 1,
     }
@@ -61,6 +63,19 @@ def test_stacked_seeds_plan_one_training_job_per_seed_group(tmp_path):
     expected = expected_counts(cfg)
     expected["train_stacked"] = expected.pop("train") // len(cfg["seeds"])
     assert counts == expected
+
+
+def test_a_preset_recipe_reaches_every_run(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["recipe"] = {"preset": "open_lth_mnist_lenet_300_100", "epochs": 2, "train_subset": 2000}
+    cfg["settings"]["snfs"] = {"preset": "sparse_learning_mnist", "epochs": 2, "milestones": []}
+    (tmp_path / "preset.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake(tmp_path, "-n", "-p", "--configfile", str(tmp_path / "preset.yaml"))
+    commands = [line for line in out.stdout.splitlines() if "python -m sparsenet" in line]
+    snfs = [c for c in commands if "--algorithm snfs" in c]
+    others = [c for c in commands if "--algorithm dnw " in c or "imp-round" in c]
+    assert snfs and all("--nesterov True" in c and "--batch-size 100" in c for c in snfs)
+    assert others and all("--momentum 0.0" in c and "--batch-size 128" in c for c in others)
 
 
 def test_lint_passes():
@@ -89,6 +104,8 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"reinit": {"variants": ["rewind", "mirror"]}}, "variants"),
     ({"settings": {"snfs": {"prune_rate": 1.5}}}, "prune_rate"),
     ({"recipe": {"density": 0.3}}, "must not set ['density']"),
+    ({"recipe": {"preset": "no_such_recipe"}}, "preset: must be one of"),
+    ({"settings": {"snfs": {"preset": "no_such_recipe"}}}, "preset: must be one of"),
     ({"device": "tpu"}, "device"),
     ({"stack_seeds": True, "models": ["resnet20"]}, "stack_seeds: models with batch norm"),
 ]
@@ -117,6 +134,10 @@ def test_tiny_study_writes_every_table_and_figure(study):
     runs = pd.read_parquet(work / "results/tables/runs.parquet")
     assert sorted(runs["algorithm"]) == ["dense", "dnw", "dnw_freeze", "imp", "snfs"]
     assert (runs["status"] == "ok").all() and runs["test_acc"].between(0.3, 1).all()
+    reinit = pd.read_parquet(work / "results/tables/reinit.parquet")
+    copied = reinit[reinit["copy_of_source"]]  # imp's rewind variant is its trained run, not trained again
+    assert list(copied["algorithm"]) == ["imp"] and list(copied["variant"]) == ["rewind"]
+    assert copied["test_acc"].iloc[0] == runs.loc[runs["algorithm"] == "imp", "test_acc"].iloc[0]
     freeze = pd.read_parquet(work / "results/tables/freeze.parquet").set_index("algorithm")
     assert freeze.loc["dnw", "grad_macs_vs_dnw"] == 1 and freeze.loc["dnw_freeze", "grad_macs_vs_dnw"] < 0.7
     for name in ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze"):
