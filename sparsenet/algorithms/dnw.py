@@ -4,6 +4,7 @@ Every forward keeps each layer's top-k weights by magnitude; the backward is str
 with respect to the kept-weights tensor is applied to the dense weights, so every weight, kept or not, learns
 and can re-enter. Implemented by giving each weight, for the forward and backward, a storage that holds only
 its top-k entries, and handing the dense storage back before the optimizer step.
+Reference: allenai/dnw, imagenet_sparsity_experiments/image_classification/sparse_util.py (ChooseTopEdges).
 """
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 Within a round the mask is fixed (the base Algorithm). Between rounds, `prune` removes the smallest-magnitude
 remaining weights down to the next density of `schedule`; `sparsenet.rounds` chains the rounds and rewinds.
+After facebookresearch/open_lth, pruning/sparse_global.py (global magnitude over the prunable weights, minus the
+layers it ignores: here `dense_layers`, where `imp_output` puts the output layer as the model's default_hparams
+do); unlike there, each round's count lands exactly on its target density over the pruned layers.
 """
 from __future__ import annotations
 
