@@ -97,6 +97,7 @@ def test_snfs_regrows_where_absent_momentum_is_largest():
             assert (h.weights[n][grown] == 0).all()  # regrown weights start at zero
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # the reference's own use
 def test_snfs_prune_rate_follows_the_reference_cosine_decay():
     # sparse_learning's CosineDecay(0.5, steps * epochs, eta_min=0.005), read at each epoch end
     steps, epochs = 7, 3
