@@ -150,6 +150,7 @@ class RunConfig:
         if self.algorithm.algorithm == "imp":
             _check(self.algorithm.rewind_epoch < self.train.epochs, "rewind_epoch",
                    f"must be < epochs={self.train.epochs}, got {self.algorithm.rewind_epoch}")
+            # written out into dense_layers / imp_layer_rates, so run.json and every later stage see it
             object.__setattr__(self, "algorithm", _resolve_imp_output(self.algorithm, self.model.model))
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,7 +166,8 @@ class RunConfig:
         values = expand_preset(values)
         unknown = set(values) - set(FIELDS)
         if unknown:
-            raise ConfigError(f"{sorted(unknown)[0]}: unknown key; allowed keys are {', '.join(sorted(FIELDS))}")
+            raise ConfigError(f"{sorted(unknown)[0]}: unknown key; allowed keys are "
+                              f"{', '.join(sorted([*FIELDS, 'preset']))}")
         sections = {}
         for section, hp_cls in SECTIONS.items():
             kwargs = {}
