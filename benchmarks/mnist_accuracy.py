@@ -5,7 +5,8 @@
 Recipes (sparsenet/recipes/): dense and imp use open_lth's `open_lth_mnist_lenet_300_100` (40 epochs of plain SGD
 per round; imp prunes 20% per round globally, output layer kept dense, 15 rounds to 5%); snfs uses sparse
 momentum's `sparse_learning_mnist` (100 epochs, Nesterov SGD, uniform layer densities). DNW has no MNIST recipe
-of its own, so dnw and dnw_freeze (freeze_epoch 1) use snfs's: the dynamic algorithms compare on one footing.
+of its own, so dnw and dnw_freeze (freeze_epoch 1) use snfs's (the dynamic algorithms compare on one footing),
+with DNW's own initialisation, Kaiming normal (allenai/dnw, imagenet_sparsity_experiments/.../resnet.py).
 `--epochs` overrides every recipe's length (step milestones scaled with it). Runs are ordinary run folders
 (resumable: rerun the same command to go on, or to print the table of finished runs); the table is printed as
 Markdown and written as table.parquet.
@@ -21,8 +22,8 @@ import pandas as pd
 RECIPES = {"dense": ("open_lth_mnist_lenet_300_100", {"density": 1.0}),
            "imp": ("open_lth_mnist_lenet_300_100", {}),
            "snfs": ("sparse_learning_mnist", {}),
-           "dnw": ("sparse_learning_mnist", {}),
-           "dnw_freeze": ("sparse_learning_mnist", {"freeze_epoch": 1})}
+           "dnw": ("sparse_learning_mnist", {"init": "kaiming_normal"}),
+           "dnw_freeze": ("sparse_learning_mnist", {"init": "kaiming_normal", "freeze_epoch": 1})}
 COST = {"imp": 4, "dnw": 3, "dnw_freeze": 2, "snfs": 1, "dense": 0}  # longest first balances the workers
 
 
