@@ -67,8 +67,12 @@ def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers:
     tf = [transforms.ToTensor(), transforms.Normalize(mean, std)]
     if name == "cifar10":
         tf = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] + tf
-    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
-    dataset = cls(str(data_mod.data_root(data_root)), train=True, transform=transforms.Compose(tf))
+    root = data_mod.data_root(data_root)
+    if name == "cifar10" and (root / "cifar10.npz").exists():
+        dataset = NpzCIFAR10(root / "cifar10.npz", transforms.Compose(tf))
+    else:
+        cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+        dataset = cls(str(root), train=True, transform=transforms.Compose(tf))
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     torch.manual_seed(cfg.seed)
@@ -97,6 +101,25 @@ def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers:
             break
     _sync(device)
     return seen / (time.perf_counter() - start)
+
+
+class NpzCIFAR10(torch.utils.data.Dataset):
+    """CIFAR-10's training split from cifar10.npz, item by item as torchvision's CIFAR10 serves it (PIL image)."""
+
+    def __init__(self, path: Path, transform):
+        import numpy as np
+
+        with np.load(path) as npz:
+            self.images, self.labels = npz["x_train"], npz["y_train"].astype("int64")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
 def _random_mask(model: str, dataset: str, density: float) -> Mask:

@@ -124,6 +124,21 @@ def cmd_bench(args) -> None:
         print(f"| {r.section} | {r.name} | {r.value:.4g} | {r.unit} | {r.note} |")
 
 
+def cmd_plan(args) -> None:
+    from sparsenet import study
+
+    config = study.load_study(args.configfile)
+    frame = study.plan(config, measure=args.measure, device=args.device, steps=args.steps)
+    print(frame.to_markdown(index=False, floatfmt=".2f"))  # tabulate comes with snakemake
+    total = f"{frame['trainings'].sum()} trainings, {frame['epochs'].sum()} epochs"
+    if args.measure:
+        from sparsenet.provenance import device_name
+        from sparsenet.train import resolve_device
+
+        total += f", {frame['hours'].sum():.1f} device hours on {device_name(resolve_device(args.device))}"
+    print(total)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default: $SPARSENET_DATA, else ./data)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -199,6 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study", action="store_true", help="also time the default study end to end (minutes)")
     _add_common(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("plan", help="what a study costs: trainings, epochs, and device hours from measured epochs",
+                       description="Count a study's trainings and epochs as the workflow plans them; with "
+                                   "--measure, time each model's kinds of training here and estimate device hours.")
+    p.add_argument("--configfile", type=Path, default=Path("config.yaml"), help="the study config")
+    p.add_argument("--measure", action="store_true", help="time a few steps per model and kind on --device")
+    p.add_argument("--steps", type=int, default=30, help="timed training steps per measurement")
+    _add_common(p)
+    p.set_defaults(func=cmd_plan)
 
     args = parser.parse_args(argv)
     if getattr(args, "threads", None):

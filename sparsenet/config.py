@@ -21,6 +21,7 @@ IMP_SCOPES = ("global", "layerwise")
 IMP_OUTPUTS = ("reference", "dense", "half", "global")
 INITS = ("kaiming_normal", "kaiming_uniform", "pytorch")
 BN_INITS = ("uniform", "fixed")
+PRECISIONS = ("fp32", "bf16")
 PRESET_DIR = Path(__file__).parent / "recipes"
 
 
@@ -135,11 +136,28 @@ class AlgorithmHparams:
 
 
 @dataclass(frozen=True)
+class ExecutionHparams:
+    """How a run executes on its device. These change speed, and (but eval_batch_size) float rounding."""
+
+    precision: str = "fp32"  # bf16: autocast of forward and loss to bfloat16 (weights and optimizer stay fp32)
+    channels_last: bool = False  # NHWC memory format for conv nets (faster convolutions on recent GPUs)
+    compile: bool = False  # torch.compile the model's forward (single-seed trainer)
+    deterministic: bool = True  # on CUDA: deterministic kernels, no cudnn autotuning (off: faster, not repeatable)
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        _check(self.precision in PRECISIONS, "precision",
+               f"must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataHparams = field(default_factory=DataHparams)
     model: ModelHparams = field(default_factory=ModelHparams)
     train: TrainHparams = field(default_factory=TrainHparams)
     algorithm: AlgorithmHparams = field(default_factory=AlgorithmHparams)
+    execution: ExecutionHparams = field(default_factory=ExecutionHparams)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -194,7 +212,8 @@ class RunConfig:
         return RunConfig.from_flat({**self.flat(), **flat_changes})
 
 
-SECTIONS = {"data": DataHparams, "model": ModelHparams, "train": TrainHparams, "algorithm": AlgorithmHparams}
+SECTIONS = {"data": DataHparams, "model": ModelHparams, "train": TrainHparams, "algorithm": AlgorithmHparams,
+            "execution": ExecutionHparams}
 FIELDS: dict[str, str] = {f.name: f.type for hp in SECTIONS.values() for f in dataclasses.fields(hp)}
 FIELDS["seed"] = "int"
 

@@ -22,6 +22,7 @@ STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+CROP_PAD = 4  # CIFAR-10 augmentation: random 32x32 crop of the 4-pixel zero-padded image
 INPUT_SHAPE = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 _IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _EXPECTED = {
@@ -108,32 +109,39 @@ class Batcher:
         return (images.float() - self.mean) / self.std
 
     def epoch(self, split: Split, generator: torch.Generator):
-        """Yield (inputs, labels) for one shuffled pass; all randomness from `generator` (resumable)."""
-        n = len(split)
-        order = torch.randperm(n, generator=generator).to(split.labels.device)
+        """Yield (inputs, labels) for one shuffled pass; all randomness from `generator` (resumable).
+
+        The order and the augmentation of the whole epoch are drawn up front and copied to the device once:
+        no host-to-device copy per batch, so a GPU never waits on the host inside an epoch.
+        """
+        n, device = len(split), split.labels.device
+        order = torch.randperm(n, generator=generator).to(device)
+        if self.augment:
+            pad = CROP_PAD
+            shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(device)
+            flips = (torch.rand(n, generator=generator) < 0.5).to(device)
         for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
+            batch = slice(start, start + self.batch_size)
+            idx = order[batch]
             x = split.images[idx]
             if self.augment:
-                x = _crop_flip(x, generator)
+                x = _crop_flip(x, shifts[0, batch], shifts[1, batch], flips[batch])
             yield self.normalise(x), split.labels[idx]
 
     def batches_per_epoch(self, split: Split) -> int:
         return -(-len(split) // self.batch_size)
 
-    def ordered(self, split: Split, batch_size: int = 1000):
+    def ordered(self, split: Split, batch_size: int):
         """Unshuffled, unaugmented batches for evaluation."""
         for start in range(0, len(split), batch_size):
             yield self.normalise(split.images[start:start + batch_size]), split.labels[start:start + batch_size]
 
 
-def _crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding and horizontal flip, for a whole batch at once on its device."""
+def _crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
+               pad: int = CROP_PAD) -> torch.Tensor:
+    """Random crop with zero padding (offsets dy, dx in [0, 2*pad]) and horizontal flip, a whole batch at once."""
     b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # [b, h]
     cols = dx[:, None] + torch.arange(w, device=x.device)[None]  # [b, w]
     cols = torch.where(flip[:, None], cols.flip(1), cols)

@@ -97,8 +97,12 @@ class Mask:
             torch.equal(m.cpu(), other.layers[n].cpu()) for n, m in self.layers.items())
 
     def packed(self) -> dict[str, torch.Tensor]:
-        """Each layer bit-packed into uint8 (8x smaller than bool): how masks are kept in bulk and stored."""
-        return {n: torch.from_numpy(np.packbits(m.cpu().numpy().ravel())) for n, m in self.layers.items()}
+        """Each layer bit-packed into uint8 on the CPU (8x smaller than bool): how masks are kept in bulk and stored.
+
+        A mask on a GPU is packed there, so only 1/8 of it crosses to the host.
+        """
+        return {n: _packbits(m).cpu() if m.device.type != "cpu" else torch.from_numpy(np.packbits(m.numpy().ravel()))
+                for n, m in self.layers.items()}
 
     def shapes(self) -> dict[str, list[int]]:
         return {n: list(m.shape) for n, m in self.layers.items()}
@@ -151,11 +155,37 @@ class Mask:
         return masks[0]
 
 
-def topk_mask(score: torch.Tensor, k: int) -> torch.Tensor:
+_BIT_VALUES = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits: the first element is the most significant bit
+
+
+def _packbits(m: torch.Tensor) -> torch.Tensor:
+    """np.packbits in torch, on the tensor's own device."""
+    flat = m.flatten().to(torch.uint8)
+    flat = torch.nn.functional.pad(flat, (0, -flat.numel() % 8))
+    bits = torch.tensor(_BIT_VALUES, dtype=torch.uint8, device=m.device)
+    return (flat.view(-1, 8) * bits).sum(1, dtype=torch.uint8)
+
+
+TOPK_METHODS = ("topk", "threshold")
+
+
+def topk_mask(score: torch.Tensor, k: int, method: str = "topk") -> torch.Tensor:
+    """Bool mask of the `k` largest entries of `score`. Both methods are exact and agree unless scores tie.
+
+    `topk` scatters the indices torch.topk finds (fastest on the CPU); `threshold` keeps the entries above the
+    k-th largest value (kthvalue) and, of those equal to it, the first ones by position: elementwise work with
+    no index scatter and no host synchronisation, for GPUs.
+    """
     flat = score.flatten()
+    if k <= 0:
+        return torch.zeros_like(score, dtype=torch.bool)
+    if method == "threshold":
+        kth = flat.kthvalue(flat.numel() - k + 1).values
+        above, ties = flat > kth, flat == kth
+        mask = above | (ties & (ties.cumsum(0) <= k - above.sum()))
+        return mask.view(score.shape)
     mask = torch.zeros_like(flat, dtype=torch.bool)
-    if k > 0:
-        mask[torch.topk(flat, k, sorted=False).indices] = True
+    mask[torch.topk(flat, k, sorted=False).indices] = True
     return mask.view(score.shape)
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sparsenet import data as data_mod
-from sparsenet import models
+from sparsenet import execution, models
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import prune
 from sparsenet.checkpoint import load_weights
@@ -68,6 +68,7 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
     batcher = data_mod.Batcher(cfg.data, dev)
     model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[cfg.data.dataset],
                          data_mod.NUM_CLASSES[cfg.data.dataset]).to(dev)
+    execution.prepare_model(model, cfg.execution)
     final = load_weights(run / "final.safetensors", dev)
     mask = Mask.load(run / "mask.safetensors", dev)
     dense_layers = cfg.algorithm.dense_layers
@@ -87,7 +88,7 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                 fixed = ALGORITHMS["fixed"](cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
                 if recompute_bn:
                     recompute_batch_norm(model, batcher, train_split)
-                loss, acc = evaluate(model, fixed, batcher, test_split)
+                loss, acc = evaluate(model, fixed, batcher, test_split, cfg.execution)
                 rows.append({"method": method, "draw": draw, "q": q, "density": pruned.density(exclude=dense_layers),
                              "bn_recomputed": recompute_bn, "test_acc": acc, "test_loss": loss})
     return pd.DataFrame(rows)

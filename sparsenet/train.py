@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from sparsenet import config as config_mod
 from sparsenet import data as data_mod
-from sparsenet import models, provenance
+from sparsenet import execution, models, provenance
 from sparsenet.algorithms import ALGORITHMS, Algorithm
 from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from sparsenet.config import ConfigError, RunConfig, TrainHparams
+from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
 from sparsenet.files import ResultFileError, read_json, remove_stale_temporaries, write_json, write_parquet
 from sparsenet.masks import Mask, save_packed_snapshots
 
@@ -80,16 +80,20 @@ def weight_grad_macs_per_sample(model: nn.Module, input_shape, device) -> dict[s
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher,
-             split: data_mod.Split) -> tuple[float, float]:
-    """(mean loss, accuracy) over a split, with the weights the forward pass uses."""
+def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split: data_mod.Split,
+             hp: ExecutionHparams | None = None, forward=None) -> tuple[float, float]:
+    """(mean loss, accuracy) over a split, with the weights the forward pass uses (through `forward` if given)."""
+    hp = hp or ExecutionHparams()
     model.eval()
-    loss_sum = torch.zeros((), device=split.labels.device)
-    correct = torch.zeros((), device=split.labels.device, dtype=torch.long)
+    forward = forward or model
+    device = split.labels.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
     with algo.forward_weights():
-        for x, y in batcher.ordered(split):
-            out = model(x)
-            loss_sum += nn.functional.cross_entropy(out, y, reduction="sum")
+        for x, y in batcher.ordered(split, hp.eval_batch_size):
+            with execution.autocast(hp, device):
+                out = forward(execution.prepare_input(x, hp))
+            loss_sum += nn.functional.cross_entropy(out.float(), y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
     model.train()
     return loss_sum.item() / len(split), correct.item() / len(split)
@@ -125,11 +129,14 @@ class Run:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         input_shape = data_mod.INPUT_SHAPE[cfg.data.dataset]
+        execution.configure(cfg.execution, dev)
         torch.manual_seed(cfg.seed)
         self.model = models.build(cfg.model.model, input_shape, data_mod.NUM_CLASSES[cfg.data.dataset],
                                   cfg.model.init, cfg.model.bn_init).to(dev)
         if init_weights is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in init_weights.items()})
+        execution.prepare_model(self.model, cfg.execution)
+        self.forward_fn = execution.forward_fn(self.model, cfg.execution)
         init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.weights = models.prunable(self.model)
         self.algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
@@ -177,6 +184,12 @@ class Run:
         self.labels.append({"epoch": epoch, "step": step})
 
     # --- one epoch ------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, loss) of one training batch, in the run's precision and memory format."""
+        with execution.autocast(self.cfg.execution, self.dev):
+            output = self.forward_fn(execution.prepare_input(x, self.cfg.execution))
+            return output, self.loss_fn(output, y)
+
     def begin_epoch(self, epoch: int):
         """Reset the epoch's sums and return its batches (data order seeded per run and epoch: resumable)."""
         self.dense_grad = self.algo.dense_gradients
@@ -210,8 +223,8 @@ class Run:
         grad_macs = n * sum(self.macs[k] * (w.numel() if self.dense_grad else kept[k]) for k, w in self.weights.items())
         self.diverged = not math.isfinite(train_loss)
         # evaluate before the algorithm's epoch-end update, as sparse_learning's mnist_cifar/main.py does
-        test_loss, test_acc = evaluate(self.model, self.algo, self.batcher, self.test_split)
-        val = evaluate(self.model, self.algo, self.batcher, self.val_split) if self.val_split is not None else None
+        test_loss, test_acc = self.evaluate(self.test_split)
+        val = self.evaluate(self.val_split) if self.val_split is not None else None
         if not self.diverged:
             self.algo.end_of_epoch(epoch + 1, self.optimizer)
             self.snapshot(float(epoch + 1), (epoch + 1) * self.steps_per_epoch)
@@ -238,6 +251,9 @@ class Run:
             "snapshots": self.snapshots, "density": self.density, "snapshot_labels": self.labels,
             "wall_s": self.prior_wall + time.time() - self.started})
         return True
+
+    def evaluate(self, split: data_mod.Split) -> tuple[float, float]:
+        return evaluate(self.model, self.algo, self.batcher, split, self.cfg.execution, self.forward_fn)
 
     # --- the end ----------------------------------------------------------------------------------------------
     def finish(self) -> dict:
@@ -297,8 +313,7 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
         for i, (x, y) in enumerate(run.begin_epoch(epoch)):
             run.before_step(epoch, i)
             with run.algo.forward_weights():
-                output = run.model(x)
-                loss = run.loss_fn(output, y)
+                output, loss = run.forward(x, y)
                 loss.backward()
             run.after_step(epoch, i, loss, output, y)
             bar.update()

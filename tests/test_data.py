@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sparsenet.config import DataHparams
-from sparsenet.data import Batcher, DataError, load
+from sparsenet.data import Batcher, DataError, _crop_flip, load
 
 
 @pytest.mark.parametrize("dataset,counts", [
@@ -15,7 +15,7 @@ def test_mnist_likes_have_the_right_shapes_and_counts(data_root, dataset, counts
     assert train.images.shape == (60000, 1, 28, 28) and train.images.dtype == torch.uint8
     assert test.images.shape == (10000, 1, 28, 28) and val is None
     assert torch.bincount(test.labels).tolist() == counts
-    x, y = next(iter(Batcher(DataHparams(dataset=dataset), torch.device("cpu")).ordered(train)))
+    x, y = next(iter(Batcher(DataHparams(dataset=dataset), torch.device("cpu")).ordered(train, 1000)))
     assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
 
 
@@ -33,12 +33,33 @@ def test_cifar10_from_npz_with_on_device_augmentation(data_root):
     assert plain.shape == (0, 3, 32, 32)
     # augmentation is a crop of the zero-padded image, possibly flipped: every output pixel is an input pixel
     raw = train.images[:8]
-    from sparsenet.data import _crop_flip
-    aug = _crop_flip(raw, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    aug = _crop_flip(raw, torch.randint(0, 9, (8,), generator=g), torch.randint(0, 9, (8,), generator=g),
+                     torch.rand(8, generator=g) < 0.5)
     assert aug.shape == raw.shape and not torch.equal(aug, raw)
     for i in range(8):
         vals = set(raw[i].flatten().tolist()) | {0}
         assert set(aug[i].flatten().tolist()) <= vals
+
+
+def test_crop_flip_offsets_mean_what_they_say():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.uint8).view(2, 3, 6, 6)
+    centre, no = torch.full((2,), 4), torch.zeros(2, dtype=torch.bool)
+    assert torch.equal(_crop_flip(x, centre, centre, no), x)  # offset = pad: the original image
+    assert torch.equal(_crop_flip(x, centre, centre, ~no), x.flip(-1))
+    shifted = _crop_flip(x, centre + 1, centre - 2, no)  # one row down, two columns left, zeros come in
+    assert torch.equal(shifted[:, :, :-1, 2:], x[:, :, 1:, :-2])
+    assert shifted[:, :, -1].eq(0).all() and shifted[:, :, :, :2].eq(0).all()
+
+
+def test_an_epoch_of_augmented_batches_is_reproducible_from_its_generator(data_root):
+    hp = DataHparams(dataset="cifar10", batch_size=500, train_subset=1200)
+    train, _, _ = load(hp, torch.device("cpu"))
+    batcher = Batcher(hp, torch.device("cpu"))
+    first = [x for x, _ in batcher.epoch(train, torch.Generator().manual_seed(3))]
+    again = [x for x, _ in batcher.epoch(train, torch.Generator().manual_seed(3))]
+    assert [len(x) for x in first] == [500, 500, 200]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
 def test_validation_split_is_held_out_and_fixed(data_root):

@@ -1,0 +1,179 @@
+"""What a study costs: its trainings and epochs, counted from the study config as the workflow plans them,
+and an estimate of device hours from measured epoch times (`sparsenet plan`).
+
+The count mirrors `workflow/rules/` (tests compare it with Snakemake's own dry run, job for job). Epoch times
+are measured on the device at hand with the study's own recipe: a few training steps per (model, kind of
+training) plus one evaluation of the test split, scaled to an epoch.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from sparsenet.algorithms.imp import schedule
+from sparsenet.config import ConfigError, RunConfig
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# what each kind of training runs per step: imp rounds and retrainings train under a fixed mask
+SPEED_OF = {"dense": "dense", "imp_round": "fixed", "snfs": "snfs", "dnw": "dnw", "retrain": "fixed"}
+
+
+def load_study(path: str | Path, *, validate: bool = True) -> dict:
+    """The study config with the schema's defaults filled in, as the Snakefile sees it.
+
+    `validate=False` only fills the defaults: for machines without Snakemake (e.g. the GPU check's).
+    """
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"study config {path}: {e}") from None
+    schema = yaml.safe_load(SCHEMA.read_text())
+    if not validate:
+        return _with_defaults(config, schema)
+    from snakemake.utils import validate as snakemake_validate
+
+    try:
+        snakemake_validate(config, str(SCHEMA))
+    except Exception as e:  # snakemake raises WorkflowError naming the failing key
+        raise ConfigError(f"study config {path}: {e}") from None
+    return config
+
+
+def _with_defaults(value, schema: dict):
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = sub["default"]
+        if key in out:
+            out[key] = _with_defaults(out[key], sub)
+    return out
+
+
+def settings(config: dict, model: str, algorithm: str, density: float = 1.0, seed: int = 0) -> RunConfig:
+    """The run settings the workflow gives a training (common.smk, run_settings)."""
+    return RunConfig.from_flat({**config["recipe"], **config.get("settings", {}).get(algorithm, {}),
+                                "dataset": config["dataset"], "model": model, "algorithm": algorithm,
+                                "density": density, "seed": seed})
+
+
+def trainings(config: dict) -> pd.DataFrame:
+    """One row per kind of training and model: how many trainings the study runs and their epochs each.
+
+    Kinds: dense, imp_round (every round of every seed's chain), snfs, dnw, dnw_freeze_f<k>, and retrain_<alg>
+    (E1: one per variant of each trained sparse run).
+    """
+    rows = []
+    n_seeds, n_dens = len(config["seeds"]), len(config["densities"])
+    sparse, variants = config["algorithms"], config["reinit"]["variants"]
+    freeze = config["freeze_epochs"] if "dnw" in sparse else []
+    for model in config["models"]:
+        epochs = settings(config, model, "dense").train.epochs
+        rows.append(("dense", model, n_seeds, epochs, {"dense": epochs}))
+        if "imp" in sparse:
+            imp = settings(config, model, "imp", 0.5).algorithm
+            rounds = len(schedule(config["densities"], imp.imp_rate))
+            rows.append(("imp_round", model, rounds * n_seeds, epochs, {"fixed": epochs}))
+        for algorithm in (a for a in sparse if a != "imp"):
+            rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}))
+        for k in freeze:
+            rows.append((f"dnw_freeze_f{k}", model, n_dens * n_seeds, epochs, {"dnw": k, "fixed": epochs - k}))
+        for algorithm in sparse:
+            rows.append((f"retrain_{algorithm}", model, n_dens * n_seeds * len(variants), epochs, {"fixed": epochs}))
+    return pd.DataFrame([{"kind": kind, "model": model, "trainings": n, "epochs_each": e, "epochs": n * e,
+                          "steps_by_speed": split} for kind, model, n, e, split in rows if n])
+
+
+def epoch_seconds(config: dict, model: str, speed: str, *, device=None, data=None, steps: int = 30,
+                  warmup: int = 5) -> float:
+    """Seconds one epoch of `speed` (dense, fixed, snfs, dnw) takes for `model` with the study's recipe here:
+    `steps` timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split."""
+    from sparsenet import data as data_mod
+    from sparsenet import models
+    from sparsenet import train as train_mod
+    from sparsenet.masks import Mask, layer_counts
+
+    density = 1.0 if speed == "dense" else min(config["densities"])
+    cfg = settings(config, model, "imp" if speed == "fixed" else speed, density).replace(algorithm=speed)
+    dev = train_mod.resolve_device(device or config.get("device"))
+    data = data or train_mod.load_data(cfg, dev, config.get("data_root"))
+    mask = None
+    if speed == "fixed":  # any mask of the density costs the same under dense masked compute
+        shape = data_mod.INPUT_SHAPE[cfg.data.dataset]
+        weights = models.prunable(models.build(model, shape, data_mod.NUM_CLASSES[cfg.data.dataset]))
+        counts = layer_counts({n: w.shape for n, w in weights.items()}, density, cfg.algorithm.distribution,
+                              cfg.algorithm.dense_layers)
+        mask = Mask.random(weights, counts, torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = train_mod.Run(cfg, Path(tmp), dev, data, mask=mask)
+        seconds = time_steps(run, steps, warmup)
+        start = time.perf_counter()
+        run.evaluate(run.test_split)
+        evaluation = time.perf_counter() - start
+    return seconds * run.steps_per_epoch + evaluation
+
+
+def time_steps(run, steps: int, warmup: int) -> float:
+    """Mean seconds per training step of `run` (the trainer's own step), after `warmup` steps."""
+    batches = run.begin_epoch(0)
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(run.dev)
+            start = time.perf_counter()
+        try:
+            x, y = next(batches)
+        except StopIteration:  # a small split: start another pass
+            batches = run.begin_epoch(1)
+            x, y = next(batches)
+        run.before_step(0, i % run.steps_per_epoch)
+        with run.algo.forward_weights():
+            output, loss = run.forward(x, y)
+            loss.backward()
+        run.after_step(1, i, loss, output, y)  # epoch 1: no snapshots inside epoch 0
+    _sync(run.dev)
+    return (time.perf_counter() - start) / steps
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -> pd.DataFrame:
+    """The trainings table, with device hours per row where `measure` (epoch times measured here)."""
+    frame = trainings(config)
+    if measure:
+        times = {}
+        for model in config["models"]:
+            for speed in sorted({s for split in frame["steps_by_speed"] for s in split}):
+                times[model, speed] = epoch_seconds(config, model, speed, device=device, steps=steps)
+        frame["hours"] = [
+            row.trainings * sum(e * times[row.model, s] for s, e in row.steps_by_speed.items()) / 3600
+            for row in frame.itertuples()]
+    frame["steps_by_speed"] = frame["steps_by_speed"].map(
+        lambda split: ", ".join(f"{e} {s}" for s, e in split.items()))
+    return frame
+
+
+def job_counts(config: dict) -> Counter:
+    """Training jobs per workflow rule, as `snakemake -n` lists them (the tests hold the two together)."""
+    counts: Counter = Counter()
+    for row in trainings(config).itertuples():
+        if row.kind == "imp_round":  # each seed's chain ends in a round of its own rule (no next mask)
+            chains = len(config["seeds"])
+            counts["imp_round"] += row.trainings - chains
+            counts["imp_last_round"] += chains
+        elif row.kind.startswith("retrain_"):
+            counts["retrain"] += row.trainings
+        elif config["stack_seeds"]:
+            counts["train_stacked"] += row.trainings // len(config["seeds"])
+        else:
+            counts["train"] += row.trainings
+    return counts
