@@ -17,7 +17,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from sparsenet import data as data_mod
-from sparsenet import models
+from sparsenet import execution, models
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.train import Run, finished_record, load_data, resolve_device, train
 
@@ -67,8 +67,9 @@ def _loop(active: list[Run], epochs: int) -> None:
                 for run in active:
                     forward.enter_context(run.algo.forward_weights())
                 params, _ = stack_module_state([run.model for run in active])
-                output = model_call(params, x)
-                losses = torch.stack([loss_fn(output[k], y[k]) for k in range(len(active))])
+                with execution.autocast(active[0].cfg.execution, x.device):  # channels_last, compile: single-seed only
+                    output = model_call(params, x)
+                    losses = torch.stack([loss_fn(output[k], y[k]) for k in range(len(active))])
                 losses.sum().backward()  # seeds share no weights: each seed's gradient is its own loss's
                 for k, run in enumerate(active):
                     for name, p in run.model.named_parameters():

@@ -24,8 +24,7 @@ class Algorithm:
     def __init__(self, hp: AlgorithmHparams, weights: dict[str, torch.nn.Parameter], epochs: int,
                  mask: Mask | None = None, generator: torch.Generator | None = None):
         self.hp, self.weights, self.epochs = hp, weights, epochs
-        device = next(iter(weights.values())).device
-        self._mask = (mask if mask is not None else self.initial_mask(generator)).to(device)
+        self._mask = (mask if mask is not None else self.initial_mask(generator)).like(weights)
         self.after_step()
 
     def counts(self) -> dict[str, int]:
@@ -63,5 +62,4 @@ class Algorithm:
         return {"mask": {n: m.cpu() for n, m in self._mask.layers.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        device = next(iter(self.weights.values())).device
-        self._mask = Mask(state["mask"]).to(device)
+        self._mask = Mask(state["mask"]).like(self.weights)
