@@ -106,7 +106,7 @@ class Batcher:
         self.batch_size = hp.batch_size
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.mean) / self.std
+        return images.float().sub_(self.mean).div_(self.std)  # in place: two fewer batch-sized allocations
 
     def epoch(self, split: Split, generator: torch.Generator):
         """Yield (inputs, labels) for one shuffled pass; all randomness from `generator` (resumable).
@@ -123,7 +123,7 @@ class Batcher:
         for start in range(0, n, self.batch_size):
             batch = slice(start, start + self.batch_size)
             idx = order[batch]
-            x = split.images[idx]
+            x = split.images.index_select(0, idx)  # a few times faster than split.images[idx] on the CPU
             if self.augment:
                 x = _crop_flip(x, shifts[0, batch], shifts[1, batch], flips[batch])
             yield self.normalise(x), split.labels[idx]

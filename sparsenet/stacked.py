@@ -39,7 +39,8 @@ def train_stacked(cfg: RunConfig, seeds: list[int], outs: list[str | Path], *, d
     dev = resolve_device(device)
     data = load_data(cfg, dev, data_root)
     masks, init_weights = masks or [None] * len(seeds), init_weights or [None] * len(seeds)
-    runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i]) for i in todo}
+    runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i],
+                   sparse_kernels=False) for i in todo}  # vmap calls the shared template's forward
     if len({r.start_epoch for r in runs.values()}) > 1:  # resumed from different epochs: train them one by one
         print("checkpoints of different epochs: training the seeds one after another", file=sys.stderr)
         return [records[i] or train(cfgs[i], outs[i], data_root=data_root, device=device, mask=masks[i],

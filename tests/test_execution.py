@@ -11,7 +11,7 @@ from sparsenet import execution, study
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import ConfigError, ExecutionHparams
 from sparsenet.masks import Mask, _packbits, topk_mask
-from sparsenet.train import train
+from sparsenet.train import Run, load_data, train
 
 from .conftest import REPO, TINY, tiny
 from .test_workflow import planned
@@ -37,12 +37,15 @@ def test_bf16_trains_in_fp32_weights_close_to_fp32(tmp_path, data_root):
 
 
 def test_channels_last_follows_the_default_layout_run(tmp_path, data_root):
-    common = {"model": "conv2", "train_subset": 300, "epochs": 1, "algorithm": "dnw", "density": 0.2}
-    train(tiny(**common), tmp_path / "nchw")
-    train(tiny(**common, channels_last=True), tmp_path / "nhwc")
-    a, b = _weights(tmp_path / "nchw"), _weights(tmp_path / "nhwc")
-    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
-    assert Mask.load(tmp_path / "nchw" / "mask.safetensors").equal(Mask.load(tmp_path / "nhwc" / "mask.safetensors"))
+    cfg = tiny(model="conv2", batch_size=32, algorithm="dnw", density=0.2)
+    data = load_data(cfg, torch.device("cpu"), None)
+    runs = [Run(cfg.replace(channels_last=cl), tmp_path / str(cl), torch.device("cpu"), data) for cl in (False, True)]
+    for run in runs:
+        study.time_steps(run, steps=4, warmup=0)
+    assert runs[1].weights["0.weight"].is_contiguous(memory_format=torch.channels_last)
+    for name, w in runs[0].weights.items():
+        torch.testing.assert_close(w, runs[1].weights[name], atol=1e-5, rtol=1e-4)
+    assert runs[0].algo.mask().equal(runs[1].algo.mask())
 
 
 def test_masks_take_the_memory_format_of_their_weights():
