@@ -27,6 +27,7 @@ from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
 from sparsenet.files import ResultFileError, read_json, remove_stale_temporaries, write_json, write_parquet
 from sparsenet.masks import Mask, save_packed_snapshots
+from sparsenet.optim import SGD
 
 RUN_FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
              "history.parquet", "run.json")
@@ -142,8 +143,8 @@ class Run:
         self.algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
                                                          generator=torch.Generator().manual_seed(cfg.seed))
         hp = cfg.train
-        self.optimizer = sparse.KeptSGD(self.model.parameters(), lr=hp.lr, momentum=hp.momentum,
-                                        nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
+        self.optimizer = SGD(self.model.parameters(), lr=hp.lr, momentum=hp.momentum,
+                             nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
         self.macs = weight_grad_macs_per_sample(self.model, input_shape, dev)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
