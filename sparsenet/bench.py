@@ -2,7 +2,8 @@
 
 Sections: (1) the trainer against a reference loop written the usual way (torchvision dataset, DataLoader,
 per-sample transforms, mask multiplied in after each step); (2) each algorithm's step and epoch-end cost
-relative to dense, and (2b) several seeds stacked against one after another; (3) the E4 cost model
+relative to dense, (2b) several seeds stacked against one after another, and (2c) fixed-mask steps on CSR
+kernels against dense masked ones; (3) the E4 cost model
 (weight-gradient work of dnw_freeze vs dnw); (4) pipeline overheads; (5) how cost grows with data, model and
 number of jobs. One row per figure, printed and written as Parquet.
 """
@@ -202,6 +203,46 @@ def bench_stacked(rows: Rows, device, data_root, quick: bool, seeds: int = 8) ->
     rows.add("2b stacked seeds", "ratio", per_seed * seeds / single, "x", "goal >= 4 on a GPU")
 
 
+def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
+    """Section 2c: fixed-mask steps on CSR kernels against the dense masked ones, per density (LeNet-300-100),
+    and dnw_freeze's frozen steps against dnw's: interleaved repeats of the trainer's own step, medians."""
+    from sparsenet.study import time_steps
+    from sparsenet.train import Run, load_data
+
+    if device.type != "cpu":
+        rows.add("2c sparse kernels", "CSR kernels", float("nan"), "", "CPU only (dense wins on GPUs)")
+        return
+    steps, repeats = (20, 1) if quick else (100, 3)
+    data = load_data(_settings(), device, data_root)
+
+    def step_s(cfg: RunConfig, mask: Mask | None = None, freeze: bool = False) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Run(cfg, Path(tmp), device, data, mask=mask)
+            if freeze:
+                run.algo.end_of_epoch(cfg.algorithm.freeze_epoch, run.optimizer)
+                run.route_sparse()
+            return time_steps(run, steps, 5)
+
+    for density in (1.0, 0.2, 0.1, 0.05, 0.02, 0.01):
+        mask = _random_mask("lenet300_100", "mnist", density) if density < 1 else None
+        algorithm = "fixed" if density < 1 else "dense"
+        times = {"off": [], "auto": []}
+        for _ in range(repeats):
+            for mode in times:
+                times[mode].append(step_s(_settings(algorithm=algorithm, density=density, sparse_kernels=mode), mask))
+        dense, auto = statistics.median(times["off"]), statistics.median(times["auto"])
+        label = f"lenet300_100 fixed mask, density {density:g}"
+        rows.add("2c sparse kernels", f"{label}: dense masked", 128 / dense, "samples/s")
+        rows.add("2c sparse kernels", f"{label}: sparse_kernels auto", 128 / auto, "samples/s")
+        rows.add("2c sparse kernels", f"{label}: speed-up", dense / auto, "x", "goal >= 2 at 0.05")
+    dnw, frozen = [], []
+    for _ in range(repeats):
+        dnw.append(step_s(_settings(algorithm="dnw", density=0.05)))
+        frozen.append(step_s(_settings(algorithm="dnw_freeze", density=0.05, epochs=2), freeze=True))
+    rows.add("2c sparse kernels", "dnw_freeze(1) frozen step / dnw step, density 0.05 (speed-up)",
+             statistics.median(dnw) / statistics.median(frozen), "x", "goal >= 2")
+
+
 def _timed(fn, device, repeats: int = 5) -> float:
     fn()
     _sync(device)
@@ -295,6 +336,7 @@ def run(out: Path, *, data_root=None, device=None, quick: bool = False, study: b
     bench_reference(rows, dev, data_root, quick)
     bench_algorithms(rows, dev, data_root, quick)
     bench_stacked(rows, dev, data_root, quick)
+    bench_sparse(rows, dev, data_root, quick)
     bench_cost_model(rows)
     bench_pipeline(rows, data_root, study)
     bench_growth(rows, dev, data_root, quick)

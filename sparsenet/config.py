@@ -22,6 +22,7 @@ IMP_OUTPUTS = ("reference", "dense", "half", "global")
 INITS = ("kaiming_normal", "kaiming_uniform", "pytorch")
 BN_INITS = ("uniform", "fixed")
 PRECISIONS = ("fp32", "bf16")
+SPARSE_KERNELS = ("auto", "on", "off")
 PRESET_DIR = Path(__file__).parent / "recipes"
 
 
@@ -144,10 +145,13 @@ class ExecutionHparams:
     compile: bool = False  # torch.compile the model's forward (single-seed trainer)
     deterministic: bool = True  # on CUDA: deterministic kernels, no cudnn autotuning (off: faster, not repeatable)
     eval_batch_size: int = 1000
+    sparse_kernels: str = "auto"  # CSR kernels for linear layers under a fixed mask on the CPU (sparsenet.sparse)
 
     def __post_init__(self) -> None:
         _check(self.precision in PRECISIONS, "precision",
                f"must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        _check(self.sparse_kernels in SPARSE_KERNELS, "sparse_kernels",
+               f"must be one of {', '.join(SPARSE_KERNELS)}; got {self.sparse_kernels!r}")
         _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size!r}")
 
 

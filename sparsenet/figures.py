@@ -106,10 +106,13 @@ def e4_freeze(t):
         dnw = sub[sub["algorithm"] == "dnw"]["test_acc"]
         if len(dnw):
             acc.axhline(dnw.mean(), ls="--", color=line.get_color(), label=f"dnw, density {density:g}")
-        _line(cost, frozen, "freeze_epoch", "grad_macs_vs_dnw", f"density {density:g}", color=line.get_color())
+        _line(cost, frozen, "freeze_epoch", "grad_macs_vs_dnw", f"gradient work, density {density:g}",
+              color=line.get_color())
+        _line(cost, frozen, "freeze_epoch", "train_s_vs_dnw", f"measured time, density {density:g}",
+              color=line.get_color(), ls=":")
     acc.set(xlabel="freeze epoch k", ylabel="test accuracy", title="E4: freeze the mask after k epochs")
-    cost.set(xlabel="freeze epoch k", ylabel="weight-gradient work / dnw's", ylim=(0, 1.05),
-             title="E4: dense-gradient cost")
+    cost.set(xlabel="freeze epoch k", ylabel="fraction of dnw's", ylim=(0, 1.05),
+             title="E4: weight-gradient work and training time")
     for ax in (acc, cost):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)

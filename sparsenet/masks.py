@@ -86,6 +86,11 @@ class Mask:
         """The mask of the other layers (e.g. without the layers a run keeps dense)."""
         return Mask({n: m for n, m in self.layers.items() if n not in set(names)})
 
+    def like(self, weights: Mapping[str, torch.Tensor]) -> Mask:
+        """This mask on the weights' device and in their memory format (masking channels-last weights with a
+        contiguous mask would make every multiply a strided one)."""
+        return Mask({n: torch.empty_like(weights[n], dtype=torch.bool).copy_(m) for n, m in self.layers.items()})
+
     def to(self, device: torch.device | str) -> Mask:
         return Mask({n: m.to(device) for n, m in self.layers.items()})
 
@@ -166,27 +171,18 @@ def _packbits(m: torch.Tensor) -> torch.Tensor:
     return (flat.view(-1, 8) * bits).sum(1, dtype=torch.uint8)
 
 
-TOPK_METHODS = ("topk", "threshold")
+def topk_mask(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the `k` largest entries of `score`, in the memory format of `score`.
 
-
-def topk_mask(score: torch.Tensor, k: int, method: str = "topk") -> torch.Tensor:
-    """Bool mask of the `k` largest entries of `score`. Both methods are exact and agree unless scores tie.
-
-    `topk` scatters the indices torch.topk finds (fastest on the CPU); `threshold` keeps the entries above the
-    k-th largest value (kthvalue) and, of those equal to it, the first ones by position: elementwise work with
-    no index scatter and no host synchronisation, for GPUs.
+    torch.topk's indices, scattered. Measured against a kthvalue threshold (exact, no scatter): topk was faster
+    on this project's CPU and 11x faster for ResNet-18's layers on an H100 (README, "GPU").
     """
     flat = score.flatten()
-    if k <= 0:
-        return torch.zeros_like(score, dtype=torch.bool)
-    if method == "threshold":
-        kth = flat.kthvalue(flat.numel() - k + 1).values
-        above, ties = flat > kth, flat == kth
-        mask = above | (ties & (ties.cumsum(0) <= k - above.sum()))
-        return mask.view(score.shape)
     mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask[torch.topk(flat, k, sorted=False).indices] = True
-    return mask.view(score.shape)
+    if k > 0:
+        mask[torch.topk(flat, k, sorted=False).indices] = True
+    mask = mask.view(score.shape)
+    return mask if score.is_contiguous() else torch.empty_like(score, dtype=torch.bool).copy_(mask)
 
 
 def layer_counts(shapes: Mapping[str, torch.Size], density: float, distribution: str,

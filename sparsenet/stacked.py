@@ -17,7 +17,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from sparsenet import data as data_mod
-from sparsenet import models
+from sparsenet import execution, models
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.train import Run, finished_record, load_data, resolve_device, train
 
@@ -39,7 +39,8 @@ def train_stacked(cfg: RunConfig, seeds: list[int], outs: list[str | Path], *, d
     dev = resolve_device(device)
     data = load_data(cfg, dev, data_root)
     masks, init_weights = masks or [None] * len(seeds), init_weights or [None] * len(seeds)
-    runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i]) for i in todo}
+    runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i],
+                   sparse_kernels=False) for i in todo}  # vmap calls the shared template's forward
     if len({r.start_epoch for r in runs.values()}) > 1:  # resumed from different epochs: train them one by one
         print("checkpoints of different epochs: training the seeds one after another", file=sys.stderr)
         return [records[i] or train(cfgs[i], outs[i], data_root=data_root, device=device, mask=masks[i],
@@ -67,8 +68,9 @@ def _loop(active: list[Run], epochs: int) -> None:
                 for run in active:
                     forward.enter_context(run.algo.forward_weights())
                 params, _ = stack_module_state([run.model for run in active])
-                output = model_call(params, x)
-                losses = torch.stack([loss_fn(output[k], y[k]) for k in range(len(active))])
+                with execution.autocast(active[0].cfg.execution, x.device):  # channels_last, compile: single-seed only
+                    output = model_call(params, x)
+                    losses = torch.stack([loss_fn(output[k], y[k]) for k in range(len(active))])
                 losses.sum().backward()  # seeds share no weights: each seed's gradient is its own loss's
                 for k, run in enumerate(active):
                     for name, p in run.model.named_parameters():

@@ -36,7 +36,9 @@ SCHEMAS = {
                          ("snapshot_density", pa.float64()), ("overlap_final", pa.float64()),
                          ("iou_final", pa.float64()), ("overlap_prev", pa.float64()), ("iou_prev", pa.float64())),
     "freeze": _schema(("test_acc", pa.float64()), ("weight_grad_macs", pa.float64()),
-                      ("grad_macs_vs_dnw", pa.float64())),
+                      ("grad_macs_vs_dnw", pa.float64()), ("epoch_s_dense_gradients", pa.float64()),
+                      ("epoch_s_fixed_mask", pa.float64()), ("train_s", pa.float64()),
+                      ("train_s_vs_dnw", pa.float64())),
     "layers": _schema(("layer", pa.string()), ("size", pa.int64()), ("kept", pa.int64()),
                       ("layer_density", pa.float64())),
 }
@@ -91,12 +93,25 @@ def _per_run(files: list[Path], rename: dict | None = None) -> pd.DataFrame:
 
 
 def freeze_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """dnw and dnw_freeze runs, with dense-gradient work relative to dnw at the same density and seed."""
+    """dnw and dnw_freeze runs: weight-gradient work and measured training time, also relative to dnw at the
+    same density and seed. Epoch times are the training loop's (history's train_s), before and after the freeze."""
     sub = runs[runs["algorithm"].isin(["dnw", "dnw_freeze"])].copy()
-    dnw = sub[sub["algorithm"] == "dnw"].set_index(["dataset", "model", "density", "seed"])["weight_grad_macs"]
-    ref = sub.set_index(["dataset", "model", "density", "seed"]).index.map(lambda k: dnw.get(k, float("nan")))
-    sub["grad_macs_vs_dnw"] = sub["weight_grad_macs"].to_numpy() / ref.to_numpy(dtype=float)
+    times = [_epoch_times(Path(run)) for run in sub["run"]]
+    for column in ("epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s"):
+        sub[column] = [t[column] for t in times]
+    keys = ["dataset", "model", "density", "seed"]
+    dnw = sub[sub["algorithm"] == "dnw"].set_index(keys)
+    for column, ratio in (("weight_grad_macs", "grad_macs_vs_dnw"), ("train_s", "train_s_vs_dnw")):
+        ref = sub.set_index(keys).index.map(lambda k, c=column: dnw[c].get(k, float("nan")))
+        sub[ratio] = sub[column].to_numpy() / ref.to_numpy(dtype=float)
     return sub
+
+
+def _epoch_times(run: Path) -> dict[str, float]:
+    history = read_parquet(run / "history.parquet")
+    dense = history["dense_gradients"].astype(bool)
+    return {"epoch_s_dense_gradients": history.loc[dense, "train_s"].mean(),
+            "epoch_s_fixed_mask": history.loc[~dense, "train_s"].mean(), "train_s": history["train_s"].sum()}
 
 
 def write(name: str, frame: pd.DataFrame, out_dir: str | Path) -> Path:

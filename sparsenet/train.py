@@ -21,12 +21,13 @@ from tqdm import tqdm
 
 from sparsenet import config as config_mod
 from sparsenet import data as data_mod
-from sparsenet import execution, models, provenance
+from sparsenet import execution, models, provenance, sparse
 from sparsenet.algorithms import ALGORITHMS, Algorithm
 from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
 from sparsenet.files import ResultFileError, read_json, remove_stale_temporaries, write_json, write_parquet
 from sparsenet.masks import Mask, save_packed_snapshots
+from sparsenet.optim import SGD
 
 RUN_FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
              "history.parquet", "run.json")
@@ -119,7 +120,9 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, dev: torch.device, data: tuple, *,
                  init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
-                 save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None):
+                 save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None,
+                 sparse_kernels: bool = True):
+        """`sparse_kernels=False` keeps every layer dense whatever the settings say (the stacked loop's vmap)."""
         if cfg.algorithm.algorithm == "fixed" and mask is None:
             raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
         self.cfg, self.out, self.dev, self.extra = cfg, out, dev, extra or {}
@@ -142,8 +145,8 @@ class Run:
         self.algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
                                                          generator=torch.Generator().manual_seed(cfg.seed))
         hp = cfg.train
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=hp.lr, momentum=hp.momentum,
-                                         nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
+        self.optimizer = SGD(self.model.parameters(), lr=hp.lr, momentum=hp.momentum,
+                             nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
         self.macs = weight_grad_macs_per_sample(self.model, input_shape, dev)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
@@ -156,7 +159,18 @@ class Run:
         self.ckpt_path = out / "checkpoint.pt"
         self.code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
         self._resume_or_start(init_state)
+        self.sparse_mode = cfg.execution.sparse_kernels if sparse_kernels else "off"
+        self.sparse_layers: list[str] | None = None
+        self.route_sparse()
         self.model.train()
+
+    def route_sparse(self) -> None:
+        """Once the mask is fixed (no dense gradients), route the chosen layers through CSR kernels."""
+        if self.sparse_layers is None and not self.algo.dense_gradients:
+            routed = sparse.install(self.model, self.algo.mask(), self.sparse_mode)
+            self.sparse_layers = list(routed)
+            self.algo.exact_layers = frozenset(routed)
+            self.optimizer.kept = {self.weights[name]: structure.kept for name, structure in routed.items()}
 
     def _resume_or_start(self, init_state: dict) -> None:
         ckpt = load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else None
@@ -227,6 +241,7 @@ class Run:
         val = self.evaluate(self.val_split) if self.val_split is not None else None
         if not self.diverged:
             self.algo.end_of_epoch(epoch + 1, self.optimizer)
+            self.route_sparse()
             self.snapshot(float(epoch + 1), (epoch + 1) * self.steps_per_epoch)
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": self.correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
@@ -275,6 +290,7 @@ class Run:
             "epochs_run": len(self.history), "weight_grad_macs": sum(r["weight_grad_macs"] for r in self.history),
             "wall_s": self.prior_wall + time.time() - self.started,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sparse_layers": self.sparse_layers or [],
             **provenance.describe(self.dev), **self.extra,
         }
         write_json(self.out / "run.json", record)

@@ -93,3 +93,29 @@ def test_corrupt_npz_names_the_file(tmp_path):
     np.savez(tmp_path / "cifar10.npz", x_train=np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(DataError, match="cifar10.npz"):
         load(DataHparams(dataset="cifar10"), torch.device("cpu"), root=tmp_path)
+
+
+def test_raw_mnist_is_read_without_torchvision_and_equals_torchvision(data_root, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from sparsenet.data import load; from sparsenet.config import DataHparams; "
+            "tr, te, _ = load(DataHparams(dataset='fashion_mnist'), torch.device('cpu')); "
+            "torch.save({'x': tr.images, 'y': tr.labels}, sys.argv[1]); print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fm.pt")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"  # a training job's start-up skips torchvision's import
+    from torchvision import datasets
+
+    ref = datasets.FashionMNIST(str(data_root), train=True)
+    ours = torch.load(tmp_path / "fm.pt")
+    assert torch.equal(ours["x"][:, 0], ref.data) and torch.equal(ours["y"], ref.targets)
+
+
+def test_truncated_raw_file_names_itself(tmp_path, data_root):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f).write_bytes((data_root / "MNIST" / "raw" / f).read_bytes()[:1000])
+    with pytest.raises(DataError, match="train-images-idx3-ubyte is truncated"):
+        load(DataHparams(dataset="mnist"), torch.device("cpu"), root=tmp_path)

@@ -78,3 +78,15 @@ def test_cli_stacks_seeds_into_one_folder_each(tmp_path, data_root):
                  "--density", "0.1", "--epochs", "1", "--train-subset", "1000", "--device", "cpu"]) == 0
     assert (tmp_path / "s3" / "run.json").exists() and (tmp_path / "s4" / "run.json").exists()
     assert main(["train", "--out", str(tmp_path / "x"), "--stack-seeds", "3,4"]) == 2
+
+
+def test_stacked_seeds_train_in_bf16_when_asked(tmp_path, data_root):
+    cfg = tiny(epochs=1)
+    records = {}
+    for precision in ("fp32", "bf16"):
+        outs = [tmp_path / precision / f"s{s}" for s in (0, 1)]
+        records[precision] = train_stacked(cfg.replace(precision=precision), [0, 1], outs)
+    a, b = (load_weights(tmp_path / p / "s0" / "final.safetensors")["1.weight"] for p in ("fp32", "bf16"))
+    assert not torch.equal(a, b)  # autocast ran
+    for r32, r16 in zip(records["fp32"], records["bf16"]):
+        assert abs(r32["test_acc"] - r16["test_acc"]) < 0.03

@@ -20,12 +20,14 @@ class Algorithm:
     """Fixed mask: absent weights are zero after every step and get no gradient (imp; dense with no mask)."""
 
     dense_gradients = False
+    # layers whose kernels give absent weights an exact zero gradient (sparsenet.sparse): with zero weights and
+    # zero momentum there, SGD keeps them zero, so masking their gradients and weights each step is skipped
+    exact_layers: frozenset[str] = frozenset()
 
     def __init__(self, hp: AlgorithmHparams, weights: dict[str, torch.nn.Parameter], epochs: int,
                  mask: Mask | None = None, generator: torch.Generator | None = None):
         self.hp, self.weights, self.epochs = hp, weights, epochs
-        device = next(iter(weights.values())).device
-        self._mask = (mask if mask is not None else self.initial_mask(generator)).to(device)
+        self._mask = (mask if mask is not None else self.initial_mask(generator)).like(weights)
         self.after_step()
 
     def counts(self) -> dict[str, int]:
@@ -49,12 +51,14 @@ class Algorithm:
     def after_backward(self) -> None:
         if not self.dense_gradients:
             for name, m in self._mask.layers.items():
-                if self.weights[name].grad is not None:
+                if self.weights[name].grad is not None and name not in self.exact_layers:
                     self.weights[name].grad.mul_(m)
 
     @torch.no_grad()
     def after_step(self) -> None:
-        self._mask.apply(self.weights)  # momentum and weight decay must not revive absent weights
+        for name, m in self._mask.layers.items():  # momentum and weight decay must not revive absent weights
+            if name not in self.exact_layers:
+                self.weights[name].mul_(m)
 
     def end_of_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         """`epoch` counts completed epochs, from 1."""
@@ -63,5 +67,4 @@ class Algorithm:
         return {"mask": {n: m.cpu() for n, m in self._mask.layers.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        device = next(iter(self.weights.values())).device
-        self._mask = Mask(state["mask"]).to(device)
+        self._mask = Mask(state["mask"]).like(self.weights)

@@ -3,9 +3,7 @@
 Every forward keeps each layer's top-k weights by magnitude; the backward is straight-through: the gradient
 with respect to the kept-weights tensor is applied to the dense weights, so every weight, kept or not, learns
 and can re-enter. Implemented by giving each weight, for the forward and backward, a storage that holds only
-its top-k entries, and handing the dense storage back before the optimizer step. The top-k is found by
-torch.topk on the CPU and by a kthvalue threshold on a GPU (`masks.topk_mask`; both exact; see README,
-"GPU": measured side by side by benchmarks/gpu_check.py).
+its top-k entries, and handing the dense storage back before the optimizer step.
 Reference: allenai/dnw, imagenet_sparsity_experiments/image_classification/sparse_util.py (ChooseTopEdges).
 """
 from __future__ import annotations
@@ -24,7 +22,6 @@ class DNW(Algorithm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._counts = self.counts()
-        self.topk_method = "topk" if next(iter(self.weights.values())).device.type == "cpu" else "threshold"
 
     def initial_mask(self, generator):
         return Mask.from_magnitude(self.weights, self.counts())
@@ -39,7 +36,7 @@ class DNW(Algorithm):
             for name, w in self.weights.items():
                 if self._counts[name] == w.numel():
                     continue
-                keep = topk_mask(w.abs(), self._counts[name], self.topk_method)
+                keep = topk_mask(w.abs(), self._counts[name])
                 dense[name], w.data = w.data, torch.where(keep, w, 0.0)  # swap storage: no copy of the dense weights
         try:
             yield

@@ -37,12 +37,18 @@ class DNWFreeze(DNW):
     @torch.no_grad()
     def end_of_epoch(self, epoch, optimizer) -> None:
         if epoch == self.hp.freeze_epoch:
-            self._freeze()
+            self._freeze(optimizer)
 
-    def _freeze(self) -> None:
+    def _freeze(self, optimizer: torch.optim.Optimizer) -> None:
         self._mask = super().mask()
         self.frozen = True
         self._mask.apply(self.weights)
+        # absent weights are zeroed after every step from now on, so their momentum has no effect; clearing it
+        # lets kernels that never touch absent weights (sparsenet.sparse) keep them exactly zero without that
+        for name, m in self._mask.layers.items():
+            buf = optimizer.state.get(self.weights[name], {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(m)
 
     def state_dict(self) -> dict:
         return Algorithm.state_dict(self) if self.frozen else {}
