@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from sparsenet.algorithms.imp import schedule
-from sparsenet.config import ConfigError, RunConfig
+from sparsenet.config import ConfigError, RunConfig, expand_preset
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 # what each kind of training runs per step: imp rounds and retrainings train under a fixed mask
@@ -59,7 +59,8 @@ def _with_defaults(value, schema: dict):
 
 def settings(config: dict, model: str, algorithm: str, density: float = 1.0, seed: int = 0) -> RunConfig:
     """The run settings the workflow gives a training (common.smk, run_settings)."""
-    return RunConfig.from_flat({**config["recipe"], **config.get("settings", {}).get(algorithm, {}),
+    return RunConfig.from_flat({**expand_preset(config["recipe"]),
+                                **expand_preset(config.get("settings", {}).get(algorithm, {})),
                                 "dataset": config["dataset"], "model": model, "algorithm": algorithm,
                                 "density": density, "seed": seed})
 
@@ -80,13 +81,16 @@ def trainings(config: dict) -> pd.DataFrame:
         if "imp" in sparse:
             imp = settings(config, model, "imp", 0.5).algorithm
             rounds = len(schedule(config["densities"], imp.imp_rate))
-            rows.append(("imp_round", model, rounds * n_seeds, epochs, {"fixed": epochs}))
+            each = epochs - imp.rewind_epoch * (rounds - 1) / rounds  # later rounds start at the rewind epoch
+            rows.append(("imp_round", model, rounds * n_seeds, each, {"fixed": each}))
         for algorithm in (a for a in sparse if a != "imp"):
             rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}))
         for k in freeze:
             rows.append((f"dnw_freeze_f{k}", model, n_dens * n_seeds, epochs, {"dnw": k, "fixed": epochs - k}))
         for algorithm in sparse:
-            rows.append((f"retrain_{algorithm}", model, n_dens * n_seeds * len(variants), epochs, {"fixed": epochs}))
+            trained = [v for v in variants if not (algorithm == "imp" and v == "rewind")]  # imp's rewind: recorded
+            each = epochs - (imp.rewind_epoch if algorithm == "imp" else 0)
+            rows.append((f"retrain_{algorithm}", model, n_dens * n_seeds * len(trained), each, {"fixed": each}))
     return pd.DataFrame([{"kind": kind, "model": model, "trainings": n, "epochs_each": e, "epochs": n * e,
                           "steps_by_speed": split} for kind, model, n, e, split in rows if n])
 
