@@ -112,6 +112,19 @@ def cmd_figures(args) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def cmd_summary(args) -> None:
+    from sparsenet import summary
+    from sparsenet.files import atomic_path
+
+    tables = summary.summarise(args.tables)
+    text = summary.markdown(tables)
+    for path, content in ((args.out, text), (args.html, summary.html(tables))):
+        if path:
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(content)
+    print(text)
+
+
 def cmd_bench(args) -> None:
     from sparsenet import bench
 
@@ -203,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", type=Path, required=True, help="folder holding the tables")
     p.add_argument("--out", type=Path, required=True, help="folder for the figures")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("summary", help="the study's numbers per experiment, mean +- std over seeds, from the tables",
+                       description="Print one Markdown table per experiment (E0-E4) from the Parquet tables alone.")
+    p.add_argument("--tables", type=Path, default=Path("results/tables"), help="folder holding the tables")
+    p.add_argument("--out", type=Path, help="also write the Markdown here")
+    p.add_argument("--html", type=Path, help="also write an HTML page here (the report's summary)")
+    p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("bench", help="measure the pipeline: trainer vs a reference loop, algorithm costs, overheads",
                        description="Print the benchmark table (Markdown) and write it as OUT/bench.parquet.")
