@@ -35,3 +35,23 @@ def test_imp_round_commands_chain(tmp_path, data_root):
     assert main(["imp-round", "--out", str(tmp_path / "r1"), "--prev", str(tmp_path / "r0"), *common]) == 0
     record = json.loads((tmp_path / "r1" / "run.json").read_text())
     assert record["imp_round"] == 1 and record["density"] == pytest.approx(0.8, abs=1e-5)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--dense-layers", "nosuch.weight", "--algorithm", "snfs", "--density", "0.1"],
+     "dense_layers: ['nosuch.weight'] are not prunable weights"),
+    (["--train-subset", "10000000"], "train_subset: mnist's training split has 60000 samples"),
+])
+def test_bad_input_found_by_a_new_user_gets_one_message(tmp_path, data_root, capsys, flags, message):
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_threads_must_be_positive_and_version_is_printed(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "train", "--out", str(tmp_path), "--threads", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--threads: must be an integer >= 1" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("sparsenet ")
