@@ -43,7 +43,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
         "imp_select": per_seed * densities if "imp" in sparse else 0,
         "retrain": sparse_runs * variants, "prune_sweep": sparse_runs,
         "emergence": per_seed * densities * len([a for a in sparse if a != "imp"]),
-        "mask_stats": sparse_runs + per_seed * densities * freeze, "tables": 1, "figures": 1, "summary": 1, "all": 1,
+        "mask_stats": sparse_runs + per_seed * densities * freeze,
+        "tables": 1, "figures": 1, "summary": 1, "all": 1,
     }
     return {k: v for k, v in counts.items() if v}
 
@@ -162,7 +163,7 @@ def test_finished_study_has_nothing_to_do(study):
 
 
 SNFS_AND_DOWNSTREAM = {"train": 1, "retrain": 4, "prune_sweep": 1, "emergence": 1, "mask_stats": 1,
-                       "tables": 1, "figures": 1, "all": 1}
+                       "tables": 1, "figures": 1, "summary": 1, "all": 1}
 
 
 def test_changing_one_algorithms_setting_plans_only_its_jobs(study):
