@@ -18,9 +18,11 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
     _add_common(p)
     g = p.add_argument_group("run settings (override the config file)")
+    from sparsenet.settings import LIST_TYPES, describe
+
     for key, type_name in FIELDS.items():
-        g.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, metavar=type_name.upper(),
-                       help=f"{key} ({type_name}; lists comma-separated)")
+        g.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
+                       metavar=LIST_TYPES.get(type_name, type_name).replace(" ", "_").upper(), help=describe(key))
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
@@ -110,6 +112,12 @@ def cmd_figures(args) -> None:
 
     for note in figures.draw_all(args.tables, args.out):
         print(f"note: {note}", file=sys.stderr)
+
+
+def cmd_settings(args) -> None:
+    from sparsenet.settings import markdown
+
+    print(markdown(), end="")
 
 
 def cmd_summary(args) -> None:
@@ -232,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", type=Path, required=True, help="folder holding the tables")
     p.add_argument("--out", type=Path, required=True, help="folder for the figures")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("settings", help="every run setting: section, type, default, allowed values, meaning",
+                       description="Print the table of run settings (Markdown), as README shows it.")
+    p.set_defaults(func=cmd_settings)
 
     p = sub.add_parser("summary", help="the study's numbers per experiment, mean +- std over seeds, from the tables",
                        description="Print one Markdown table per experiment (E0-E4) from the Parquet tables alone.")

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,16 @@ def test_threads_must_be_positive_and_version_is_printed(tmp_path):
     assert out.returncode == 2 and "--threads: must be an integer >= 1" in out.stderr
     out = subprocess.run([sys.executable, "-m", "sparsenet", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("sparsenet ")
+
+
+def test_every_setting_is_explained_once_and_readme_shows_the_table():
+    from sparsenet.config import FIELDS
+    from sparsenet.settings import HELP, markdown
+
+    assert set(HELP) == set(FIELDS)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown() in readme  # regenerate with `sparsenet settings` when a setting changes
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "train", "--help"], capture_output=True, text=True)
+    text = " ".join(out.stdout.split())
+    assert "kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense; default 1.0 (fraction)" in text
+    assert "one of cosine, step, constant; default cosine" in text
