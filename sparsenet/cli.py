@@ -114,6 +114,18 @@ def cmd_figures(args) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def cmd_show(args) -> None:
+    from sparsenet.show import show
+
+    print(show(args.run), end="")
+
+
+def cmd_compare(args) -> None:
+    from sparsenet.show import compare
+
+    print(compare(args.a, args.b), end="")
+
+
 def cmd_settings(args) -> None:
     from sparsenet.settings import markdown
 
@@ -240,6 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", type=Path, required=True, help="folder holding the tables")
     p.add_argument("--out", type=Path, required=True, help="folder for the figures")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("show", help="a run at a glance: results, settings, density per layer, history",
+                       description="Print a finished run's results, settings, per-layer density and history.")
+    p.add_argument("run", type=Path, help="a run folder (holding run.json)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("compare", help="two runs side by side: the settings that differ, results, mask overlap",
+                       description="Print the settings in which two runs differ, both runs' results and the "
+                                   "overlap of their final masks, total and per layer.")
+    p.add_argument("a", type=Path, help="a run folder")
+    p.add_argument("b", type=Path, help="another run folder")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("settings", help="every run setting: section, type, default, allowed values, meaning",
                        description="Print the table of run settings (Markdown), as README shows it.")

@@ -69,3 +69,20 @@ def test_every_setting_is_explained_once_and_readme_shows_the_table():
     text = " ".join(out.stdout.split())
     assert "kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense; default 1.0 (fraction)" in text
     assert "one of cosine, step, constant; default cosine" in text
+
+
+def test_show_and_compare_read_runs_without_python(tmp_path, data_root):
+    common = ["--epochs", "2", "--train-subset", "500", "--device", "cpu", "--density", "0.1"]
+    assert main(["train", "--out", str(tmp_path / "a"), "--algorithm", "snfs", *common]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), "--algorithm", "dnw", "--seed", "3", *common]) == 0
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "show", str(tmp_path / "a")], capture_output=True,
+                         text=True)
+    assert out.returncode == 0
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert f"| test_acc   | {record['test_acc']}" in out.stdout
+    assert "| 1.weight |" in out.stdout and out.stdout.count("\n|       2 |") == 1  # two epochs of history
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "compare", str(tmp_path / "a"), str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    differ = out.stdout.split("## settings that differ")[1].split("| result")[0]
+    assert "| algorithm | snfs | dnw |" in differ and "| seed      | 0    | 3   |" in differ
+    assert "density" not in differ and "## masks: overlap" in out.stdout
