@@ -58,9 +58,12 @@ class ModelHparams:
     model: str = "lenet300_100"
 
     def __post_init__(self) -> None:
-        from sparsenet.models import MODELS
+        from sparsenet.models import resolve
 
-        _check(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}; got {self.model!r}")
+        try:
+            resolve(self.model)
+        except KeyError as e:
+            raise ConfigError(f"model: {e.args[0]}") from None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Models by name (after timm's registry). Prunable = the weights of conv and linear layers."""
+"""Models by name (after timm's registry), or by import path for a user's own. Prunable = the weights of conv and
+linear layers."""
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 import torch
@@ -17,10 +19,26 @@ def register(name: str):
     return add
 
 
+def resolve(name: str) -> Callable[[tuple[int, int, int], int], nn.Module]:
+    """The builder of a registered model, or of one named by import path ('my_pkg.models:wide_resnet': a function
+    of (input_shape, num_classes) returning an nn.Module), which is then registered under that name."""
+    if name in MODELS:
+        return MODELS[name]
+    module, _, attr = name.partition(":")
+    if not attr:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}; or give an import path "
+                       "'package.module:function'")
+    try:
+        builder = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise KeyError(f"model {name!r} cannot be imported: {e}") from None
+    if not callable(builder):
+        raise KeyError(f"model {name!r} is not a function of (input_shape, num_classes)")
+    return register(name)(builder)
+
+
 def build(name: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
-    return MODELS[name](input_shape, num_classes)
+    return resolve(name)(input_shape, num_classes)
 
 
 def prunable(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -17,7 +17,7 @@ HELP: dict[str, tuple[str, str]] = {
                      "fraction"),
     "train_subset": ("train on the first N training samples only (0: all); at most the split's size", "samples"),
     "augment": ("random crop (4-pixel zero padding) and horizontal flip; CIFAR-10 only", ""),
-    "model": ("the model, by registered name", ""),
+    "model": ("the model: a registered name, or your own by import path package.module:function", ""),
     "epochs": ("length of training", "epochs"),
     "lr": ("peak learning rate, > 0", ""),
     "momentum": ("SGD momentum, in [0, 1)", ""),

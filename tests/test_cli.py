@@ -86,3 +86,13 @@ def test_show_and_compare_read_runs_without_python(tmp_path, data_root):
     differ = out.stdout.split("## settings that differ")[1].split("| result")[0]
     assert "| algorithm | snfs | dnw |" in differ and "| seed      | 0    | 3   |" in differ
     assert "density" not in differ and "## masks: overlap" in out.stdout
+
+
+def test_a_users_own_model_by_import_path(tmp_path, data_root, capsys):
+    assert main(["train", "--out", str(tmp_path / "own"), "--model", "tests.custom_model:two_layer", "--algorithm",
+                 "snfs", "--density", "0.2", "--epochs", "1", "--train-subset", "500", "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "own" / "run.json").read_text())
+    assert record["config"]["model"]["model"] == "tests.custom_model:two_layer"
+    assert record["density"] == pytest.approx(0.2, abs=1e-3)
+    assert main(["train", "--out", str(tmp_path / "bad"), "--model", "tests.custom_model:nothing"]) == 2
+    assert "model: model 'tests.custom_model:nothing' cannot be imported" in capsys.readouterr().err

@@ -64,6 +64,16 @@ def test_stacked_seeds_plan_one_training_job_per_seed_group(tmp_path):
     assert counts == expected
 
 
+def test_a_users_own_model_plans_like_a_registered_one(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump({**cfg, "models": ["tests.custom_model:two_layer"]}))
+    counts = planned(tmp_path, "--configfile", str(tmp_path / "own.yaml"))
+    assert counts == planned(tmp_path, "--configfile", str(TINY))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, "models": ["tests.custom_model:nothing"]}))
+    out = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert out.returncode != 0 and "cannot be imported" in out.stdout + out.stderr
+
+
 def test_lint_passes():
     out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
