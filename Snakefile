@@ -20,4 +20,5 @@ rule all:
     input:
         tables=TABLES,
         figures=FIGURES,
+        summary="results/summary.md",
     default_target: True

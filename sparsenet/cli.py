@@ -20,9 +20,11 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
     _add_common(p)
     g = p.add_argument_group("run settings (override the config file)")
+    from sparsenet.settings import LIST_TYPES, describe
+
     for key, type_name in FIELDS.items():
-        g.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, metavar=type_name.upper(),
-                       help=f"{key} ({type_name}; lists comma-separated)")
+        g.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
+                       metavar=LIST_TYPES.get(type_name, type_name).replace(" ", "_").upper(), help=describe(key))
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
@@ -115,6 +117,37 @@ def cmd_figures(args) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def cmd_show(args) -> None:
+    from sparsenet.show import show
+
+    print(show(args.run), end="")
+
+
+def cmd_compare(args) -> None:
+    from sparsenet.show import compare
+
+    print(compare(args.a, args.b), end="")
+
+
+def cmd_settings(args) -> None:
+    from sparsenet.settings import markdown
+
+    print(markdown(), end="")
+
+
+def cmd_summary(args) -> None:
+    from sparsenet import summary
+    from sparsenet.files import atomic_path
+
+    tables = summary.summarise(args.tables)
+    text = summary.markdown(tables)
+    for path, content in ((args.out, text), (args.html, summary.html(tables))):
+        if path:
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(content)
+    print(text)
+
+
 def cmd_bench(args) -> None:
     from sparsenet import bench
 
@@ -139,15 +172,31 @@ def cmd_plan(args) -> None:
     print(total)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sparsenet")
+    except PackageNotFoundError:  # run from a checkout without installing it
+        return "(not installed)"
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default: $SPARSENET_DATA, else ./data)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's choice)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sparsenet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sparsenet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one run (any algorithm; imp runs its whole round chain)",
@@ -206,6 +255,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", type=Path, required=True, help="folder holding the tables")
     p.add_argument("--out", type=Path, required=True, help="folder for the figures")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("show", help="a run at a glance: results, settings, density per layer, history",
+                       description="Print a finished run's results, settings, per-layer density and history.")
+    p.add_argument("run", type=Path, help="a run folder (holding run.json)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("compare", help="two runs side by side: the settings that differ, results, mask overlap",
+                       description="Print the settings in which two runs differ, both runs' results and the "
+                                   "overlap of their final masks, total and per layer.")
+    p.add_argument("a", type=Path, help="a run folder")
+    p.add_argument("b", type=Path, help="another run folder")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("settings", help="every run setting: section, type, default, allowed values, meaning",
+                       description="Print the table of run settings (Markdown), as README shows it.")
+    p.set_defaults(func=cmd_settings)
+
+    p = sub.add_parser("summary", help="the study's numbers per experiment, mean +- std over seeds, from the tables",
+                       description="Print one Markdown table per experiment (E0-E4) from the Parquet tables alone.")
+    p.add_argument("--tables", type=Path, default=Path("results/tables"), help="folder holding the tables")
+    p.add_argument("--out", type=Path, help="also write the Markdown here")
+    p.add_argument("--html", type=Path, help="also write an HTML page here (the report's summary)")
+    p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("bench", help="measure the pipeline: trainer vs a reference loop, algorithm costs, overheads",
                        description="Print the benchmark table (Markdown) and write it as OUT/bench.parquet.")

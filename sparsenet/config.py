@@ -64,9 +64,12 @@ class ModelHparams:
     bn_init: str = "uniform"  # batch-norm scale ~ U[0, 1) (open_lth models/bn_initializers.py); fixed: 1
 
     def __post_init__(self) -> None:
-        from sparsenet.models import MODELS
+        from sparsenet.models import resolve
 
-        _check(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}; got {self.model!r}")
+        try:
+            resolve(self.model)
+        except KeyError as e:
+            raise ConfigError(f"model: {e.args[0]}") from None
         _check(self.init in INITS, "init", f"must be one of {', '.join(INITS)}; got {self.init!r}")
         _check(self.bn_init in BN_INITS, "bn_init", f"must be one of {', '.join(BN_INITS)}; got {self.bn_init!r}")
 
@@ -290,6 +293,9 @@ def _resolve_imp_output(hp: AlgorithmHparams, model: str) -> AlgorithmHparams:
 
     mode = IMP_OUTPUT.get(model, "global") if hp.imp_output == "reference" else hp.imp_output
     out = OUTPUT_LAYER[model]
+    if mode != "global" and out is None:
+        raise ConfigError(f"imp_output: the output layer of model {model} is not known by name; use 'global' and "
+                          "name it in dense_layers or imp_layer_rates")
     if mode == "dense" and out not in hp.dense_layers:
         return dataclasses.replace(hp, dense_layers=(*hp.dense_layers, out))
     if mode == "half" and out not in dict(hp.imp_layer_rates):

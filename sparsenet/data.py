@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparsenet.config import DataHparams
+from sparsenet.config import ConfigError, DataHparams
 
 # mean/std of the training split after /255, per channel
 STATS = {
@@ -112,6 +112,9 @@ def load(hp: DataHparams, device: torch.device, root: str | Path | None = None) 
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
         val = Split(torch.from_numpy(xs[val_idx]).to(device), torch.from_numpy(ys[val_idx]).to(device))
         xs, ys = xs[train_idx], ys[train_idx]
+    if hp.train_subset > len(ys):
+        raise ConfigError(f"train_subset: {hp.dataset}'s training split has {len(ys)} samples"
+                          f"{' after the validation split' if val is not None else ''}; got {hp.train_subset}")
     if hp.train_subset:
         xs, ys = xs[: hp.train_subset], ys[: hp.train_subset]
     train = Split(torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device))

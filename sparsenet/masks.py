@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
+from sparsenet.config import ConfigError
 from sparsenet.files import atomic_path
 
 FORMAT = "sparsenet-masks-1"
@@ -195,7 +196,7 @@ def layer_counts(shapes: Mapping[str, torch.Size], density: float, distribution:
     dense = set(dense_layers)
     unknown = dense - set(shapes)
     if unknown:
-        raise ValueError(f"dense_layers: {sorted(unknown)} are not prunable weights; prunable: {', '.join(shapes)}")
+        raise ConfigError(f"dense_layers: {sorted(unknown)} are not prunable weights; prunable: {', '.join(shapes)}")
     sparse = {n: math.prod(s) for n, s in shapes.items() if n not in dense}
     budget = round(density * sum(sparse.values()))
     raw = {n: (sum(shapes[n]) / size if distribution == "erk" else 1.0) for n, size in sparse.items()}

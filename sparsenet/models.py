@@ -1,4 +1,5 @@
-"""Models by name (after timm's registry). Prunable = the weights of conv and linear layers.
+"""Models by name (after timm's registry), or by import path for a user's own. Prunable = the weights of conv and
+linear layers.
 
 Initialisation follows open_lth (facebookresearch/open_lth, models/initializers.py and bn_initializers.py):
 the model is built with PyTorch's default init, then conv and linear weights are redrawn (Kaiming normal by
@@ -7,20 +8,21 @@ default, as there.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 import torch
 from torch import nn
 
 MODELS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {}
-OUTPUT_LAYER: dict[str, str] = {}  # model -> the output layer's weight (the last prunable weight)
+OUTPUT_LAYER: dict[str, str | None] = {}  # model -> the output layer's weight (the last prunable weight)
 # How imp treats the output layer where the model's reference code says so: open_lth's default_hparams set
 # pruning_layers_to_ignore='fc.weight' for mnist_lenet and cifar_vgg (none for cifar_resnet); Frankle & Carbin
 # (2019, Table 1) prune Conv-2/4/6's output layer at half the rate of the other fully connected layers.
 IMP_OUTPUT = {"lenet300_100": "dense", "vgg16": "dense", "conv2": "half", "conv4": "half", "conv6": "half"}
 
 
-def register(name: str, output: str = "fc.weight"):
+def register(name: str, output: str | None = "fc.weight"):
     def add(builder):
         MODELS[name] = builder
         OUTPUT_LAYER[name] = output
@@ -29,12 +31,28 @@ def register(name: str, output: str = "fc.weight"):
     return add
 
 
+def resolve(name: str) -> Callable[[tuple[int, int, int], int], nn.Module]:
+    """The builder of a registered model, or of one named by import path ('my_pkg.models:wide_resnet': a function
+    of (input_shape, num_classes) returning an nn.Module), which is then registered under that name."""
+    if name in MODELS:
+        return MODELS[name]
+    module, _, attr = name.partition(":")
+    if not attr:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}; or give an import path "
+                       "'package.module:function'")
+    try:
+        builder = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise KeyError(f"model {name!r} cannot be imported: {e}") from None
+    if not callable(builder):
+        raise KeyError(f"model {name!r} is not a function of (input_shape, num_classes)")
+    return register(name, output=None)(builder)  # its output layer is not known by name
+
+
 def build(name: str, input_shape: tuple[int, int, int], num_classes: int, init: str = "kaiming_normal",
           bn_init: str = "uniform") -> nn.Module:
     """Model `name`, initialised by `init` (conv and linear weights) and `bn_init` (batch-norm scales)."""
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
-    model = MODELS[name](input_shape, num_classes)
+    model = resolve(name)(input_shape, num_classes)
     initialise(model, init, bn_init)
     return model
 

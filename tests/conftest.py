@@ -16,6 +16,21 @@ if "SPARSENET_DATA" not in os.environ and SHARED_DATA.exists():
     os.environ["SPARSENET_DATA"] = str(SHARED_DATA)
 
 
+def _untracked() -> set[str]:
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True,
+                         text=True)
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("??")} if out.returncode == 0 else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean():
+    """Tests write into temporary folders only: the suite fails if it leaves new files in the checkout."""
+    before = _untracked()
+    yield
+    left = sorted(_untracked() - before)
+    assert not left, f"the tests left files in the checkout: {left[:10]}"
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = Path(os.environ.get("SPARSENET_DATA", ""))

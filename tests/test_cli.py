@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,63 @@ def test_imp_round_commands_chain(tmp_path, data_root):
     assert main(["imp-round", "--out", str(tmp_path / "r1"), "--prev", str(tmp_path / "r0"), *common]) == 0
     record = json.loads((tmp_path / "r1" / "run.json").read_text())
     assert record["imp_round"] == 1 and record["density"] == pytest.approx(0.8, abs=1e-5)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--dense-layers", "nosuch.weight", "--algorithm", "snfs", "--density", "0.1"],
+     "dense_layers: ['nosuch.weight'] are not prunable weights"),
+    (["--train-subset", "10000000"], "train_subset: mnist's training split has 60000 samples"),
+])
+def test_bad_input_found_by_a_new_user_gets_one_message(tmp_path, data_root, capsys, flags, message):
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_threads_must_be_positive_and_version_is_printed(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "train", "--out", str(tmp_path), "--threads", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--threads: must be an integer >= 1" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("sparsenet ")
+
+
+def test_every_setting_is_explained_once_and_readme_shows_the_table():
+    from sparsenet.config import FIELDS
+    from sparsenet.settings import HELP, markdown
+
+    assert set(HELP) == set(FIELDS)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown() in readme  # regenerate with `sparsenet settings` when a setting changes
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "train", "--help"], capture_output=True, text=True)
+    text = " ".join(out.stdout.split())
+    assert "kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense; default 1.0 (fraction)" in text
+    assert "one of cosine, step, constant; default cosine" in text
+
+
+def test_show_and_compare_read_runs_without_python(tmp_path, data_root):
+    common = ["--epochs", "2", "--train-subset", "500", "--device", "cpu", "--density", "0.1"]
+    assert main(["train", "--out", str(tmp_path / "a"), "--algorithm", "snfs", *common]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), "--algorithm", "dnw", "--seed", "3", *common]) == 0
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "show", str(tmp_path / "a")], capture_output=True,
+                         text=True)
+    assert out.returncode == 0
+    record = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert f"| test_acc   | {record['test_acc']}" in out.stdout
+    assert "| 1.weight |" in out.stdout and out.stdout.count("\n|       2 |") == 1  # two epochs of history
+    out = subprocess.run([sys.executable, "-m", "sparsenet", "compare", str(tmp_path / "a"), str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    differ = out.stdout.split("## settings that differ")[1].split("| result")[0]
+    assert "| algorithm | snfs | dnw |" in differ and "| seed      | 0    | 3   |" in differ
+    assert "density" not in differ and "## masks: overlap" in out.stdout
+
+
+def test_a_users_own_model_by_import_path(tmp_path, data_root, capsys):
+    assert main(["train", "--out", str(tmp_path / "own"), "--model", "tests.custom_model:two_layer", "--algorithm",
+                 "snfs", "--density", "0.2", "--epochs", "1", "--train-subset", "500", "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "own" / "run.json").read_text())
+    assert record["config"]["model"]["model"] == "tests.custom_model:two_layer"
+    assert record["density"] == pytest.approx(0.2, abs=1e-3)
+    assert main(["train", "--out", str(tmp_path / "bad"), "--model", "tests.custom_model:nothing"]) == 2
+    assert "model: model 'tests.custom_model:nothing' cannot be imported" in capsys.readouterr().err

@@ -21,6 +21,8 @@ from sparsenet.train import lr_at, run_config, train
 from .conftest import tiny
 from .test_algorithms import Harness
 
+BUILT_IN = ("lenet300_100", "conv2", "conv4", "conv6", "vgg16", "resnet20", "resnet18")
+
 
 # --- 1. per-layer densities ---------------------------------------------------------------------------------
 def test_default_distribution_is_uniform():
@@ -35,7 +37,7 @@ def test_default_distribution_is_uniform():
 
 # --- 2. imp's output layer ----------------------------------------------------------------------------------
 def test_output_layer_names_are_the_last_prunable_weight():
-    for name in models.MODELS:
+    for name in BUILT_IN:
         shape = (3, 32, 32) if name in ("vgg16", "resnet20", "resnet18") else (1, 28, 28)
         assert list(models.prunable(models.build(name, shape, 10)))[-1] == models.OUTPUT_LAYER[name]
 
@@ -53,6 +55,13 @@ def test_imp_treats_the_output_layer_as_its_reference():
     assert tiny(algorithm="snfs", density=0.05).algorithm.dense_layers == ()
     again = RunConfig.from_nested(tiny(algorithm="imp", density=0.05).to_dict())
     assert again.algorithm.dense_layers == ("5.weight",)  # resolving is idempotent (run.json round trip)
+
+
+def test_imp_output_of_a_users_own_model_must_be_named():
+    own = {"algorithm": "imp", "density": 0.5, "model": "tests.custom_model:two_layer"}
+    assert RunConfig.from_flat(own).algorithm.dense_layers == ()  # no reference: pruned globally
+    with pytest.raises(ConfigError, match="^imp_output: the output layer of model"):
+        RunConfig.from_flat({**own, "imp_output": "dense"})
 
 
 # --- 3. late rewinding --------------------------------------------------------------------------------------

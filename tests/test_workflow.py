@@ -45,7 +45,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
         "imp_select": per_seed * densities if "imp" in sparse else 0,
         "retrain": sparse_runs * variants - imp_rewind, "retrain_imp_rewind": imp_rewind, "prune_sweep": sparse_runs,
         "emergence": per_seed * densities * len([a for a in sparse if a != "imp"]),
-        "mask_stats": sparse_runs + per_seed * densities * freeze, "tables": 1, "figures": 1, "all": 1,
+        "mask_stats": sparse_runs + per_seed * densities * freeze,
+        "tables": 1, "figures": 1, "summary": 1, "all": 1,
     }
     return {k: v for k, v in counts.items() if v}
 
@@ -76,6 +77,16 @@ def test_a_preset_recipe_reaches_every_run(tmp_path):
     others = [c for c in commands if "--algorithm dnw " in c or "imp-round" in c]
     assert snfs and all("--nesterov True" in c and "--batch-size 100" in c for c in snfs)
     assert others and all("--momentum 0.0" in c and "--batch-size 128" in c for c in others)
+
+
+def test_a_users_own_model_plans_like_a_registered_one(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump({**cfg, "models": ["tests.custom_model:two_layer"]}))
+    counts = planned(tmp_path, "--configfile", str(tmp_path / "own.yaml"))
+    assert counts == planned(tmp_path, "--configfile", str(TINY))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, "models": ["tests.custom_model:nothing"]}))
+    out = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert out.returncode != 0 and "cannot be imported" in out.stdout + out.stderr
 
 
 def test_lint_passes():
@@ -145,13 +156,45 @@ def test_tiny_study_writes_every_table_and_figure(study):
             assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
 
+def test_summary_gives_every_experiment_with_means_over_seeds(study):
+    from sparsenet import summary
+
+    repo, work = study
+    tables = work / "results" / "tables"
+    result = summary.summarise(tables)
+    runs = pd.read_parquet(tables / "runs.parquet")
+    e0 = result["E0 accuracy"].set_index(["algorithm", "density"])
+    assert sorted(e0.index.get_level_values("algorithm")) == ["dense", "dnw", "imp", "snfs"]
+    for (algorithm, density), group in runs[runs["algorithm"] != "dnw_freeze"].groupby(["algorithm", "density"]):
+        assert e0.loc[(algorithm, density), "test_acc_mean"] == pytest.approx(group["test_acc"].mean())
+        assert e0.loc[(algorithm, density), "test_acc_n"] == len(group)
+    reinit, runs_by_key = pd.read_parquet(tables / "reinit.parquet"), runs.set_index(["algorithm", "seed"])
+    e1 = result["E1 structure alone (retrained from a reset)"].set_index(["algorithm", "variant"])
+    for row in reinit.itertuples():  # one seed in the tiny study: the gap is the difference itself
+        gap = row.test_acc - runs_by_key.loc[(row.algorithm, row.seed), "test_acc"]
+        assert e1.loc[(row.algorithm, row.variant), "gap_mean"] == pytest.approx(gap)
+    prune = pd.read_parquet(tables / "prune.parquet")
+    e2 = result["E2 robustness to further pruning"].set_index(["algorithm", "method"])
+    magnitude = prune[(prune["algorithm"] == "snfs") & (prune["method"] == "magnitude_global")].sort_values("q")
+    # the tiny study sweeps q in {0, 0.5, 0.9}: q=0.5 is measured, q=0.25 halfway between 0 and 0.5
+    snfs = e2.loc[("snfs", "magnitude_global")]
+    assert snfs["acc_q0.5_mean"] == pytest.approx(magnitude["test_acc"].iloc[1])
+    assert snfs["acc_q0.25_mean"] == pytest.approx(magnitude["test_acc"].iloc[:2].mean())
+    e3 = result["E3 emergence (overlap with the final mask)"]
+    assert set(e3["epoch"]) == {0.5, 1.0, 2.0} and (e3["overlap_final_mean"] <= 1).all()
+    e4 = result["E4 freezing dnw's mask after k epochs"].set_index("k")
+    assert e4.loc["dnw", "grad_macs_vs_dnw_mean"] == 1 and e4.loc["1", "grad_macs_vs_dnw_mean"] < 0.7
+    text = (work / "results" / "summary.md").read_text()
+    assert text == summary.markdown(result) and "±" in text and (work / "results" / "summary.html").exists()
+
+
 def test_finished_study_has_nothing_to_do(study):
     repo, work = study
     assert planned(work, "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo) == {}
 
 
 SNFS_AND_DOWNSTREAM = {"train": 1, "retrain": 4, "prune_sweep": 1, "emergence": 1, "mask_stats": 1,
-                       "tables": 1, "figures": 1, "all": 1}
+                       "tables": 1, "figures": 1, "summary": 1, "all": 1}
 
 
 def test_changing_one_algorithms_setting_plans_only_its_jobs(study):

@@ -1,5 +1,6 @@
 # Shared by every rule: the planned runs, their paths and settings, and the code each rule runs.
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -142,7 +143,7 @@ FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", 
 
 wildcard_constraints:
     dataset=DATASET,
-    model="|".join(config["models"]),
+    model="|".join(re.escape(m) for m in config["models"]),
     density=r"[0-9.e-]+",
     seed=r"\d+",
     round=r"\d\d",

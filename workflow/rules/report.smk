@@ -4,6 +4,7 @@
 localrules:
     tables,
     figures,
+    summary,
     imp_select,
 
 
@@ -44,3 +45,20 @@ rule figures:
         ENV
     shell:
         "python -m sparsenet figures --tables results/tables --out results/figures > {log} 2>&1"
+
+
+rule summary:
+    input:
+        TABLES,
+    output:
+        markdown="results/summary.md",
+        html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
+    log:
+        "results/logs/summary.log",
+    params:
+        code=code("summary.py", "figures.py"),
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet summary --tables results/tables --out {output.markdown} --html {output.html} "
+        "> {log} 2>&1"

@@ -1,0 +1,52 @@
+"""A run's results without opening Python: `sparsenet show RUN` and `sparsenet compare RUN RUN`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sparsenet.config import RunConfig
+from sparsenet.files import read_json, read_parquet
+from sparsenet.masks import Mask
+
+HISTORY = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "density", "train_s"]
+
+
+def _record(run: Path) -> tuple[dict, RunConfig]:
+    record = read_json(Path(run) / "run.json")
+    return record, RunConfig.from_nested(record["config"])
+
+
+def _results(record: dict) -> dict:
+    keys = ("status", "test_acc", "test_loss", "val_acc", "density", "epochs_run", "wall_s", "device", "git_commit")
+    return {k: record.get(k) for k in keys}
+
+
+def show(run: str | Path) -> str:
+    run = Path(run)
+    record, cfg = _record(run)
+    settings = pd.DataFrame(list(cfg.flat().items()), columns=["setting", "value"])
+    results = pd.DataFrame(list(_results(record).items()), columns=["result", "value"])
+    layers = pd.DataFrame(Mask.load(run / "mask.safetensors").per_layer()).drop(columns="shape")
+    history = read_parquet(run / "history.parquet")[HISTORY].astype({"epoch": str})  # not 2.0000
+    parts = [f"# {run}", results.to_markdown(index=False), settings.to_markdown(index=False),
+             "## density per layer", layers.to_markdown(index=False, floatfmt=".4f"),
+             "## history", history.to_markdown(index=False, floatfmt=".4f")]
+    return "\n\n".join(parts) + "\n"
+
+
+def compare(a: str | Path, b: str | Path) -> str:
+    (ra, ca), (rb, cb) = _record(Path(a)), _record(Path(b))
+    fa, fb = ca.flat(), cb.flat()
+    differ = pd.DataFrame([(k, fa[k], fb[k]) for k in fa if fa[k] != fb[k]], columns=["setting", "A", "B"])
+    results = pd.DataFrame([(k, v, _results(rb)[k]) for k, v in _results(ra).items()], columns=["result", "A", "B"])
+    ma, mb = Mask.load(Path(a) / "mask.safetensors"), Mask.load(Path(b) / "mask.safetensors")
+    parts = [f"# A: {a}\n# B: {b}", "## settings that differ",
+             differ.to_markdown(index=False) if len(differ) else "(none)", results.to_markdown(index=False)]
+    try:
+        overlap = pd.DataFrame(ma.per_layer_overlap(mb)).rename(columns={"overlap": "overlap (of A's kept)"})
+        parts += [f"## masks: overlap {ma.overlap(mb):.4f} of A's kept weights, IoU {ma.iou(mb):.4f}",
+                  overlap.to_markdown(index=False, floatfmt=".4f")]
+    except ValueError:  # other models: the masks cover other layers
+        parts.append("## masks: different layers or shapes, not compared")
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,107 @@
+"""The study's numbers at a glance, from the Parquet tables alone: one table per experiment, mean +- std over seeds.
+
+E0 accuracy per algorithm and density; E1 accuracy per variant and its gap to the trained run of the same seed;
+E2 accuracy after pruning a further q = 0.25 / 0.5 / 0.75 (linear in q between the measured fractions; random
+draws averaged first) and the area under accuracy-vs-q; E3 overlap with the final mask after 0.1, 0.5, 1, 2, 5
+epochs (where snapshotted); E4 accuracy, weight-gradient work and measured training time against dnw per k.
+Diverged runs are left out, as in the figures.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sparsenet.figures import without_diverged
+from sparsenet.files import read_parquet
+
+Q = (0.25, 0.5, 0.75)
+EPOCHS = (0.1, 0.5, 1.0, 2.0, 5.0)
+TABLES = ("runs", "reinit", "prune", "emergence", "freeze")
+
+
+def _stats(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
+    """mean, std and n over seeds of each column, per group."""
+    grouped = frame.groupby(by, dropna=False)[columns]
+    out = grouped.agg(["mean", "std", "count"])
+    out.columns = [f"{c}_{s}" if s != "count" else f"{c}_n" for c, s in out.columns]
+    return out.reset_index()
+
+
+def accuracy(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    runs = t["runs"][t["runs"]["algorithm"] != "dnw_freeze"]
+    return _stats(runs, ["algorithm", "density"], ["test_acc"])
+
+
+def reinit(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    keys = ["dataset", "model", "algorithm", "density", "seed"]
+    trained = t["runs"].set_index(keys)["test_acc"].rename("trained_acc")
+    frame = t["reinit"].join(trained, on=keys)
+    frame["gap"] = frame["test_acc"] - frame["trained_acc"]
+    return _stats(frame, ["algorithm", "density", "variant"], ["test_acc", "gap"])
+
+
+def prune(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    per_seed = t["prune"].groupby(["algorithm", "density", "seed", "method", "q"], as_index=False)["test_acc"].mean()
+    rows = []
+    for (algorithm, density, seed, method), curve in per_seed.groupby(["algorithm", "density", "seed", "method"]):
+        curve = curve.sort_values("q")
+        q, acc = curve["q"].to_numpy(), curve["test_acc"].to_numpy()
+        row = {"algorithm": algorithm, "density": density, "seed": seed, "method": method,
+               "auc": float(np.trapezoid(acc, q) / (q[-1] - q[0])) if len(q) > 1 else float("nan")}
+        for target in Q:
+            row[f"acc_q{target:g}"] = float(np.interp(target, q, acc)) if q[0] <= target <= q[-1] else float("nan")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return _stats(frame, ["algorithm", "density", "method"], [f"acc_q{q:g}" for q in Q] + ["auc"])
+
+
+def emergence(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    frame = t["emergence"]
+    frame = frame[(frame["layer"] == "all") & frame["epoch"].round(6).isin(EPOCHS)]
+    return _stats(frame, ["algorithm", "density", "epoch"], ["overlap_final"])
+
+
+def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    frame = t["freeze"].copy()
+    frame["k"] = frame["freeze_epoch"].astype("Float64").fillna(-1).astype(int)  # dnw (never frozen) as -1
+    out = _stats(frame, ["density", "k"], ["test_acc", "grad_macs_vs_dnw", "train_s_vs_dnw"])
+    out["k"] = out["k"].map(lambda k: "dnw" if k == -1 else str(k))
+    return out
+
+
+SECTIONS = {"E0 accuracy": accuracy, "E1 structure alone (retrained from a reset)": reinit,
+            "E2 robustness to further pruning": prune, "E3 emergence (overlap with the final mask)": emergence,
+            "E4 freezing dnw's mask after k epochs": freeze}
+
+
+def summarise(tables_dir: str | Path) -> dict[str, pd.DataFrame]:
+    tables = {name: read_parquet(Path(tables_dir) / f"{name}.parquet") for name in TABLES}
+    tables, _ = without_diverged(tables)
+    return {title: fn(tables) for title, fn in SECTIONS.items()}
+
+
+def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each measured column as 'mean +- std (n)'; fractions as percentages where they are accuracies."""
+    out = frame[[c for c in frame.columns if not c.endswith(("_mean", "_std", "_n"))]].copy()
+    for column in [c[:-5] for c in frame.columns if c.endswith("_mean")]:
+        scale = 100 if column.startswith(("test_acc", "acc_q", "auc", "gap")) else 1
+        mean, std, n = frame[f"{column}_mean"] * scale, frame[f"{column}_std"].fillna(0) * scale, frame[f"{column}_n"]
+        digits = 2 if scale == 100 else 3
+        out[column + (" (%)" if scale == 100 else "")] = [
+            f"{m:.{digits}f} ± {s:.{digits}f} ({k})" if k else "" for m, s, k in zip(mean, std, n)]
+    return out
+
+
+def markdown(summary: dict[str, pd.DataFrame]) -> str:
+    parts = []
+    for title, frame in summary.items():
+        parts.append(f"### {title}\n\n" + (_formatted(frame).to_markdown(index=False) if len(frame) else "(none)"))
+    return "\n\n".join(parts) + "\n"
+
+
+def html(summary: dict[str, pd.DataFrame]) -> str:
+    body = "".join(f"<h3>{title}</h3>" + (_formatted(frame).to_html(index=False) if len(frame) else "<p>(none)</p>")
+                   for title, frame in summary.items())
+    return f"<html><head><meta charset='utf-8'><title>Summary</title></head><body>{body}</body></html>\n"
