@@ -22,6 +22,9 @@ def _schema(*fields) -> pa.Schema:
     return pa.schema(KEYS + list(fields) + PROVENANCE)
 
 
+# measured times: they differ between two runs of the same study, everything else must not
+TIMING = ("wall_s", "epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s", "train_s_vs_dnw")
+
 SCHEMAS = {
     "runs": _schema(("status", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
                     ("val_acc", pa.float64()), ("final_density", pa.float64()), ("epochs_run", pa.int64()),
