@@ -43,6 +43,12 @@ SCHEMAS = {
                       ("train_s_vs_dnw", pa.float64())),
     "layers": _schema(("layer", pa.string()), ("size", pa.int64()), ("kept", pa.int64()),
                       ("layer_density", pa.float64())),
+    # E5: one row per pair of runs (same model and density) and layer ('all' for the whole mask)
+    "similarity": pa.schema([("dataset", pa.string()), ("model", pa.string()), ("density", pa.float64()),
+                             ("algorithm_a", pa.string()), ("seed_a", pa.int64()), ("algorithm_b", pa.string()),
+                             ("seed_b", pa.int64()), ("layer", pa.string()), ("overlap", pa.float64()),
+                             ("iou", pa.float64()), ("chance_overlap", pa.float64()), ("chance_iou", pa.float64()),
+                             ("overlap_corrected", pa.float64()), ("iou_corrected", pa.float64())]),
 }
 
 
