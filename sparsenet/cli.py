@@ -93,6 +93,13 @@ def cmd_emergence(args) -> None:
     write_parquet(args.out, emergence.emergence(args.run))
 
 
+def cmd_similarity(args) -> None:
+    from sparsenet import similarity, tables
+
+    frame = similarity.pairs(args.runs)
+    print(f"{tables.write('similarity', frame, args.out)}: {len(frame)} rows")
+
+
 def cmd_mask_stats(args) -> None:
     import pandas as pd
 
@@ -237,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     p.set_defaults(func=cmd_emergence)
+
+    p = sub.add_parser("similarity", help="overlap and IoU of final masks between runs, against chance (E5)",
+                       description="Compare the final masks of every pair of runs with the same model and "
+                                   "density; write the E5 table.")
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders")
+    p.add_argument("--out", type=Path, required=True, help="folder for the table (similarity.parquet)")
+    p.set_defaults(func=cmd_similarity)
 
     p = sub.add_parser("mask-stats", help="per-layer density table of a run's final mask")
     p.add_argument("--run", type=Path, required=True)

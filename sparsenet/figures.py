@@ -1,4 +1,4 @@
-"""Every figure of the study (E0-E4), drawn from the Parquet tables alone: mean over seeds, band = +-1 std.
+"""Every figure of the study (E0-E5), drawn from the Parquet tables alone: mean over seeds, band = +-1 std.
 
 Diverged runs, and every measurement made on them, are left out of the figures; draw_all returns a note
 naming them (the figures command prints it into its log).
@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
 
-FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze")
+FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity")
 SPARSE = ["imp", "snfs", "dnw"]
 
 
@@ -37,7 +37,7 @@ def without_diverged(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.Data
     def keep(frame: pd.DataFrame) -> pd.Series:
         source = frame["run"].map(lambda r: str(Path(r).parent.parent))  # a retraining's source run
         return ~frame["run"].isin(bad) & ~source.isin(bad)
-    return {name: frame[keep(frame)] for name, frame in tables.items()}, \
+    return {name: frame[keep(frame)] if "run" in frame else frame for name, frame in tables.items()}, \
         [f"left out of the figures: {len(bad)} diverged run(s): {', '.join(sorted(bad))}"]
 
 
@@ -119,10 +119,35 @@ def e4_freeze(t):
     return fig
 
 
+def e5_similarity(t):
+    """One matrix per density: mean chance-corrected IoU of final masks, algorithm x algorithm (diagonal: seeds)."""
+    frame = t["similarity"]
+    frame = frame[frame["layer"] == "all"]
+    both = pd.concat([frame, frame.rename(columns={"algorithm_a": "algorithm_b", "algorithm_b": "algorithm_a"})])
+    densities = sorted(frame["density"].unique())
+    fig, axes = plt.subplots(1, max(len(densities), 1), figsize=(4 * max(len(densities), 1), 3.6), squeeze=False)
+    for ax, density in zip(axes[0], densities):
+        sub = both[both["density"] == density]
+        names = sorted(set(sub["algorithm_a"]))
+        matrix = sub.groupby(["algorithm_a", "algorithm_b"])["iou_corrected"].mean().unstack()
+        values = matrix.reindex(index=names, columns=names).to_numpy(dtype=float)
+        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if value < 0.6 else "k")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_title(f"E5: density {density:g}")
+        fig.colorbar(image, ax=ax, label="chance-corrected IoU")
+    if not densities:
+        axes[0][0].set_title("E5: no pairs of sparse runs")
+    return fig
+
+
 def draw_all(tables_dir: str | Path, out_dir: str | Path) -> list[str]:
     """Draw every figure as PNG and PDF into `out_dir`; return the notes (e.g. runs left out)."""
     tables = {name: read_parquet(Path(tables_dir) / f"{name}.parquet")
-              for name in ("runs", "reinit", "prune", "emergence", "freeze")}
+              for name in ("runs", "reinit", "prune", "emergence", "freeze", "similarity")}
     tables, notes = without_diverged(tables)
     for name in FIGURES:
         fig = globals()[name](tables)

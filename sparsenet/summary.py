@@ -3,7 +3,8 @@
 E0 accuracy per algorithm and density; E1 accuracy per variant and its gap to the trained run of the same seed;
 E2 accuracy after pruning a further q = 0.25 / 0.5 / 0.75 (linear in q between the measured fractions; random
 draws averaged first) and the area under accuracy-vs-q; E3 overlap with the final mask after 0.1, 0.5, 1, 2, 5
-epochs (where snapshotted); E4 accuracy, weight-gradient work and measured training time against dnw per k.
+epochs (where snapshotted); E4 accuracy, weight-gradient work and measured training time against dnw per k;
+E5 chance-corrected overlap and IoU of final masks per pair of algorithms (the same algorithm: across seeds).
 Diverged runs are left out, as in the figures.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sparsenet.files import read_parquet
 
 Q = (0.25, 0.5, 0.75)
 EPOCHS = (0.1, 0.5, 1.0, 2.0, 5.0)
-TABLES = ("runs", "reinit", "prune", "emergence", "freeze")
+TABLES = ("runs", "reinit", "prune", "emergence", "freeze", "similarity")
 
 
 def _stats(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
@@ -71,9 +72,16 @@ def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
+def similarity(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    frame = t["similarity"]
+    frame = frame[frame["layer"] == "all"]
+    return _stats(frame, ["density", "algorithm_a", "algorithm_b"], ["overlap", "chance_overlap", "iou_corrected"])
+
+
 SECTIONS = {"E0 accuracy": accuracy, "E1 structure alone (retrained from a reset)": reinit,
             "E2 robustness to further pruning": prune, "E3 emergence (overlap with the final mask)": emergence,
-            "E4 freezing dnw's mask after k epochs": freeze}
+            "E4 freezing dnw's mask after k epochs": freeze,
+            "E5 similarity of final masks (pairs of runs; corrected for chance)": similarity}
 
 
 def summarise(tables_dir: str | Path) -> dict[str, pd.DataFrame]:

@@ -22,6 +22,9 @@ def _schema(*fields) -> pa.Schema:
     return pa.schema(KEYS + list(fields) + PROVENANCE)
 
 
+# measured times: they differ between two runs of the same study, everything else must not
+TIMING = ("wall_s", "epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s", "train_s_vs_dnw")
+
 SCHEMAS = {
     "runs": _schema(("status", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
                     ("val_acc", pa.float64()), ("final_density", pa.float64()), ("epochs_run", pa.int64()),
@@ -41,6 +44,12 @@ SCHEMAS = {
                       ("train_s_vs_dnw", pa.float64())),
     "layers": _schema(("layer", pa.string()), ("size", pa.int64()), ("kept", pa.int64()),
                       ("layer_density", pa.float64())),
+    # E5: one row per pair of runs (same model and density) and layer ('all' for the whole mask)
+    "similarity": pa.schema([("dataset", pa.string()), ("model", pa.string()), ("density", pa.float64()),
+                             ("algorithm_a", pa.string()), ("seed_a", pa.int64()), ("algorithm_b", pa.string()),
+                             ("seed_b", pa.int64()), ("layer", pa.string()), ("overlap", pa.float64()),
+                             ("iou", pa.float64()), ("chance_overlap", pa.float64()), ("chance_iou", pa.float64()),
+                             ("overlap_corrected", pa.float64()), ("iou_corrected", pa.float64())]),
 }
 
 

@@ -74,6 +74,9 @@ def study(tmp_path_factory):
 
 
 def table(work: Path, name: str) -> pd.DataFrame:
-    """A table without its timing column, in a fixed row order."""
-    frame = pd.read_parquet(work / "results" / "tables" / f"{name}.parquet").drop(columns=["wall_s"], errors="ignore")
+    """A table without its timing columns, in a fixed row order."""
+    from sparsenet.tables import TIMING
+
+    frame = pd.read_parquet(work / "results" / "tables" / f"{name}.parquet").drop(columns=list(TIMING),
+                                                                                  errors="ignore")
     return frame.sort_values([c for c in frame.columns if frame[c].notna().any()]).reset_index(drop=True)

@@ -46,7 +46,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
         "retrain": sparse_runs * variants - imp_rewind, "retrain_imp_rewind": imp_rewind, "prune_sweep": sparse_runs,
         "emergence": per_seed * densities * len([a for a in sparse if a != "imp"]),
         "mask_stats": sparse_runs + per_seed * densities * freeze,
-        "tables": 1, "figures": 1, "summary": 1, "all": 1,
+        "tables": 1, "similarity": 1 if sparse_runs else 0, "figures": 1, "summary": 1, "all": 1,
     }
     return {k: v for k, v in counts.items() if v}
 
@@ -137,7 +137,8 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
 
 def test_tiny_study_writes_every_table_and_figure(study):
     repo, work = study
-    rows = {"runs": 5, "reinit": 12, "prune": 3 * 3 * 4, "emergence": 2 * 4 * 4, "freeze": 2, "layers": 4 * 3}
+    rows = {"runs": 5, "reinit": 12, "prune": 3 * 3 * 4, "emergence": 2 * 4 * 4, "freeze": 2, "layers": 4 * 3,
+            "similarity": 6 * (1 + 3)}  # 4 sparse runs: 6 pairs, whole mask and 3 layers
     for name, schema in SCHEMAS.items():
         table = pq.read_table(work / "results" / "tables" / f"{name}.parquet")
         assert table.schema.equals(schema), name
@@ -151,7 +152,7 @@ def test_tiny_study_writes_every_table_and_figure(study):
     assert copied["test_acc"].iloc[0] == runs.loc[runs["algorithm"] == "imp", "test_acc"].iloc[0]
     freeze = pd.read_parquet(work / "results/tables/freeze.parquet").set_index("algorithm")
     assert freeze.loc["dnw", "grad_macs_vs_dnw"] == 1 and freeze.loc["dnw_freeze", "grad_macs_vs_dnw"] < 0.7
-    for name in ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze"):
+    for name in ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity"):
         for ext in ("png", "pdf"):
             assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
@@ -194,7 +195,7 @@ def test_finished_study_has_nothing_to_do(study):
 
 
 SNFS_AND_DOWNSTREAM = {"train": 1, "retrain": 4, "prune_sweep": 1, "emergence": 1, "mask_stats": 1,
-                       "tables": 1, "figures": 1, "summary": 1, "all": 1}
+                       "tables": 1, "similarity": 1, "figures": 1, "summary": 1, "all": 1}
 
 
 def test_changing_one_algorithms_setting_plans_only_its_jobs(study):

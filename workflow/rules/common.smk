@@ -91,6 +91,11 @@ def run_dir(model, label, density, seed):
     return f"{RUNS}/{DATASET}-{model}/{label}/d{fmt(density)}/s{seed}"
 
 
+for _model in config["models"]:  # registered, or importable: before any settings are built with it
+    try:
+        models.resolve(_model)
+    except KeyError as e:
+        raise WorkflowError(f"config.yaml: models: {e.args[0]}")
 SPARSE = list(config["algorithms"])
 FREEZE_LABELS = [f"dnw_freeze_f{k}" for k in config["freeze_epochs"]]
 
@@ -135,9 +140,9 @@ SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPAR
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
 EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and a != "imp"]
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
-TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]
+TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
-FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze"]
+FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity"]
 FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
 
 

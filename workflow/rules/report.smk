@@ -5,6 +5,7 @@ localrules:
     tables,
     figures,
     summary,
+    similarity,
     imp_select,
 
 
@@ -30,9 +31,27 @@ rule tables:
         "--sweeps {input.sweeps} --emergence {input.emergence} --layers {input.layers} > {log} 2>&1"
 
 
+# E5: every final mask read once, all pairs compared in memory
+rule similarity:
+    input:
+        [f"{r}/{f}" for r in MASKED_RUNS for f in ("run.json", "mask.safetensors")],
+    output:
+        "results/tables/similarity.parquet",
+    log:
+        "results/logs/similarity.log",
+    params:
+        code=code("similarity.py", "tables.py"),
+        runs=" ".join(MASKED_RUNS),
+    conda:
+        ENV
+    shell:
+        "python -m sparsenet similarity --runs {params.runs} --out results/tables > {log} 2>&1"
+
+
 rule figures:
     input:
         TABLES,
+        "results/tables/similarity.parquet",
     output:
         [report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures")
          for name in FIGURE_NAMES],
@@ -50,6 +69,7 @@ rule figures:
 rule summary:
     input:
         TABLES,
+        "results/tables/similarity.parquet",
     output:
         markdown="results/summary.md",
         html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),

@@ -1,0 +1,75 @@
+"""E5: do seeds and algorithms find the same structure? Overlap and IoU between final masks, against chance.
+
+For two masks of one layer of n weights keeping a and b of them, two independent random masks with those counts
+share ab/n weights on average. So by chance, overlap (the fraction of A's kept weights that B keeps) is
+sum(a_l b_l / n_l) / sum(a_l), and IoU is about E[shared] / (sum(a_l) + sum(b_l) - E[shared]). The
+chance-corrected score (observed - chance) / (1 - chance) is 1 for identical masks and about 0 for unrelated
+ones. Every mask is read once; pairs are formed in memory.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import pandas as pd
+
+from sparsenet.masks import Mask
+from sparsenet.train import run_config
+
+
+def chance(counts_a: dict[str, int], counts_b: dict[str, int], sizes: dict[str, int]) -> tuple[float, float]:
+    """(overlap, IoU) that two random masks with these per-layer kept counts have on average."""
+    shared = sum(counts_a[n] * counts_b[n] / sizes[n] for n in sizes)
+    kept_a, kept_b = sum(counts_a.values()), sum(counts_b.values())
+    overlap = shared / kept_a if kept_a else 1.0
+    union = kept_a + kept_b - shared
+    return overlap, (shared / union if union else 1.0)
+
+
+def corrected(observed: float, by_chance: float) -> float:
+    return (observed - by_chance) / (1 - by_chance) if by_chance < 1 else float("nan")
+
+
+def _row(layer: str, a: dict[str, int], b: dict[str, int], sizes: dict[str, int], shared: int) -> dict:
+    kept_a, kept_b = sum(a.values()), sum(b.values())
+    overlap = shared / kept_a if kept_a else 1.0
+    union = kept_a + kept_b - shared
+    iou = shared / union if union else 1.0
+    chance_overlap, chance_iou = chance(a, b, sizes)
+    return {"layer": layer, "overlap": overlap, "iou": iou, "chance_overlap": chance_overlap,
+            "chance_iou": chance_iou, "overlap_corrected": corrected(overlap, chance_overlap),
+            "iou_corrected": corrected(iou, chance_iou)}
+
+
+def compare(a: Mask, b: Mask) -> list[dict]:
+    """One row for the whole mask ('all') and one per layer."""
+    sizes = {n: m.numel() for n, m in a.layers.items()}
+    ka = {n: int(m.sum()) for n, m in a.layers.items()}
+    kb = {n: int(m.sum()) for n, m in b.layers.items()}
+    shared = {n: int((a.layers[n] & b.layers[n]).sum()) for n in sizes}
+    rows = [_row("all", ka, kb, sizes, sum(shared.values()))]
+    rows += [_row(n, {n: ka[n]}, {n: kb[n]}, {n: sizes[n]}, shared[n]) for n in sizes]
+    return rows
+
+
+def pairs(runs: list[str | Path]) -> pd.DataFrame:
+    """Every pair of runs of the same model and density: their keys, and compare()'s rows."""
+    loaded = []
+    for run in runs:
+        cfg = run_config(run)
+        key = {"dataset": cfg.data.dataset, "model": cfg.model.model, "algorithm": cfg.algorithm.algorithm,
+               "density": cfg.algorithm.density, "seed": cfg.seed}
+        if key["algorithm"] == "dnw_freeze":
+            key["algorithm"] = f"dnw_freeze_f{cfg.algorithm.freeze_epoch}"
+        loaded.append((key, Mask.load(Path(run) / "mask.safetensors")))
+    rows = []
+    for (ka, ma), (kb, mb) in combinations(loaded, 2):
+        if (ka["model"], ka["density"]) != (kb["model"], kb["density"]):
+            continue
+        if (kb["algorithm"], kb["seed"]) < (ka["algorithm"], ka["seed"]):  # a fixed order within each pair
+            (ka, ma), (kb, mb) = (kb, mb), (ka, ma)
+        keys = {"dataset": ka["dataset"], "model": ka["model"], "density": ka["density"],
+                "algorithm_a": ka["algorithm"], "seed_a": ka["seed"], "algorithm_b": kb["algorithm"],
+                "seed_b": kb["seed"]}
+        rows += [{**keys, **row} for row in compare(ma, mb)]
+    return pd.DataFrame(rows)
