@@ -37,7 +37,11 @@ def without_diverged(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.Data
     def keep(frame: pd.DataFrame) -> pd.Series:
         source = frame["run"].map(lambda r: str(Path(r).parent.parent))  # a retraining's source run
         return ~frame["run"].isin(bad) & ~source.isin(bad)
-    return {name: frame[keep(frame)] if "run" in frame else frame for name, frame in tables.items()}, \
+    def kept(frame: pd.DataFrame) -> pd.DataFrame:
+        if "run" in frame:
+            return frame[keep(frame)]
+        return frame[~frame["run_a"].isin(bad) & ~frame["run_b"].isin(bad)]  # E5: pairs of runs
+    return {name: kept(frame) for name, frame in tables.items()}, \
         [f"left out of the figures: {len(bad)} diverged run(s): {', '.join(sorted(bad))}"]
 
 

@@ -61,6 +61,7 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
                "density": cfg.algorithm.density, "seed": cfg.seed}
         if key["algorithm"] == "dnw_freeze":
             key["algorithm"] = f"dnw_freeze_f{cfg.algorithm.freeze_epoch}"
+        key["run"] = str(run)
         loaded.append((key, Mask.load(Path(run) / "mask.safetensors")))
     rows = []
     for (ka, ma), (kb, mb) in combinations(loaded, 2):
@@ -70,6 +71,6 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
             (ka, ma), (kb, mb) = (kb, mb), (ka, ma)
         keys = {"dataset": ka["dataset"], "model": ka["model"], "density": ka["density"],
                 "algorithm_a": ka["algorithm"], "seed_a": ka["seed"], "algorithm_b": kb["algorithm"],
-                "seed_b": kb["seed"]}
+                "seed_b": kb["seed"], "run_a": ka["run"], "run_b": kb["run"]}
         rows += [{**keys, **row} for row in compare(ma, mb)]
     return pd.DataFrame(rows)

@@ -49,7 +49,8 @@ SCHEMAS = {
                              ("algorithm_a", pa.string()), ("seed_a", pa.int64()), ("algorithm_b", pa.string()),
                              ("seed_b", pa.int64()), ("layer", pa.string()), ("overlap", pa.float64()),
                              ("iou", pa.float64()), ("chance_overlap", pa.float64()), ("chance_iou", pa.float64()),
-                             ("overlap_corrected", pa.float64()), ("iou_corrected", pa.float64())]),
+                             ("overlap_corrected", pa.float64()), ("iou_corrected", pa.float64()),
+                             ("run_a", pa.string()), ("run_b", pa.string())]),
 }
 
 

@@ -174,6 +174,7 @@ def test_diverged_run_is_recorded_and_left_out_of_the_figures(tmp_path, data_roo
               emergence=[ok / "emergence.parquet", bad / "emergence.parquet"])
     runs = pd.read_parquet(tmp_path / "tables" / "runs.parquet").set_index("algorithm")
     assert runs.loc["snfs", "status"] == "diverged" and runs.loc["dnw", "status"] == "ok"
+    assert main(["similarity", "--runs", str(ok), str(bad), "--out", str(tmp_path / "tables")]) == 0
     notes = draw_all(tmp_path / "tables", tmp_path / "figures")
     assert len(notes) == 1 and str(bad) in notes[0]
     assert (tmp_path / "figures" / "e2_prune.png").exists()
