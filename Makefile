@@ -1,4 +1,4 @@
-# `make run`: set up .venv, run the study of config.yaml and write its report; `make test`: the test suite.
+# `make run`: set up .venv, run the study of config.yaml and write its report; `make test`: lint, then the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -18,4 +18,6 @@ run: setup
 	$(BIN)/snakemake --report results/report.html
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/python -m pytest -q

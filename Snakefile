@@ -17,8 +17,8 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         tables=TABLES,
         figures=FIGURES,
         summary="results/summary.md",
-    default_target: True

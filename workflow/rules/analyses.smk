@@ -8,11 +8,11 @@ rule mask_stats:
         f"{RUNS}/{{run}}/layers.parquet",
     log:
         f"{RUNS}/{{run}}/mask_stats.log",
+    conda:
+        ENV
     params:
         code=code(),
         run=lambda w: f"{RUNS}/{w.run}",
-    conda:
-        ENV
     shell:
         "python -m sparsenet mask-stats --run {params.run} --out {output} > {log} 2>&1"
 
@@ -24,18 +24,18 @@ rule retrain:
         multiext(f"{RUNS}/{{run}}/reinit/{{variant}}/", *RUN_FILES),
     log:
         f"{RUNS}/{{run}}/reinit/{{variant}}/train.log",
-    params:
-        device=config["device"],
-        code=code("reinit.py"),
-        run=lambda w: f"{RUNS}/{w.run}",
-        out=lambda w, output: Path(output[0]).parent,
+    conda:
+        ENV
     threads: RES["threads"]
     resources:
         runtime=RES["train_runtime_min"],
         mem_mb=RES["train_mem_mb"],
         gpu=RES["gpus"],
-    conda:
-        ENV
+    params:
+        device=config["device"],
+        code=code("reinit.py"),
+        run=lambda w: f"{RUNS}/{w.run}",
+        out=lambda w, output: Path(output[0]).parent,
     shell:
         "python -m sparsenet retrain --run {params.run} --variant {wildcards.variant} --out {params.out} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
@@ -50,12 +50,12 @@ rule retrain_imp_rewind:
         multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/reinit/rewind/", *RUN_FILES),
     log:
         f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/reinit/rewind/train.log",
+    conda:
+        ENV
     params:
         code=code("reinit.py"),
         run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/imp/d{w.density}/s{w.seed}",
         out=lambda w, output: Path(output[0]).parent,
-    conda:
-        ENV
     shell:
         "python -m sparsenet retrain --run {params.run} --variant rewind --out {params.out} > {log} 2>&1"
 
@@ -70,6 +70,11 @@ rule prune_sweep:
         f"{RUNS}/{{run}}/prune_sweep.parquet",
     log:
         f"{RUNS}/{{run}}/prune_sweep.log",
+    conda:
+        ENV
+    threads: RES["threads"]
+    resources:
+        gpu=RES["gpus"],
     params:
         device=config["device"],
         code=code("prune.py", algorithm="imp"),
@@ -78,11 +83,6 @@ rule prune_sweep:
         methods=" ".join(config["prune_sweep"]["methods"]),
         draws=config["prune_sweep"]["draws"],
         bn="--recompute-bn" if config["prune_sweep"]["recompute_bn"] else "",
-    threads: RES["threads"]
-    resources:
-        gpu=RES["gpus"],
-    conda:
-        ENV
     shell:
         "python -m sparsenet prune-sweep --run {params.run} --out {output} --fractions {params.fractions} "
         "--methods {params.methods} --draws {params.draws} {params.bn} --device {params.device} "
@@ -96,10 +96,10 @@ rule emergence:
         f"{RUNS}/{{run}}/emergence.parquet",
     log:
         f"{RUNS}/{{run}}/emergence.log",
+    conda:
+        ENV
     params:
         code=code("emergence.py"),
         run=lambda w: f"{RUNS}/{w.run}",
-    conda:
-        ENV
     shell:
         "python -m sparsenet emergence --run {params.run} --out {output} > {log} 2>&1"

@@ -41,16 +41,22 @@ def code(*files, algorithm="fixed"):
 def split_label(label):
     """Folder label -> (algorithm, freeze epoch): 'dnw_freeze_f2' -> ('dnw_freeze', 2)."""
     if label.startswith("dnw_freeze_f"):
-        return "dnw_freeze", int(label[len("dnw_freeze_f"):])
+        return "dnw_freeze", int(label[len("dnw_freeze_f") :])
     return label, None
 
 
 def run_settings(model, label, density, seed):
     """Explicit settings of a run (a `preset` expanded, so that editing a preset reruns what it changes)."""
     algorithm, freeze = split_label(label)
-    settings = {**expand_preset(config["recipe"]), **expand_preset(config["settings"].get(algorithm, {})),
-                "dataset": DATASET, "model": model, "algorithm": algorithm, "density": float(density),
-                "seed": int(seed)}
+    settings = {
+        **expand_preset(config["recipe"]),
+        **expand_preset(config["settings"].get(algorithm, {})),
+        "dataset": DATASET,
+        "model": model,
+        "algorithm": algorithm,
+        "density": float(density),
+        "seed": int(seed),
+    }
     if freeze is not None:
         settings["freeze_epoch"] = freeze
     return settings
@@ -59,6 +65,7 @@ def run_settings(model, label, density, seed):
 def cli_flags(settings):
     def text(v):
         return ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+
     return " ".join(f"--{k.replace('_', '-')} {shlex.quote(text(v))}" for k, v in sorted(settings.items()))
 
 
@@ -133,8 +140,14 @@ check_config()
 IMP_RATE = RunConfig.from_flat(run_settings(config["models"][0], "imp", 0.5, 0)).algorithm.imp_rate
 SCHEDULE = schedule(config["densities"], IMP_RATE)
 
-RUN_FILES = ["run.json", "init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
-             "history.parquet"]
+RUN_FILES = [
+    "run.json",
+    "init.safetensors",
+    "final.safetensors",
+    "mask.safetensors",
+    "snapshots.safetensors",
+    "history.parquet",
+]
 ALL_RUNS = [run_dir(*r) for r in planned_runs()]
 SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]

@@ -1,5 +1,6 @@
 # Tables from the per-run outputs, figures from the tables alone, both for the report.
 
+
 # cheap steps stay on the submitting machine when the jobs go to a cluster
 localrules:
     tables,
@@ -20,12 +21,12 @@ rule tables:
         TABLES,
     log:
         "results/logs/tables.log",
+    conda:
+        ENV
     params:
         code=code("tables.py"),
         runs=lambda w, input: " ".join(str(Path(p).parent) for p in input.runs),
         retrains=lambda w, input: " ".join(str(Path(p).parent) for p in input.retrains),
-    conda:
-        ENV
     shell:
         "python -m sparsenet tables --out results/tables --runs {params.runs} --retrains {params.retrains} "
         "--sweeps {input.sweeps} --emergence {input.emergence} --layers {input.layers} > {log} 2>&1"
@@ -39,11 +40,11 @@ rule similarity:
         "results/tables/similarity.parquet",
     log:
         "results/logs/similarity.log",
+    conda:
+        ENV
     params:
         code=code("similarity.py", "tables.py"),
         runs=" ".join(MASKED_RUNS),
-    conda:
-        ENV
     shell:
         "python -m sparsenet similarity --runs {params.runs} --out results/tables > {log} 2>&1"
 
@@ -53,15 +54,17 @@ rule figures:
         TABLES,
         "results/tables/similarity.parquet",
     output:
-        [report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures")
-         for name in FIGURE_NAMES],
+        [
+            report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+            for name in FIGURE_NAMES
+        ],
         [f"results/figures/{name}.pdf" for name in FIGURE_NAMES],
     log:
         "results/logs/figures.log",
-    params:
-        code=code("figures.py"),
     conda:
         ENV
+    params:
+        code=code("figures.py"),
     shell:
         "python -m sparsenet figures --tables results/tables --out results/figures > {log} 2>&1"
 
@@ -75,10 +78,10 @@ rule summary:
         html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
     log:
         "results/logs/summary.log",
-    params:
-        code=code("summary.py", "figures.py"),
     conda:
         ENV
+    params:
+        code=code("summary.py", "figures.py"),
     shell:
         "python -m sparsenet summary --tables results/tables --out {output.markdown} --html {output.html} "
         "> {log} 2>&1"

@@ -10,18 +10,18 @@ if not config["stack_seeds"]:
             f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/train.log",
         wildcard_constraints:
             label=r"dense|snfs|dnw|dnw_freeze_f\d+",
-        params:
-            device=config["device"],
-            settings=lambda w: cli_flags(run_settings(w.model, w.label, w.density, w.seed)),
-            code=lambda w: code(algorithm=split_label(w.label)[0]),
-            out=lambda w, output: Path(output[0]).parent,
+        conda:
+            ENV
         threads: RES["threads"]
         resources:
             runtime=RES["train_runtime_min"],
             mem_mb=RES["train_mem_mb"],
             gpu=RES["gpus"],
-        conda:
-            ENV
+        params:
+            device=config["device"],
+            settings=lambda w: cli_flags(run_settings(w.model, w.label, w.density, w.seed)),
+            code=lambda w: code(algorithm=split_label(w.label)[0]),
+            out=lambda w, output: Path(output[0]).parent,
         shell:
             "python -m sparsenet train --out {params.out} {params.settings} --device {params.device} "
             "--threads {threads} > {log} 2>&1"
@@ -31,25 +31,28 @@ else:
     # All seeds of a run configuration in one batched job; what depends on them stays per seed.
     rule train_stacked:
         output:
-            [f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{seed}/{f}" for seed in config["seeds"]
-             for f in RUN_FILES],
+            [
+                f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{seed}/{f}"
+                for seed in config["seeds"]
+                for f in RUN_FILES
+            ],
         log:
             f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/train_stacked.log",
         wildcard_constraints:
             label=r"dense|snfs|dnw|dnw_freeze_f\d+",
+        conda:
+            ENV
+        threads: RES["threads"]
+        resources:
+            runtime=RES["train_runtime_min"],
+            mem_mb=RES["train_mem_mb"],
+            gpu=RES["gpus"],
         params:
             device=config["device"],
             settings=stacked_settings,
             seeds=",".join(str(s) for s in config["seeds"]),
             code=lambda w: code("stacked.py", algorithm=split_label(w.label)[0]),
             out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{{seed}}",
-        threads: RES["threads"]
-        resources:
-            runtime=RES["train_runtime_min"],
-            mem_mb=RES["train_mem_mb"],
-            gpu=RES["gpus"],
-        conda:
-            ENV
         shell:
             "python -m sparsenet train --out '{params.out}' --stack-seeds {params.seeds} {params.settings} "
             "--device {params.device} --threads {threads} > {log} 2>&1"
@@ -60,12 +63,18 @@ rule imp_round:
     input:
         imp_prev,
     output:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/", *RUN_FILES,
-                 "next_mask.safetensors"),
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/", *RUN_FILES, "next_mask.safetensors"),
     log:
         f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/train.log",
     wildcard_constraints:
         round="|".join(f"{r:02d}" for r in range(len(SCHEDULE) - 1)),
+    conda:
+        ENV
+    threads: RES["threads"]
+    resources:
+        runtime=RES["train_runtime_min"],
+        mem_mb=RES["train_mem_mb"],
+        gpu=RES["gpus"],
     params:
         device=config["device"],
         settings=imp_round_settings,
@@ -73,13 +82,6 @@ rule imp_round:
         next=lambda w: f"--next-density {SCHEDULE[int(w.round) + 1]}",
         code=code("rounds.py", algorithm="imp"),
         out=lambda w, output: Path(output[0]).parent,
-    threads: RES["threads"]
-    resources:
-        runtime=RES["train_runtime_min"],
-        mem_mb=RES["train_mem_mb"],
-        gpu=RES["gpus"],
-    conda:
-        ENV
     shell:
         "python -m sparsenet imp-round --out {params.out} {params.prev} {params.next} {params.settings} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
@@ -102,15 +104,17 @@ use rule imp_round as imp_last_round with:
 # The imp run at a density is the round of the chain that reaches it.
 rule imp_select:
     input:
-        lambda w: expand(f"{RUNS}/{w.dataset}-{w.model}/imp/chain/s{w.seed}/r{SCHEDULE.index(float(w.density)):02d}/{{f}}",
-                         f=RUN_FILES),
+        lambda w: expand(
+            f"{RUNS}/{w.dataset}-{w.model}/imp/chain/s{w.seed}/r{SCHEDULE.index(float(w.density)):02d}/{{f}}",
+            f=RUN_FILES,
+        ),
     output:
         multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/", *RUN_FILES),
     log:
         f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/select.log",
-    params:
-        out=lambda w, output: Path(output[0]).parent,
     conda:
         ENV
+    params:
+        out=lambda w, output: Path(output[0]).parent,
     shell:
         "cp {input} {params.out}/ > {log} 2>&1"
