@@ -4,7 +4,8 @@ For two masks of one layer of n weights keeping a and b of them, two independent
 share ab/n weights on average. So by chance, overlap (the fraction of A's kept weights that B keeps) is
 sum(a_l b_l / n_l) / sum(a_l), and IoU is about E[shared] / (sum(a_l) + sum(b_l) - E[shared]). The
 chance-corrected score (observed - chance) / (1 - chance) is 1 for identical masks and about 0 for unrelated
-ones. Every mask is read once; pairs are formed in memory.
+ones. Layers either run keeps whole (dense_layers, e.g. imp's output layer) are left out of the 'all' row, as
+density leaves them out everywhere. Every mask is read once; pairs are formed in memory.
 """
 from __future__ import annotations
 
@@ -41,13 +42,15 @@ def _row(layer: str, a: dict[str, int], b: dict[str, int], sizes: dict[str, int]
             "iou_corrected": corrected(iou, chance_iou)}
 
 
-def compare(a: Mask, b: Mask) -> list[dict]:
-    """One row for the whole mask ('all') and one per layer."""
+def compare(a: Mask, b: Mask, dense_layers: frozenset[str] = frozenset()) -> list[dict]:
+    """One row per layer, and one ('all') for the layers either run prunes (`dense_layers`: those kept whole)."""
     sizes = {n: m.numel() for n, m in a.layers.items()}
     ka = {n: int(m.sum()) for n, m in a.layers.items()}
     kb = {n: int(m.sum()) for n, m in b.layers.items()}
     shared = {n: int((a.layers[n] & b.layers[n]).sum()) for n in sizes}
-    rows = [_row("all", ka, kb, sizes, sum(shared.values()))]
+    pruned = [n for n in sizes if n not in dense_layers]
+    rows = [_row("all", {n: ka[n] for n in pruned}, {n: kb[n] for n in pruned}, {n: sizes[n] for n in pruned},
+                 sum(shared[n] for n in pruned))]
     rows += [_row(n, {n: ka[n]}, {n: kb[n]}, {n: sizes[n]}, shared[n]) for n in sizes]
     return rows
 
@@ -61,7 +64,7 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
                "density": cfg.algorithm.density, "seed": cfg.seed}
         if key["algorithm"] == "dnw_freeze":
             key["algorithm"] = f"dnw_freeze_f{cfg.algorithm.freeze_epoch}"
-        key["run"] = str(run)
+        key["run"], key["dense_layers"] = str(run), frozenset(cfg.algorithm.dense_layers)
         loaded.append((key, Mask.load(Path(run) / "mask.safetensors")))
     rows = []
     for (ka, ma), (kb, mb) in combinations(loaded, 2):
@@ -72,5 +75,5 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
         keys = {"dataset": ka["dataset"], "model": ka["model"], "density": ka["density"],
                 "algorithm_a": ka["algorithm"], "seed_a": ka["seed"], "algorithm_b": kb["algorithm"],
                 "seed_b": kb["seed"], "run_a": ka["run"], "run_b": kb["run"]}
-        rows += [{**keys, **row} for row in compare(ma, mb)]
+        rows += [{**keys, **row} for row in compare(ma, mb, ka["dense_layers"] | kb["dense_layers"])]
     return pd.DataFrame(rows)

@@ -29,3 +29,12 @@ def test_a_mask_with_itself_scores_one_and_with_a_random_one_about_zero():
     assert all(r["overlap_corrected"] == pytest.approx(1) and r["iou_corrected"] == pytest.approx(1) for r in same)
     other = similarity.compare(mask, _random(shapes, counts, 1))[0]
     assert abs(other["iou_corrected"]) < 0.05 and abs(other["overlap_corrected"]) < 0.05
+
+
+def test_layers_kept_whole_are_left_out_of_the_whole_mask_row():
+    shapes, counts = {"a": (60, 80), "out": (10, 60)}, {"a": 300, "out": 600}
+    a, b = _random(shapes, counts, 0), _random(shapes, counts, 1)
+    whole = similarity.compare(a, b)[0]
+    pruned = similarity.compare(a, b, frozenset({"out"}))[0]
+    only_a = similarity.compare(Mask({"a": a.layers["a"]}), Mask({"a": b.layers["a"]}))[0]
+    assert pruned == {**only_a, "layer": "all"} and whole["overlap"] > pruned["overlap"]
