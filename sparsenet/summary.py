@@ -73,9 +73,11 @@ def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def similarity(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Pairs from the same seed share their initial weights (and, for dnw_freeze, dnw's first epochs): apart."""
     frame = t["similarity"]
-    frame = frame[frame["layer"] == "all"]
-    return _stats(frame, ["density", "algorithm_a", "algorithm_b"], ["overlap", "chance_overlap", "iou_corrected"])
+    frame = frame[frame["layer"] == "all"].assign(same_seed=lambda f: f["seed_a"] == f["seed_b"])
+    return _stats(frame, ["density", "algorithm_a", "algorithm_b", "same_seed"],
+                  ["overlap", "chance_overlap", "iou_corrected"])
 
 
 SECTIONS = {"E0 accuracy": accuracy, "E1 structure alone (retrained from a reset)": reinit,
