@@ -8,6 +8,7 @@ localrules:
     summary,
     similarity,
     imp_select,
+    retrain_imp_rewind,
 
 
 rule tables:
