@@ -8,9 +8,9 @@ non-zero gradient. Results equal the dense masked computation up to float summat
 
 Which layers take the sparse path: `sparse_kernels` = `on` (every linear layer with absent weights), `off`, or
 `auto`: on a CPU, linear layers of at most MAX_DENSITY and at least MIN_WEIGHTS weights, the region where
-`sparsenet bench` measured the CSR step faster than the dense masked one. Convolutions stay dense: no CSR form
-of them was faster on this CPU. GPUs stay dense too (unstructured sparse kernels lost to dense there at every
-density measured, see DESIGN.md).
+`sparsenet bench` measured the CSR step faster than the dense masked one (LeNet-300-100's layers). Convolutions
+stay dense: no sparse form of them has been measured yet. GPUs stay dense too (unstructured sparse kernels lost
+to dense there at every density measured, see DESIGN.md).
 """
 from __future__ import annotations
 
