@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from sparsenet import bench, models, provenance, study  # noqa: E402
 from sparsenet.config import RunConfig  # noqa: E402
 from sparsenet.files import write_parquet  # noqa: E402
-from sparsenet.masks import Mask, layer_counts, topk_mask  # noqa: E402
+from sparsenet.masks import layer_counts, random_for_model, topk_mask  # noqa: E402
 from sparsenet.train import Run, load_data, resolve_device, train  # noqa: E402
 
 SETTINGS = {"fp32": {}, "bf16+cl": {"precision": "bf16", "channels_last": True},
@@ -111,11 +111,7 @@ class Check:
         """A fresh run in a temporary folder, ready to step: imp is a round under a fixed mask, dnw_freeze frozen."""
         name = "fixed" if algorithm == "imp" else algorithm
         cfg = self.cfg(model=model, algorithm=name, density=1.0 if algorithm == "dense" else DENSITY, **extra)
-        mask = None
-        if algorithm == "imp":
-            weights = models.prunable(models.build(model, (3, 32, 32), 10))
-            counts = layer_counts({n: w.shape for n, w in weights.items()}, DENSITY, cfg.algorithm.distribution)
-            mask = Mask.random(weights, counts, torch.Generator().manual_seed(0))
+        mask = random_for_model(model, "cifar10", DENSITY, cfg.algorithm.distribution) if algorithm == "imp" else None
         run = Run(cfg, Path(tempfile.mkdtemp(dir=self.args.scratch)), self.dev, data, mask=mask)
         if algorithm == "dnw_freeze":
             run.algo.end_of_epoch(cfg.algorithm.freeze_epoch, run.optimizer)
@@ -138,9 +134,7 @@ class Check:
     def reference(self) -> None:
         model = "resnet20" if self.smoke else "resnet18"
         cfg = self.cfg(model=model, algorithm="fixed", density=DENSITY, epochs=1)
-        weights = models.prunable(models.build(model, (3, 32, 32), 10))
-        counts = layer_counts({n: w.shape for n, w in weights.items()}, DENSITY, cfg.algorithm.distribution)
-        mask = Mask.random(weights, counts, torch.Generator().manual_seed(0))
+        mask = random_for_model(model, "cifar10", DENSITY, cfg.algorithm.distribution)
         workers = 0 if self.smoke else max(1, min(15, (os.cpu_count() or 2) - 1))
         steps = 8 if self.smoke else 300
         if self.dev.type == "cuda":  # as a script written the usual way runs: PyTorch's default kernel choices

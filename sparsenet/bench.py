@@ -26,7 +26,7 @@ from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import prune
 from sparsenet.config import RunConfig
 from sparsenet.files import write_parquet
-from sparsenet.masks import Mask, layer_counts
+from sparsenet.masks import Mask, layer_counts, random_for_model
 from sparsenet.provenance import device_name
 from sparsenet.stacked import train_stacked
 from sparsenet.train import resolve_device, train, weight_grad_macs_per_sample
@@ -123,13 +123,6 @@ class NpzCIFAR10(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def _random_mask(model: str, dataset: str, density: float) -> Mask:
-    net = models.build(model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset])
-    weights = models.prunable(net)
-    counts = layer_counts({n: w.shape for n, w in weights.items()}, density, "erk")
-    return Mask.random(weights, counts, torch.Generator().manual_seed(0))
-
-
 def _sync(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -140,7 +133,7 @@ def bench_reference(rows: Rows, device, data_root, quick: bool) -> None:
     cases = [("mnist", "lenet300_100")] + ([("cifar10", "resnet18")] if device.type == "cuda" else [])
     for dataset, model in cases:
         cfg = _settings(dataset=dataset, model=model, algorithm="fixed", density=0.05)
-        mask = _random_mask(model, dataset, 0.05)
+        mask = random_for_model(model, dataset, 0.05, "erk")
         steps = 100 if quick else 400
         speed = {w: reference_throughput(cfg, mask, device, data_root, w, steps) for w in (0, 2)}
         workers = max(speed, key=speed.get)
@@ -168,7 +161,7 @@ def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
     for algorithm in ("imp", "snfs", "dnw", "dnw_freeze"):
         extra = {"freeze_epoch": 1, "epochs": 2} if algorithm == "dnw_freeze" else {}
         cfg = _settings(train_subset=subset, algorithm=algorithm, density=0.05, **extra)
-        mask = _random_mask("lenet300_100", "mnist", 0.05) if algorithm == "imp" else None
+        mask = random_for_model("lenet300_100", "mnist", 0.05, "erk") if algorithm == "imp" else None
         speed = _trainer_throughput(cfg, device, data_root, mask=mask)
         what = "after the freeze" if algorithm == "dnw_freeze" else "training"
         rows.add("2 algorithm cost", f"{algorithm}: {what}", speed, "samples/s")
@@ -224,7 +217,7 @@ def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
             return time_steps(run, steps, 5)
 
     for density in (1.0, 0.2, 0.1, 0.05, 0.02, 0.01):
-        mask = _random_mask("lenet300_100", "mnist", density) if density < 1 else None
+        mask = random_for_model("lenet300_100", "mnist", density, "erk") if density < 1 else None
         algorithm = "fixed" if density < 1 else "dense"
         times = {"off": [], "auto": []}
         for _ in range(repeats):

@@ -144,8 +144,7 @@ class Batcher:
         n, device = len(split), split.labels.device
         order = torch.randperm(n, generator=generator).to(device)
         if self.augment:
-            pad = CROP_PAD
-            shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(device)
+            shifts = torch.randint(0, 2 * CROP_PAD + 1, (2, n), generator=generator).to(device)
             flips = (torch.rand(n, generator=generator) < 0.5).to(device)
         for start in range(0, n, self.batch_size):
             batch = slice(start, start + self.batch_size)

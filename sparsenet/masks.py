@@ -172,6 +172,16 @@ def _packbits(m: torch.Tensor) -> torch.Tensor:
     return (flat.view(-1, 8) * bits).sum(1, dtype=torch.uint8)
 
 
+def random_for_model(model: str, dataset: str, density: float, distribution: str,
+                     dense_layers: Iterable[str] = (), seed: int = 0) -> Mask:
+    """A random mask of `density` for the prunable weights of a registered model on `dataset` (benchmarks)."""
+    from sparsenet import data, models
+
+    weights = models.prunable(models.build(model, data.INPUT_SHAPE[dataset], data.NUM_CLASSES[dataset]))
+    counts = layer_counts({n: w.shape for n, w in weights.items()}, density, distribution, dense_layers)
+    return Mask.random(weights, counts, torch.Generator().manual_seed(seed))
+
+
 def topk_mask(score: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of the `k` largest entries of `score`, in the memory format of `score`.
 

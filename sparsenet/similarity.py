@@ -18,13 +18,15 @@ from sparsenet.masks import Mask
 from sparsenet.train import run_config
 
 
+def _overlap_iou(shared: float, kept_a: int, kept_b: int) -> tuple[float, float]:
+    union = kept_a + kept_b - shared
+    return (shared / kept_a if kept_a else 1.0), (shared / union if union else 1.0)
+
+
 def chance(counts_a: dict[str, int], counts_b: dict[str, int], sizes: dict[str, int]) -> tuple[float, float]:
     """(overlap, IoU) that two random masks with these per-layer kept counts have on average."""
     shared = sum(counts_a[n] * counts_b[n] / sizes[n] for n in sizes)
-    kept_a, kept_b = sum(counts_a.values()), sum(counts_b.values())
-    overlap = shared / kept_a if kept_a else 1.0
-    union = kept_a + kept_b - shared
-    return overlap, (shared / union if union else 1.0)
+    return _overlap_iou(shared, sum(counts_a.values()), sum(counts_b.values()))
 
 
 def corrected(observed: float, by_chance: float) -> float:
@@ -32,10 +34,7 @@ def corrected(observed: float, by_chance: float) -> float:
 
 
 def _row(layer: str, a: dict[str, int], b: dict[str, int], sizes: dict[str, int], shared: int) -> dict:
-    kept_a, kept_b = sum(a.values()), sum(b.values())
-    overlap = shared / kept_a if kept_a else 1.0
-    union = kept_a + kept_b - shared
-    iou = shared / union if union else 1.0
+    overlap, iou = _overlap_iou(shared, sum(a.values()), sum(b.values()))
     chance_overlap, chance_iou = chance(a, b, sizes)
     return {"layer": layer, "overlap": overlap, "iou": iou, "chance_overlap": chance_overlap,
             "chance_iou": chance_iou, "overlap_corrected": corrected(overlap, chance_overlap),

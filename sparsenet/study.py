@@ -20,8 +20,6 @@ from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig, expand_preset
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
-# what each kind of training runs per step: imp rounds and retrainings train under a fixed mask
-SPEED_OF = {"dense": "dense", "imp_round": "fixed", "snfs": "snfs", "dnw": "dnw", "retrain": "fixed"}
 
 
 def load_study(path: str | Path, *, validate: bool = True) -> dict:
@@ -98,11 +96,10 @@ def trainings(config: dict) -> pd.DataFrame:
 def epoch_seconds(config: dict, model: str, speed: str, *, device=None, data=None, steps: int = 30,
                   warmup: int = 5) -> float:
     """Seconds one epoch of `speed` (dense, fixed, snfs, dnw) takes for `model` with the study's recipe here:
-    `steps` timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split."""
-    from sparsenet import data as data_mod
-    from sparsenet import models
+    `steps` timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split.
+    `data` (train.load_data's) saves loading the dataset again."""
     from sparsenet import train as train_mod
-    from sparsenet.masks import Mask, layer_counts
+    from sparsenet.masks import random_for_model
 
     density = 1.0 if speed == "dense" else min(config["densities"])
     cfg = settings(config, model, "imp" if speed == "fixed" else speed, density).replace(algorithm=speed)
@@ -110,11 +107,8 @@ def epoch_seconds(config: dict, model: str, speed: str, *, device=None, data=Non
     data = data or train_mod.load_data(cfg, dev, config.get("data_root"))
     mask = None
     if speed == "fixed":  # any mask of the density costs the same under dense masked compute
-        shape = data_mod.INPUT_SHAPE[cfg.data.dataset]
-        weights = models.prunable(models.build(model, shape, data_mod.NUM_CLASSES[cfg.data.dataset]))
-        counts = layer_counts({n: w.shape for n, w in weights.items()}, density, cfg.algorithm.distribution,
-                              cfg.algorithm.dense_layers)
-        mask = Mask.random(weights, counts, torch.Generator().manual_seed(0))
+        mask = random_for_model(model, cfg.data.dataset, density, cfg.algorithm.distribution,
+                                cfg.algorithm.dense_layers)
     with tempfile.TemporaryDirectory() as tmp:
         run = train_mod.Run(cfg, Path(tmp), dev, data, mask=mask)
         seconds = time_steps(run, steps, warmup)
@@ -154,10 +148,13 @@ def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -
     """The trainings table, with device hours per row where `measure` (epoch times measured here)."""
     frame = trainings(config)
     if measure:
-        times = {}
+        from sparsenet.train import load_data, resolve_device
+
+        dev, times = resolve_device(device or config.get("device")), {}
         for model in config["models"]:
+            data = load_data(settings(config, model, "dense"), dev, config.get("data_root"))  # once per model
             for speed in sorted({s for split in frame["steps_by_speed"] for s in split}):
-                times[model, speed] = epoch_seconds(config, model, speed, device=device, steps=steps)
+                times[model, speed] = epoch_seconds(config, model, speed, device=str(dev), data=data, steps=steps)
         frame["hours"] = [
             row.trainings * sum(e * times[row.model, s] for s, e in row.steps_by_speed.items()) / 3600
             for row in frame.itertuples()]

@@ -56,9 +56,7 @@ class Algorithm:
 
     @torch.no_grad()
     def after_step(self) -> None:
-        for name, m in self._mask.layers.items():  # momentum and weight decay must not revive absent weights
-            if name not in self.exact_layers:
-                self.weights[name].mul_(m)
+        self._mask.without(self.exact_layers).apply(self.weights)  # momentum and weight decay must not revive them
 
     def end_of_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         """`epoch` counts completed epochs, from 1."""
