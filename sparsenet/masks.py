@@ -85,7 +85,8 @@ class Mask:
 
     def without(self, names: Iterable[str]) -> Mask:
         """The mask of the other layers (e.g. without the layers a run keeps dense)."""
-        return Mask({n: m for n, m in self.layers.items() if n not in set(names)})
+        names = set(names)
+        return Mask({n: m for n, m in self.layers.items() if n not in names})
 
     def like(self, weights: Mapping[str, torch.Tensor]) -> Mask:
         """This mask on the weights' device and in their memory format (masking channels-last weights with a
