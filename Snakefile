@@ -4,7 +4,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A study named with --configfile replaces config.yaml: snakemake would deep-merge the two, and keys of the
+# default study (its epochs, its imp_rate) would leak into every other study.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
