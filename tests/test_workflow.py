@@ -1,6 +1,7 @@
 """The Snakemake workflow: planning, an end-to-end tiny study, and what reruns after a change."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from sparsenet.algorithms.imp import schedule
+from sparsenet.config import expand_preset
 from sparsenet.tables import SCHEMAS
 
 from .conftest import REPO, TINY, snakemake, table
@@ -31,7 +33,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     """Job counts derived from a study config, independently of the workflow's own planning."""
     models, seeds, densities = len(cfg["models"]), len(cfg["seeds"]), len(cfg["densities"])
     sparse = cfg["algorithms"]
-    rate = cfg.get("settings", {}).get("imp", {}).get("imp_rate", 0.2)
+    imp = {**expand_preset(cfg["recipe"]), **expand_preset(cfg.get("settings", {}).get("imp", {}))}
+    rate = imp.get("imp_rate", 0.2)
     rounds = len(schedule(cfg["densities"], rate)) if "imp" in sparse else 0
     variants = len(cfg.get("reinit", {}).get("variants", []))
     freeze = len(cfg.get("freeze_epochs", []))
@@ -51,8 +54,12 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
-@pytest.mark.parametrize("config", ["config.yaml", "config/cifar10.yaml"])
+@pytest.mark.parametrize(
+    "config", ["config.yaml", "config/cifar10.yaml", "config/paper-mnist.yaml", "config/paper-fashion-mnist.yaml"])
 def test_dry_run_plans_every_job(tmp_path, config):
+    # Planned where config.yaml lies, as from the repository root: a --configfile study must replace it, not
+    # be merged into it (the default's imp_rate 0.5 would halve the full-length studies' imp rounds).
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     counts = planned(tmp_path, "--configfile", str(REPO / config))
     assert counts == expected_counts(yaml.safe_load((REPO / config).read_text()))
 
