@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from sparsenet import data as data_mod
-from sparsenet import models
+from sparsenet import datasets, models
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import prune
 from sparsenet.config import RunConfig
@@ -64,11 +64,12 @@ def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers:
     from torchvision import datasets, transforms
 
     name = cfg.data.dataset
-    mean, std = data_mod.STATS[name]
+    spec = datasets.spec(name)
+    mean, std = spec.mean, spec.std
     tf = [transforms.ToTensor(), transforms.Normalize(mean, std)]
     if name == "cifar10":
         tf = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] + tf
-    root = data_mod.data_root(data_root)
+    root = datasets.data_root(data_root)
     if name == "cifar10" and (root / "cifar10.npz").exists():
         dataset = NpzCIFAR10(root / "cifar10.npz", transforms.Compose(tf))
     else:
@@ -77,7 +78,7 @@ def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers:
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     torch.manual_seed(cfg.seed)
-    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[name], data_mod.NUM_CLASSES[name]).to(device)
+    model = models.build(cfg.model.model, spec.input_shape, spec.num_classes).to(device)
     weights = models.prunable(model)
     mask = mask.to(device)
     mask.apply(weights)
@@ -249,8 +250,9 @@ def _timed(fn, device, repeats: int = 5) -> float:
 def bench_cost_model(rows: Rows, epochs: int = 30, density: float = 0.05) -> None:
     """Section 3: weight-gradient multiply-adds of dnw_freeze(k) over a run, as a fraction of dnw's."""
     for model, dataset in (("lenet300_100", "mnist"), ("resnet18", "cifar10")):
-        net = models.build(model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset])
-        factors = weight_grad_macs_per_sample(net, data_mod.INPUT_SHAPE[dataset], torch.device("cpu"))
+        spec = datasets.spec(dataset)
+        net = models.build(model, spec.input_shape, spec.num_classes)
+        factors = weight_grad_macs_per_sample(net, spec.input_shape, torch.device("cpu"))
         shapes = {n: w.shape for n, w in models.prunable(net).items()}
         dense = sum(factors[n] * s.numel() for n, s in shapes.items())
         for distribution in ("erk", "uniform"):  # ERK keeps small, high-resolution layers denser

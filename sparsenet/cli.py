@@ -136,6 +136,21 @@ def cmd_compare(args) -> None:
     print(compare(args.a, args.b), end="")
 
 
+def cmd_layers(args) -> None:
+    from sparsenet import datasets, models
+
+    try:
+        spec = datasets.spec(args.dataset)
+        net = models.build(args.model, spec.input_shape, spec.num_classes, init="pytorch")
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
+    output = models.OUTPUT_LAYER[args.model]
+    print("| layer | kind | shape | weights |\n|---|---|---|---:|")
+    for name, w in models.prunable(net).items():
+        kind = ("conv" if w.dim() == 4 else "linear") + (" (output)" if name == output else "")
+        print(f"| {name} | {kind} | {'x'.join(map(str, w.shape))} | {w.numel():,} |")
+
+
 def cmd_settings(args) -> None:
     from sparsenet.settings import markdown
 
@@ -281,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("a", type=Path, help="a run folder")
     p.add_argument("b", type=Path, help="another run folder")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("layers", help="a model's prunable layers by the names settings take (dense_layers, ...)",
+                       description="Print a model's prunable weights: name, kind, shape, number of weights.")
+    p.add_argument("model", help="a registered model or 'package.module:function'")
+    p.add_argument("--dataset", default="mnist",
+                   help="a built-in dataset or 'package.module:function' (sets the input shape and classes)")
+    p.set_defaults(func=cmd_layers)
 
     p = sub.add_parser("settings", help="every run setting: section, type, default, allowed values, meaning",
                        description="Print the table of run settings (Markdown), as README shows it.")

@@ -51,7 +51,13 @@ class DataHparams:
     augment: bool = True  # random crop + flip; applies to CIFAR-10 only
 
     def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        if self.dataset not in DATASETS:
+            from sparsenet.datasets import loader
+
+            try:
+                loader(self.dataset)
+            except KeyError as e:
+                raise ConfigError(f"dataset: {e.args[0]}") from None
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size!r}")
         _check_fraction(self.val_fraction, "val_fraction", low_open=False, high_open=True)
         _check(self.train_subset >= 0, "train_subset", f"must be >= 0, got {self.train_subset!r}")

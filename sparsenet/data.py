@@ -1,29 +1,23 @@
 """Datasets as device-resident uint8 tensors; batches are drawn by index and normalised/augmented on the device.
 
 The files are read by torchvision's own dataset classes (which download where the data is missing and the
-network allows); CIFAR-10 is also read from a local ``cifar10.npz``. The data folder comes from the caller, or
-the environment variable SPARSENET_DATA, or ``./data``.
+network allows); MNIST-like raw files and CIFAR-10's ``cifar10.npz`` are read directly, and a user's own dataset
+comes from its function (sparsenet.datasets). The data folder comes from the caller, or the environment
+variable SPARSENET_DATA, or ``./data``.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sparsenet import datasets
 from sparsenet.config import ConfigError, DataHparams
+from sparsenet.datasets import data_root
 
-# mean/std of the training split after /255, per channel
-STATS = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
-NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 CROP_PAD = 4  # CIFAR-10 augmentation: random 32x32 crop of the 4-pixel zero-padded image
-INPUT_SHAPE = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 _IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _EXPECTED = {
     "mnist": ", ".join(f"MNIST/raw/{f}" for f in _IDX),
@@ -34,10 +28,6 @@ _EXPECTED = {
 
 class DataError(RuntimeError):
     """The data folder lacks a dataset and it could not be fetched."""
-
-
-def data_root(root: str | Path | None = None) -> Path:
-    return Path(root or os.environ.get("SPARSENET_DATA") or "data").expanduser()
 
 
 @dataclass
@@ -72,6 +62,10 @@ def _load_raw(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarra
     """Images as uint8 NCHW and labels as int64: MNIST-like raw files and cifar10.npz are read directly (no
     torchvision import: it costs a training job seconds of start-up); anything else goes through torchvision,
     which downloads what is missing."""
+    if name not in datasets.BUILTIN:
+        arrays = datasets.own(name, root)[0]
+        part = "train" if train else "test"
+        return arrays[f"x_{part}"], arrays[f"y_{part}"]
     raw = root / _FOLDER.get(name, "-") / "raw"
     prefix = "train" if train else "t10k"
     images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
@@ -85,9 +79,10 @@ def _load_raw(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarra
         except (KeyError, OSError, ValueError) as e:
             raise DataError(f"{root / 'cifar10.npz'} is unreadable or lacks x_{part}/y_{part}: {e}") from None
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
-    from torchvision import datasets
+    import torchvision
 
-    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+    tv = torchvision.datasets
+    cls = {"mnist": tv.MNIST, "fashion_mnist": tv.FashionMNIST, "cifar10": tv.CIFAR10}[name]
     try:
         ds = cls(str(root), train=train, download=True)
     except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on what failed
@@ -125,8 +120,9 @@ def load(hp: DataHparams, device: torch.device, root: str | Path | None = None) 
 class Batcher:
     """Normalises (and for CIFAR-10 augments) index batches of a device-resident split."""
 
-    def __init__(self, hp: DataHparams, device: torch.device):
-        mean, std = STATS[hp.dataset]
+    def __init__(self, hp: DataHparams, device: torch.device, root: str | Path | None = None):
+        spec = datasets.spec(hp.dataset, root)
+        mean, std = spec.mean, spec.std
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
         self.augment = hp.augment and hp.dataset == "cifar10"

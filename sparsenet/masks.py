@@ -176,9 +176,10 @@ def _packbits(m: torch.Tensor) -> torch.Tensor:
 def random_for_model(model: str, dataset: str, density: float, distribution: str,
                      dense_layers: Iterable[str] = (), seed: int = 0) -> Mask:
     """A random mask of `density` for the prunable weights of a registered model on `dataset` (benchmarks)."""
-    from sparsenet import data, models
+    from sparsenet import datasets, models
 
-    weights = models.prunable(models.build(model, data.INPUT_SHAPE[dataset], data.NUM_CLASSES[dataset]))
+    spec = datasets.spec(dataset)
+    weights = models.prunable(models.build(model, spec.input_shape, spec.num_classes))
     counts = layer_counts({n: w.shape for n, w in weights.items()}, density, distribution, dense_layers)
     return Mask.random(weights, counts, torch.Generator().manual_seed(seed))
 

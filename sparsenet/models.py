@@ -1,5 +1,7 @@
 """Models by name (after timm's registry), or by import path for a user's own. Prunable = the weights of conv and
-linear layers.
+linear layers, named by their modules as open_lth and timm name them (`fc1.weight`, `conv1.weight`,
+`layers.0.conv.weight`, `blocks.0.conv1.weight`): the names `dense_layers` and `imp_layer_rates` take, and that
+`sparsenet layers MODEL` lists.
 
 Initialisation follows open_lth (facebookresearch/open_lth, models/initializers.py and bn_initializers.py):
 the model is built with PyTorch's default init, then conv and linear weights are redrawn (Kaiming normal by
@@ -9,6 +11,7 @@ default, as there.
 from __future__ import annotations
 
 import importlib
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -81,39 +84,40 @@ def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
             for mod_name, mod in model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))}
 
 
-@register("lenet300_100", output="5.weight")
+@register("lenet300_100", output="fc3.weight")
 def lenet300_100(input_shape, num_classes):
     c, h, w = input_shape
-    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
-                         nn.Linear(100, num_classes))
+    return nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc1=nn.Linear(c * h * w, 300), relu1=nn.ReLU(),
+                                     fc2=nn.Linear(300, 100), relu2=nn.ReLU(), fc3=nn.Linear(100, num_classes)))
 
 
 def _conv_net(widths: list[int], input_shape, num_classes) -> nn.Sequential:
-    """The lottery-ticket paper's Conv-2/4/6: pairs of 3x3 convs then max-pool, then FC 256-256-classes."""
+    """The lottery-ticket paper's Conv-2/4/6: pairs of 3x3 convs then max-pool, then FC 256-256-classes; layers
+    named conv1..convN and fc1..fc3."""
     c, h, w = input_shape
-    layers: list[nn.Module] = []
-    for i, width in enumerate(widths):
-        layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+    layers: dict[str, nn.Module] = {}
+    for i, width in enumerate(widths, 1):
+        layers |= {f"conv{i}": nn.Conv2d(c, width, 3, padding=1), f"relu{i}": nn.ReLU()}
         c = width
-        if i % 2 == 1:
-            layers.append(nn.MaxPool2d(2))
+        if i % 2 == 0:
+            layers[f"pool{i // 2}"] = nn.MaxPool2d(2)
             h, w = h // 2, w // 2
-    layers += [nn.Flatten(), nn.Linear(c * h * w, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-               nn.Linear(256, num_classes)]
-    return nn.Sequential(*layers)
+    layers |= {"flatten": nn.Flatten(), "fc1": nn.Linear(c * h * w, 256), "fc_relu1": nn.ReLU(),
+               "fc2": nn.Linear(256, 256), "fc_relu2": nn.ReLU(), "fc3": nn.Linear(256, num_classes)}
+    return nn.Sequential(OrderedDict(layers))
 
 
-@register("conv2", output="10.weight")
+@register("conv2", output="fc3.weight")
 def conv2(input_shape, num_classes):
     return _conv_net([64, 64], input_shape, num_classes)
 
 
-@register("conv4", output="15.weight")
+@register("conv4", output="fc3.weight")
 def conv4(input_shape, num_classes):
     return _conv_net([64, 64, 128, 128], input_shape, num_classes)
 
 
-@register("conv6", output="20.weight")
+@register("conv6", output="fc3.weight")
 def conv6(input_shape, num_classes):
     return _conv_net([64, 64, 128, 128, 256, 256], input_shape, num_classes)
 
@@ -131,7 +135,8 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
             else:
-                layers.append(nn.Sequential(nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()))
+                layers.append(nn.Sequential(OrderedDict(conv=nn.Conv2d(c, v, 3, padding=1), bn=nn.BatchNorm2d(v),
+                                                        relu=nn.ReLU())))
                 c = v
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(c * (h // 2) * (w // 2), num_classes)
@@ -155,7 +160,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(OrderedDict(conv=nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                                      bn=nn.BatchNorm2d(c_out)))
 
     def forward(self, x):
         out = torch.relu(self.bn1(self.conv1(x)))

@@ -11,8 +11,8 @@ import torch
 
 PACKAGE_DIR = Path(__file__).parent
 # The modules a training of each algorithm runs: their hash decides whether a result (or a checkpoint) is current.
-TRAINING_CODE = ("config.py", "data.py", "models.py", "masks.py", "train.py", "execution.py", "sparse.py", "optim.py",
-                 "checkpoint.py", "files.py", "provenance.py", "algorithms/base.py")
+TRAINING_CODE = ("config.py", "data.py", "datasets.py", "models.py", "masks.py", "train.py", "execution.py",
+                 "sparse.py", "optim.py", "checkpoint.py", "files.py", "provenance.py", "algorithms/base.py")
 ALGORITHM_CODE = {"dense": ("dense.py",), "imp": ("imp.py",), "snfs": ("snfs.py",), "dnw": ("dnw.py",),
                   "dnw_freeze": ("dnw.py", "dnw_freeze.py"), "fixed": ()}
 

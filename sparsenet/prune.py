@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sparsenet import data as data_mod
-from sparsenet import execution, models
+from sparsenet import datasets, execution, models
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import prune
 from sparsenet.checkpoint import load_weights
@@ -65,9 +65,9 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
     cfg = run_config(run)
     dev = resolve_device(device)
     train_split, test_split, _ = data_mod.load(cfg.data, dev, data_root)
-    batcher = data_mod.Batcher(cfg.data, dev)
-    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[cfg.data.dataset],
-                         data_mod.NUM_CLASSES[cfg.data.dataset]).to(dev)
+    batcher = data_mod.Batcher(cfg.data, dev, data_root)
+    spec = datasets.spec(cfg.data.dataset, data_root)
+    model = models.build(cfg.model.model, spec.input_shape, spec.num_classes).to(dev)
     execution.prepare_model(model, cfg.execution)
     final = load_weights(run / "final.safetensors", dev)
     mask = Mask.load(run / "mask.safetensors", dev)

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sparsenet import data as data_mod
-from sparsenet import models
+from sparsenet import datasets, models
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import RunConfig
 from sparsenet.files import atomic_path, read_json, write_json
@@ -35,9 +34,8 @@ RESEED = 10_000  # reinit draws its weights with seed + RESEED: never a seed the
 def initial_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
     """The weights a fresh run of `cfg` with `seed` starts from (the trainer seeds the same way)."""
     torch.manual_seed(seed)
-    dataset = cfg.data.dataset
-    model = models.build(cfg.model.model, data_mod.INPUT_SHAPE[dataset], data_mod.NUM_CLASSES[dataset],
-                         cfg.model.init, cfg.model.bn_init)
+    spec = datasets.spec(cfg.data.dataset)
+    model = models.build(cfg.model.model, spec.input_shape, spec.num_classes, cfg.model.init, cfg.model.bn_init)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

@@ -11,7 +11,7 @@ from sparsenet import config as c
 
 # key -> (meaning, unit); ranges are in the meaning where the dataclass checks one
 HELP: dict[str, tuple[str, str]] = {
-    "dataset": ("the dataset", ""),
+    "dataset": ("the dataset: a built-in name, or your own by import path package.module:function", ""),
     "batch_size": ("training batch size", "samples"),
     "val_fraction": ("part of the training split held out for validation, the same for every seed, in [0, 1)",
                      "fraction"),
@@ -36,13 +36,14 @@ HELP: dict[str, tuple[str, str]] = {
     "algorithm": ("the sparse-training algorithm (fixed: train under a given mask, as retraining does)", ""),
     "density": ("kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense", "fraction"),
     "distribution": ("per-layer densities of the initial mask (snfs, dnw, dnw_freeze, random masks)", ""),
-    "dense_layers": ("prunable weights kept whole, by parameter name; comma-separated", ""),
+    "dense_layers": ("prunable weights kept whole, by name (`sparsenet layers MODEL` lists them, e.g. fc3.weight); "
+                     "comma-separated", ""),
     "prune_rate": ("snfs: fraction of kept weights pruned and regrown at the first update, decaying by cosine, "
                    "in [0, 1)", "fraction"),
     "freeze_epoch": ("dnw_freeze: the mask is fixed after this many epochs, in [1, epochs)", "epochs"),
     "imp_rate": ("imp: fraction of the remaining weights pruned per round, in (0, 1)", "fraction"),
     "imp_scope": ("imp: rank weights across all sparse layers (global) or within each layer", ""),
-    "imp_layer_rates": ("imp: per-layer multipliers of imp_rate, as name:multiplier pairs", ""),
+    "imp_layer_rates": ("imp: per-layer multipliers of imp_rate, as name:multiplier pairs (e.g. fc3.weight:0.5)", ""),
     "imp_output": ("imp: the output layer as the model's reference code treats it (reference), kept dense, pruned "
                    "at half the rate, or globally", ""),
     "rewind_epoch": ("imp: rewind each round to the weights after this many epochs of round 0 (0: the initial "

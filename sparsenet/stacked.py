@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from sparsenet import data as data_mod
-from sparsenet import execution, models
+from sparsenet import datasets, execution, models
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.train import Run, finished_record, load_data, resolve_device, train
 
@@ -30,8 +29,8 @@ def train_stacked(cfg: RunConfig, seeds: list[int], outs: list[str | Path], *, d
     """
     if len(seeds) != len(outs) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: need distinct seeds, one per output folder; got {seeds} for {len(outs)} folders")
-    shape, classes = data_mod.INPUT_SHAPE[cfg.data.dataset], data_mod.NUM_CLASSES[cfg.data.dataset]
-    if dict(models.build(cfg.model.model, shape, classes).named_buffers()):
+    spec = datasets.spec(cfg.data.dataset)
+    if dict(models.build(cfg.model.model, spec.input_shape, spec.num_classes).named_buffers()):
         raise ConfigError(f"model: stacked seeds need a model without buffers (batch norm); {cfg.model.model} has some")
     cfgs = [cfg.replace(seed=s) for s in seeds]
     records = {i: finished_record(c, Path(o)) for i, (c, o) in enumerate(zip(cfgs, outs))}

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from sparsenet import config as config_mod
 from sparsenet import data as data_mod
-from sparsenet import execution, models, provenance, sparse
+from sparsenet import datasets, execution, models, provenance, sparse
 from sparsenet.algorithms import ALGORITHMS, Algorithm
 from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
@@ -131,11 +131,11 @@ class Run:
         self.started = time.time()
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
-        input_shape = data_mod.INPUT_SHAPE[cfg.data.dataset]
         execution.configure(cfg.execution, dev)
         torch.manual_seed(cfg.seed)
-        self.model = models.build(cfg.model.model, input_shape, data_mod.NUM_CLASSES[cfg.data.dataset],
-                                  cfg.model.init, cfg.model.bn_init).to(dev)
+        spec = datasets.spec(cfg.data.dataset)
+        self.model = models.build(cfg.model.model, spec.input_shape, spec.num_classes, cfg.model.init,
+                                  cfg.model.bn_init).to(dev)
         if init_weights is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in init_weights.items()})
         execution.prepare_model(self.model, cfg.execution)
@@ -148,7 +148,7 @@ class Run:
         self.optimizer = SGD(self.model.parameters(), lr=hp.lr, momentum=hp.momentum,
                              nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
-        self.macs = weight_grad_macs_per_sample(self.model, input_shape, dev)
+        self.macs = weight_grad_macs_per_sample(self.model, spec.input_shape, dev)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
         self.snapshot_steps = {max(1, round(f * self.steps_per_epoch)): f for f in hp.snapshot_fractions}
         self.history: list[dict] = []
@@ -301,7 +301,7 @@ class Run:
 def load_data(cfg: RunConfig, dev: torch.device, data_root) -> tuple:
     """(train, test, val, batcher) for a run of `cfg` on `dev`."""
     train_split, test_split, val_split = data_mod.load(cfg.data, dev, data_root)
-    return train_split, test_split, val_split, data_mod.Batcher(cfg.data, dev)
+    return train_split, test_split, val_split, data_mod.Batcher(cfg.data, dev, data_root)
 
 
 def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = None, device: str | None = None,

@@ -80,7 +80,7 @@ def test_show_and_compare_read_runs_without_python(tmp_path, data_root):
     assert out.returncode == 0
     record = json.loads((tmp_path / "a" / "run.json").read_text())
     assert f"| test_acc   | {record['test_acc']}" in out.stdout
-    assert "| 1.weight |" in out.stdout and out.stdout.count("\n|       2 |") == 1  # two epochs of history
+    assert "| fc1.weight |" in out.stdout and out.stdout.count("\n|       2 |") == 1  # two epochs of history
     out = subprocess.run([sys.executable, "-m", "sparsenet", "compare", str(tmp_path / "a"), str(tmp_path / "b")],
                          capture_output=True, text=True)
     differ = out.stdout.split("## settings that differ")[1].split("| result")[0]
@@ -96,3 +96,30 @@ def test_a_users_own_model_by_import_path(tmp_path, data_root, capsys):
     assert record["density"] == pytest.approx(0.2, abs=1e-3)
     assert main(["train", "--out", str(tmp_path / "bad"), "--model", "tests.custom_model:nothing"]) == 2
     assert "model: model 'tests.custom_model:nothing' cannot be imported" in capsys.readouterr().err
+
+
+def test_layers_lists_every_models_prunable_weights_by_name(capsys):
+    assert main(["layers", "lenet300_100"]) == 0
+    out = capsys.readouterr().out
+    assert "| fc1.weight | linear | 300x784 | 235,200 |" in out and "| fc3.weight | linear (output) | 10x100 |" in out
+    assert main(["layers", "conv4", "--dataset", "cifar10"]) == 0
+    names = [line.split(" | ")[0].strip("| ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert names == ["conv1.weight", "conv2.weight", "conv3.weight", "conv4.weight", "fc1.weight", "fc2.weight",
+                     "fc3.weight"]
+    assert main(["layers", "nosuch"]) == 2
+    assert "unknown model 'nosuch'" in capsys.readouterr().err
+
+
+def test_a_users_own_dataset_by_import_path(tmp_path, capsys):
+    own = "tests.custom_data:stripes"
+    assert main(["layers", "lenet300_100", "--dataset", own]) == 0
+    assert "| fc1.weight | linear | 300x144 |" in capsys.readouterr().out  # shape and classes from the arrays
+    assert main(["train", "--out", str(tmp_path / "own"), "--dataset", own, "--algorithm", "dnw", "--density", "0.2",
+                 "--epochs", "2", "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "own" / "run.json").read_text())
+    assert record["config"]["data"]["dataset"] == own and record["test_acc"] > 0.9  # chance is 0.1
+    assert main(["train", "--out", str(tmp_path / "bad"), "--dataset", "tests.custom_data:no_test_split"]) == 2
+    assert "must return a dict with x_train, y_train, x_test, y_test; missing x_test, y_test" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "bad"), "--dataset", "tests.custom_data:nothing"]) == 2
+    assert "dataset: dataset 'tests.custom_data:nothing' cannot be imported" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -29,9 +29,9 @@ def test_bad_settings_name_the_key(settings, key):
 
 def test_flat_round_trip_and_types():
     cfg = RunConfig.from_flat({"algorithm": "snfs", "density": "0.05", "epochs": "3", "nesterov": "false",
-                               "snapshot_fractions": "0.1,0.5", "dense_layers": ["4.weight"]})
+                               "snapshot_fractions": "0.1,0.5", "dense_layers": ["fc3.weight"]})
     assert cfg.algorithm.density == 0.05 and cfg.train.epochs == 3 and cfg.train.nesterov is False
-    assert cfg.train.snapshot_fractions == (0.1, 0.5) and cfg.algorithm.dense_layers == ("4.weight",)
+    assert cfg.train.snapshot_fractions == (0.1, 0.5) and cfg.algorithm.dense_layers == ("fc3.weight",)
     assert RunConfig.from_flat(cfg.flat()) == cfg
     assert RunConfig.from_nested(cfg.to_dict()) == cfg
 

@@ -42,7 +42,7 @@ def test_channels_last_follows_the_default_layout_run(tmp_path, data_root):
     runs = [Run(cfg.replace(channels_last=cl), tmp_path / str(cl), torch.device("cpu"), data) for cl in (False, True)]
     for run in runs:
         study.time_steps(run, steps=4, warmup=0)
-    assert runs[1].weights["0.weight"].is_contiguous(memory_format=torch.channels_last)
+    assert runs[1].weights["conv1.weight"].is_contiguous(memory_format=torch.channels_last)
     for name, w in runs[0].weights.items():
         torch.testing.assert_close(w, runs[1].weights[name], atol=1e-5, rtol=1e-4)
     assert runs[0].algo.mask().equal(runs[1].algo.mask())

@@ -44,17 +44,17 @@ def test_output_layer_names_are_the_last_prunable_weight():
 
 def test_imp_treats_the_output_layer_as_its_reference():
     lenet = tiny(algorithm="imp", density=0.05).algorithm
-    assert lenet.dense_layers == ("5.weight",) and lenet.imp_layer_rates == ()  # open_lth ignores fc.weight
+    assert lenet.dense_layers == ("fc3.weight",) and lenet.imp_layer_rates == ()  # open_lth ignores fc.weight
     vgg = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "dataset": "cifar10", "model": "vgg16"})
     assert vgg.algorithm.dense_layers == ("fc.weight",)
     resnet = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "dataset": "cifar10", "model": "resnet20"})
     assert resnet.algorithm.dense_layers == ()  # open_lth prunes cifar_resnet's output layer globally
     conv = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "model": "conv2"})
-    assert conv.algorithm.imp_layer_rates == (("10.weight", 0.5),)  # Frankle & Carbin: half the rate
+    assert conv.algorithm.imp_layer_rates == (("fc3.weight", 0.5),)  # Frankle & Carbin: half the rate
     assert tiny(algorithm="imp", density=0.05, imp_output="global").algorithm.dense_layers == ()
     assert tiny(algorithm="snfs", density=0.05).algorithm.dense_layers == ()
     again = RunConfig.from_nested(tiny(algorithm="imp", density=0.05).to_dict())
-    assert again.algorithm.dense_layers == ("5.weight",)  # resolving is idempotent (run.json round trip)
+    assert again.algorithm.dense_layers == ("fc3.weight",)  # resolving is idempotent (run.json round trip)
 
 
 def test_imp_output_of_a_users_own_model_must_be_named():
@@ -83,10 +83,10 @@ def test_late_rewound_round_trains_the_remaining_epochs_on_the_continued_schedul
 def test_init_is_kaiming_normal_with_uniform_batch_norm_scales():
     torch.manual_seed(0)
     net = models.build("lenet300_100", (1, 28, 28), 10)
-    w = models.prunable(net)["1.weight"]
+    w = models.prunable(net)["fc1.weight"]
     assert w.std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
     torch.manual_seed(0)
-    default = models.prunable(models.build("lenet300_100", (1, 28, 28), 10, init="pytorch"))["1.weight"]
+    default = models.prunable(models.build("lenet300_100", (1, 28, 28), 10, init="pytorch"))["fc1.weight"]
     assert default.std().item() == pytest.approx(1 / math.sqrt(3 * 784), rel=0.05)
     bn = [m for m in models.build("resnet20", (3, 32, 32), 10).modules() if isinstance(m, nn.BatchNorm2d)]
     scales = torch.cat([m.weight.detach() for m in bn])
@@ -98,7 +98,7 @@ def test_init_is_kaiming_normal_with_uniform_batch_norm_scales():
 def test_runs_start_from_the_configured_init(tmp_path, data_root):
     train(tiny(epochs=1, init="kaiming_uniform"), tmp_path / "run")
     init = load_weights(tmp_path / "run" / "init.safetensors")
-    assert init["1.weight"].std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
+    assert init["fc1.weight"].std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
     again = reinit.initial_weights(run_config(tmp_path / "run"), 0)
     assert all(torch.equal(init[k], again[k]) for k in init)  # reinit rebuilds exactly what the trainer built
 
@@ -141,14 +141,14 @@ def test_signed_constant_takes_sigma_and_signs_from_round_0s_initial_weights(tmp
     own = load_weights(run / "init.safetensors")  # the rewind weights (epoch 1)
     init0 = load_weights(run / "rounds" / "r00" / "init.safetensors")
     weights, _ = reinit.reset(source, own, Mask.load(run / "mask.safetensors"), "signed_constant")
-    for n in ("1.weight", "3.weight", "5.weight"):
+    for n in ("fc1.weight", "fc2.weight", "fc3.weight"):
         assert torch.equal(weights[n], torch.sign(init0[n]) * init0[n].std())
-    assert torch.equal(weights["1.bias"], own["1.bias"])
+    assert torch.equal(weights["fc1.bias"], own["fc1.bias"])
 
 
 # --- 7. one definition of density ---------------------------------------------------------------------------
 def test_reported_density_excludes_dense_layers_everywhere(tmp_path, data_root):
-    cfg = tiny(algorithm="snfs", density=0.1, epochs=2, dense_layers=("5.weight",))
+    cfg = tiny(algorithm="snfs", density=0.1, epochs=2, dense_layers=("fc3.weight",))
     record = train(cfg, tmp_path / "run")
     assert record["density"] == pytest.approx(0.1, abs=1e-5)
     import pandas as pd

@@ -93,7 +93,7 @@ def test_dnw_freeze_moves_to_csr_kernels_at_the_freeze_and_matches_the_dense_pat
     cfg = tiny(algorithm="dnw_freeze", density=0.05, epochs=3, freeze_epoch=1)
     csr = train(cfg.replace(sparse_kernels="on"), tmp_path / "csr")
     dense = train(cfg.replace(sparse_kernels="off"), tmp_path / "dense")
-    assert csr["sparse_layers"] == ["1.weight", "3.weight", "5.weight"] and dense["sparse_layers"] == []
+    assert csr["sparse_layers"] == ["fc1.weight", "fc2.weight", "fc3.weight"] and dense["sparse_layers"] == []
     assert train(tiny(algorithm="dnw", density=0.05, epochs=1, sparse_kernels="on"),
                  tmp_path / "dnw")["sparse_layers"] == []  # dense gradients: never sparse
     a, b = (load_weights(tmp_path / run / "final.safetensors") for run in ("dense", "csr"))

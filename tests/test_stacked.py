@@ -40,7 +40,7 @@ def test_each_stacked_seed_equals_training_it_alone(tmp_path, data_root, algorit
         ha, hb = pd.read_parquet(a / "history.parquet"), pd.read_parquet(b / "history.parquet")
         assert (ha["test_acc"] - hb["test_acc"]).abs().max() <= 0.002
     # the seeds really are different runs
-    finals = [load_weights(tmp_path / "stacked" / f"s{s}" / "final.safetensors")["1.weight"] for s in SEEDS]
+    finals = [load_weights(tmp_path / "stacked" / f"s{s}" / "final.safetensors")["fc1.weight"] for s in SEEDS]
     assert not torch.equal(finals[0], finals[1])
 
 
@@ -86,7 +86,7 @@ def test_stacked_seeds_train_in_bf16_when_asked(tmp_path, data_root):
     for precision in ("fp32", "bf16"):
         outs = [tmp_path / precision / f"s{s}" for s in (0, 1)]
         records[precision] = train_stacked(cfg.replace(precision=precision), [0, 1], outs)
-    a, b = (load_weights(tmp_path / p / "s0" / "final.safetensors")["1.weight"] for p in ("fp32", "bf16"))
+    a, b = (load_weights(tmp_path / p / "s0" / "final.safetensors")["fc1.weight"] for p in ("fp32", "bf16"))
     assert not torch.equal(a, b)  # autocast ran
     for r32, r16 in zip(records["fp32"], records["bf16"]):
         assert abs(r32["test_acc"] - r16["test_acc"]) < 0.03

@@ -81,7 +81,7 @@ def test_imp_rounds_rewind_and_prune(tmp_path, data_root):
     assert r0["imp_round"] == 0
     nxt = Mask.load(tmp_path / "r0" / "next_mask.safetensors")
     dense = cfg.algorithm.dense_layers  # LeNet's output layer, as open_lth keeps it
-    assert dense == ("5.weight",) and nxt.layers["5.weight"].all()
+    assert dense == ("fc3.weight",) and nxt.layers["fc3.weight"].all()
     assert nxt.kept(exclude=dense) == round(0.8 * nxt.size(exclude=dense))
     r1 = run_round(cfg, tmp_path / "r1", prev=tmp_path / "r0", next_density=None)
     assert r1["imp_round"] == 1 and r1["config"]["algorithm"]["density"] == 0.8
@@ -99,8 +99,8 @@ def test_imp_rewind_to_an_epoch(tmp_path, data_root):
     run_round(cfg, tmp_path / "r1", prev=tmp_path / "r0", next_density=None)
     rewind = load_weights(tmp_path / "r0" / "rewind.safetensors")
     init1 = load_weights(tmp_path / "r1" / "init.safetensors")
-    assert torch.equal(init1["1.weight"], rewind["1.weight"])
-    assert not torch.equal(rewind["1.weight"], load_weights(tmp_path / "r0" / "init.safetensors")["1.weight"])
+    assert torch.equal(init1["fc1.weight"], rewind["fc1.weight"])
+    assert not torch.equal(rewind["fc1.weight"], load_weights(tmp_path / "r0" / "init.safetensors")["fc1.weight"])
 
 
 def test_imp_chain_reaches_the_target_density(tmp_path, data_root):

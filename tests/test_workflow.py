@@ -96,6 +96,16 @@ def test_a_users_own_model_plans_like_a_registered_one(tmp_path):
     assert out.returncode != 0 and "cannot be imported" in out.stdout + out.stderr
 
 
+def test_a_users_own_dataset_plans_like_a_built_in_one(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump({**cfg, "dataset": "tests.custom_data:stripes"}))
+    assert planned(tmp_path, "--configfile", str(tmp_path / "own.yaml")) == planned(tmp_path, "--configfile", str(TINY))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, "dataset": "tests.custom_data:nothing"}))
+    out = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert out.returncode != 0 and "config.yaml: dataset: dataset 'tests.custom_data:nothing' cannot be imported" in (
+        out.stdout + out.stderr)
+
+
 def test_lint_passes():
     out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

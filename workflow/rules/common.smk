@@ -7,9 +7,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sparsenet import models
+from sparsenet import datasets, models
 from sparsenet.algorithms.imp import schedule
-from sparsenet.data import INPUT_SHAPE
 from sparsenet.config import ConfigError, RunConfig, expand_preset
 from sparsenet.provenance import code_hash, training_code
 
@@ -129,9 +128,12 @@ def check_config():
             algorithm = split_label(label)[0]
             where = f"recipe or settings.{algorithm}" if algorithm in config["settings"] else "recipe"
             raise WorkflowError(f"config.yaml: {e} (in {where}, for run {run_dir(model, label, density, seed)})")
-    with_buffers = [m for m in config["models"] if dict(models.build(m, INPUT_SHAPE[DATASET], 10).named_buffers())]
-    if config["stack_seeds"] and with_buffers:
-        raise WorkflowError(f"config.yaml: stack_seeds: models with batch norm cannot be stacked: {with_buffers}")
+    if config["stack_seeds"]:
+        spec = datasets.spec(DATASET)
+        built = {m: models.build(m, spec.input_shape, spec.num_classes) for m in config["models"]}
+        with_buffers = [m for m, net in built.items() if dict(net.named_buffers())]
+        if with_buffers:
+            raise WorkflowError(f"config.yaml: stack_seeds: models with batch norm cannot be stacked: {with_buffers}")
     if config["freeze_epochs"] and "dnw" not in SPARSE:
         raise WorkflowError("config.yaml: freeze_epochs: the dnw_freeze sweep needs dnw in algorithms as its reference")
 
@@ -160,7 +162,7 @@ FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", 
 
 
 wildcard_constraints:
-    dataset=DATASET,
+    dataset=re.escape(DATASET),
     model="|".join(re.escape(m) for m in config["models"]),
     density=r"[0-9.e-]+",
     seed=r"\d+",
