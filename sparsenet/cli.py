@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("retrain", help="retrain a run under its final mask with weights reset by a variant (E1)")
     p.add_argument("--run", type=Path, required=True, help="the trained run folder")
-    p.add_argument("--variant", required=True, choices=["rewind", "reinit", "signed_constant", "shuffle"])
+    p.add_argument("--variant", required=True,
+                   choices=["rewind", "reinit", "signed_constant", "reshuffle", "shuffle_fanin", "shuffle"])
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     _add_common(p)
     p.set_defaults(func=cmd_retrain)

@@ -128,6 +128,16 @@ class Mask:
             out[name] = m.flatten().cpu()[perm].view(m.shape).to(m.device)
         return Mask(out)
 
+    def shuffled_within_units(self, generator: torch.Generator) -> Mask:
+        """Positions drawn at random within each output unit (a linear layer's row, a conv's output channel):
+        every unit keeps its fan-in, the wiring is destroyed."""
+        out = {}
+        for name, m in self.layers.items():
+            rows = m.cpu().reshape(m.shape[0], -1)
+            perm = torch.rand(rows.shape, generator=generator).argsort(dim=1)
+            out[name] = rows.gather(1, perm).view(m.shape).to(m.device)
+        return Mask(out)
+
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
     def ones_like(cls, weights: Mapping[str, torch.Tensor]) -> Mask:

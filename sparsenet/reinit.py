@@ -8,8 +8,14 @@ Variants, after Zhou et al. 2019 (uber-research/deconstructing-lottery-tickets, 
 - ``signed_constant``: +-sigma of each layer's initial weights, with their signs; both taken from the weights
   the run was initialised with (round 0's for imp, also after late rewinding), as Zhou et al. take them from
   the initial weights; the other parameters (biases, batch norm) are the run's own starting values;
+- ``reshuffle``: the run's own mask, its own initial values permuted among the kept positions of each layer
+  (Zhou et al.'s reshuffle: the mask with the layer's distribution of initial values, not their placement);
+- ``shuffle_fanin``: the run's own initial weights under a mask shuffled within each output unit (a linear
+  layer's row, a conv's output channel): every unit keeps its fan-in, the exact wiring is destroyed;
 - ``shuffle``: the run's own initial weights under a mask shuffled within each layer (same per-layer density,
   structure destroyed: the control that makes the claim falsifiable).
+Together, shuffle_fanin and shuffle separate what the exact wiring, the per-unit fan-in and the per-layer
+density carry.
 
 A retraining uses the run's recipe, including an imp round's start at its rewind epoch.
 """
@@ -27,7 +33,7 @@ from sparsenet.files import atomic_path, read_json, write_json
 from sparsenet.masks import Mask
 from sparsenet.train import RUN_FILES, run_config, train
 
-VARIANTS = ("rewind", "reinit", "signed_constant", "shuffle")
+VARIANTS = ("rewind", "reinit", "signed_constant", "reshuffle", "shuffle_fanin", "shuffle")
 RESEED = 10_000  # reinit draws its weights with seed + RESEED: never a seed the study trains
 
 
@@ -53,8 +59,19 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
         for name in mask.layers:
             weights[name] = torch.sign(initial[name]) * initial[name].std()
         return weights, mask
+    generator = torch.Generator().manual_seed(cfg.seed + RESEED)
+    if variant == "reshuffle":
+        weights = dict(own)
+        for name, m in mask.layers.items():
+            kept = m.flatten().cpu().nonzero().flatten()
+            values = own[name].flatten().clone()
+            values[kept] = values[kept[torch.randperm(len(kept), generator=generator)]]
+            weights[name] = values.view(own[name].shape)
+        return weights, mask
+    if variant == "shuffle_fanin":
+        return own, mask.shuffled_within_units(generator)
     if variant == "shuffle":
-        return own, mask.shuffled(torch.Generator().manual_seed(cfg.seed + RESEED))
+        return own, mask.shuffled(generator)
     return own, mask
 
 

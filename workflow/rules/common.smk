@@ -167,4 +167,4 @@ wildcard_constraints:
     density=r"[0-9.e-]+",
     seed=r"\d+",
     round=r"\d\d",
-    variant="|".join(["rewind", "reinit", "signed_constant", "shuffle"]),
+    variant="|".join(["rewind", "reinit", "signed_constant", "reshuffle", "shuffle_fanin", "shuffle"]),

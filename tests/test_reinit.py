@@ -1,0 +1,45 @@
+"""E1 variants that reset weights or mask without training: what each keeps and what it destroys."""
+import torch
+
+from sparsenet import reinit
+from sparsenet.masks import Mask, layer_counts
+
+from .conftest import tiny
+
+SHAPES = {"fc1.weight": torch.Size([30, 40]), "conv.weight": torch.Size([8, 4, 3, 3])}
+
+
+def _mask_and_weights(density=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    own = {n: torch.randn(s, generator=g) for n, s in SHAPES.items()}
+    mask = Mask.random(own, layer_counts(SHAPES, density, "uniform"), g)
+    return mask, {**own, "fc1.bias": torch.randn(30, generator=g)}
+
+
+def test_reshuffle_keeps_the_mask_and_each_layers_kept_initial_values():
+    mask, own = _mask_and_weights()
+    weights, same = reinit.reset(tiny(), own, Mask({n: m.clone() for n, m in mask.layers.items()}), "reshuffle")
+    assert same.equal(mask)
+    for name, m in mask.layers.items():
+        before, after = own[name][m].sort().values, weights[name][m].sort().values
+        assert torch.equal(before, after)  # the same multiset of kept values...
+        assert not torch.equal(own[name][m], weights[name][m])  # ...at other kept positions
+        assert torch.equal(weights[name][~m], own[name][~m])
+    assert torch.equal(weights["fc1.bias"], own["fc1.bias"])
+
+
+def test_shuffle_fanin_keeps_every_units_fan_in_and_moves_its_wiring():
+    mask, own = _mask_and_weights()
+    weights, moved = reinit.reset(tiny(), own, mask, "shuffle_fanin")
+    assert weights is own
+    for name, m in mask.layers.items():
+        fan_in = m.reshape(m.shape[0], -1).sum(1)
+        assert torch.equal(moved.layers[name].reshape(m.shape[0], -1).sum(1), fan_in)
+    assert moved.overlap(mask) < 0.6  # about the density (0.3) by chance, 1 if nothing moved
+
+
+def test_shuffle_keeps_only_each_layers_count():
+    mask, own = _mask_and_weights()
+    _, moved = reinit.reset(tiny(), own, mask, "shuffle")
+    m, s = mask.layers["fc1.weight"], moved.layers["fc1.weight"]
+    assert int(s.sum()) == int(m.sum()) and not torch.equal(s.sum(1), m.sum(1))
