@@ -101,12 +101,18 @@ def cmd_similarity(args) -> None:
 
 
 def cmd_mask_stats(args) -> None:
-    import pandas as pd
-
+    from sparsenet import datasets, models
     from sparsenet.files import write_parquet
     from sparsenet.masks import Mask
+    from sparsenet.train import run_config
+    from sparsenet.wiring import wiring
 
-    write_parquet(args.out, pd.DataFrame(Mask.load(args.run / "mask.safetensors").per_layer()).drop(columns="shape"))
+    cfg = run_config(args.run)
+    spec = datasets.spec(cfg.data.dataset)
+    model = models.build(cfg.model.model, spec.input_shape, spec.num_classes)
+    frame = wiring(model, Mask.load(args.run / "mask.safetensors"), spec.input_shape, cfg.algorithm.dense_layers)
+    write_parquet(args.out, frame)
+    print(frame.to_markdown(index=False, floatfmt=".4f"))
 
 
 def cmd_tables(args) -> None:
@@ -268,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for the table (similarity.parquet)")
     p.set_defaults(func=cmd_similarity)
 
-    p = sub.add_parser("mask-stats", help="per-layer density table of a run's final mask")
+    p = sub.add_parser("mask-stats", help="per layer of a run's final mask: density and wiring (E6: dead units, "
+                       "effective density, fan-in spread)")
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     p.set_defaults(func=cmd_mask_stats)

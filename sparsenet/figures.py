@@ -1,4 +1,4 @@
-"""Every figure of the study (E0-E5), drawn from the Parquet tables alone: mean over seeds, band = +-1 std.
+"""Every figure of the study (E0-E6), drawn from the Parquet tables alone: mean over seeds, band = +-1 std.
 
 Diverged runs, and every measurement made on them, are left out of the figures; draw_all returns a note
 naming them (the figures command prints it into its log).
@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
 
-FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity")
+FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity", "e6_wiring")
 SPARSE = ["imp", "snfs", "dnw"]
 
 
@@ -151,10 +151,27 @@ def e5_similarity(t):
     return fig
 
 
+def e6_wiring(t):
+    whole = t["layers"][t["layers"]["layer"] == "all"]
+    whole = whole.assign(effective_fraction=whole["effective_kept"] / whole["kept"],
+                         dead_fraction=whole["dead_units"] / whole["units"])
+    fig, (eff, dead) = plt.subplots(1, 2, figsize=(8, 3.5))
+    for algorithm in [a for a in SPARSE if a in set(whole["algorithm"])]:
+        sub = whole[whole["algorithm"] == algorithm]
+        _line(eff, sub, "density", "effective_fraction", algorithm)
+        _line(dead, sub, "density", "dead_fraction", algorithm)
+    eff.set(xscale="log", xlabel="density", ylabel="effective / kept weights", ylim=(0, 1.02),
+            title="E6: kept weights on an input-output path")
+    dead.set(xscale="log", xlabel="density", ylabel="fraction of units", title="E6: units on no path")
+    for ax in (eff, dead):
+        ax.legend(fontsize=7)
+    return fig
+
+
 def draw_all(tables_dir: str | Path, out_dir: str | Path) -> list[str]:
     """Draw every figure as PNG and PDF into `out_dir`; return the notes (e.g. runs left out)."""
     tables = {name: read_parquet(Path(tables_dir) / f"{name}.parquet")
-              for name in ("runs", "reinit", "prune", "emergence", "freeze", "similarity")}
+              for name in ("runs", "reinit", "prune", "emergence", "freeze", "similarity", "layers")}
     tables, notes = without_diverged(tables)
     for name in FIGURES:
         fig = globals()[name](tables)

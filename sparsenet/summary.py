@@ -4,7 +4,8 @@ E0 accuracy per algorithm and density; E1 accuracy per variant and its gap to th
 E2 accuracy after pruning a further q = 0.25 / 0.5 / 0.75 (linear in q between the measured fractions; random
 draws averaged first) and the area under accuracy-vs-q; E3 overlap with the final mask after 0.1, 0.5, 1, 2, 5
 epochs (where snapshotted); E4 accuracy, weight-gradient work and measured training time against dnw per k;
-E5 chance-corrected overlap and IoU of final masks per pair of algorithms (the same algorithm: across seeds).
+E5 chance-corrected overlap and IoU of final masks per pair of algorithms (the same algorithm: across seeds);
+E6 effective density, dead units and fan-in spread of the final masks.
 Diverged runs are left out, as in the figures.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sparsenet.files import read_parquet
 
 Q = (0.25, 0.5, 0.75)
 EPOCHS = (0.1, 0.5, 1.0, 2.0, 5.0)
-TABLES = ("runs", "reinit", "prune", "emergence", "freeze", "similarity")
+TABLES = ("runs", "reinit", "prune", "emergence", "freeze", "similarity", "layers")
 
 
 def _stats(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
@@ -80,10 +81,22 @@ def similarity(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
                   ["overlap", "chance_overlap", "iou_corrected"])
 
 
+def wiring(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    layers = t["layers"]
+    whole = layers[layers["layer"] == "all"].set_index("run")
+    whole["effective_fraction"] = whole["effective_kept"] / whole["kept"]
+    whole["dead_unit_fraction"] = whole["dead_units"] / whole["units"]
+    whole["fanin_cv"] = layers[layers["layer"] != "all"].groupby("run")["fanin_cv"].mean()  # mean over layers
+    whole = whole[whole["algorithm"] != "dnw_freeze"]
+    return _stats(whole.reset_index(), ["algorithm", "density"],
+                  ["effective_density", "effective_fraction", "dead_unit_fraction", "fanin_cv"])
+
+
 SECTIONS = {"E0 accuracy": accuracy, "E1 structure alone (retrained from a reset)": reinit,
             "E2 robustness to further pruning": prune, "E3 emergence (overlap with the final mask)": emergence,
             "E4 freezing dnw's mask after k epochs": freeze,
-            "E5 similarity of final masks (pairs of runs; corrected for chance)": similarity}
+            "E5 similarity of final masks (pairs of runs; corrected for chance)": similarity,
+            "E6 wiring of final masks (effective = on an input-output path)": wiring}
 
 
 def summarise(tables_dir: str | Path) -> dict[str, pd.DataFrame]:

@@ -42,8 +42,10 @@ SCHEMAS = {
                       ("grad_macs_vs_dnw", pa.float64()), ("epoch_s_dense_gradients", pa.float64()),
                       ("epoch_s_fixed_mask", pa.float64()), ("train_s", pa.float64()),
                       ("train_s_vs_dnw", pa.float64())),
+    # per layer of a final mask, and 'all' over its sparse layers; the wiring columns are E6
     "layers": _schema(("layer", pa.string()), ("size", pa.int64()), ("kept", pa.int64()),
-                      ("layer_density", pa.float64())),
+                      ("layer_density", pa.float64()), ("units", pa.int64()), ("dead_units", pa.int64()),
+                      ("effective_kept", pa.int64()), ("effective_density", pa.float64()), ("fanin_cv", pa.float64())),
     # E5: one row per pair of runs (same model and density) and layer ('all' for the whole mask)
     "similarity": pa.schema([("dataset", pa.string()), ("model", pa.string()), ("density", pa.float64()),
                              ("algorithm_a", pa.string()), ("seed_a", pa.int64()), ("algorithm_b", pa.string()),

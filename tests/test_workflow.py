@@ -14,6 +14,7 @@ import yaml
 
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import expand_preset
+from sparsenet.figures import FIGURES
 from sparsenet.tables import SCHEMAS
 
 from .conftest import REPO, TINY, snakemake, table
@@ -154,7 +155,7 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
 
 def test_tiny_study_writes_every_table_and_figure(study):
     repo, work = study
-    rows = {"runs": 5, "reinit": 12, "prune": 3 * 3 * 4, "emergence": 2 * 4 * 4, "freeze": 2, "layers": 4 * 3,
+    rows = {"runs": 5, "reinit": 12, "prune": 3 * 3 * 4, "emergence": 2 * 4 * 4, "freeze": 2, "layers": 4 * (3 + 1),
             "similarity": 6 * (1 + 3)}  # 4 sparse runs: 6 pairs, whole mask and 3 layers
     for name, schema in SCHEMAS.items():
         table = pq.read_table(work / "results" / "tables" / f"{name}.parquet")
@@ -169,7 +170,7 @@ def test_tiny_study_writes_every_table_and_figure(study):
     assert copied["test_acc"].iloc[0] == runs.loc[runs["algorithm"] == "imp", "test_acc"].iloc[0]
     freeze = pd.read_parquet(work / "results/tables/freeze.parquet").set_index("algorithm")
     assert freeze.loc["dnw", "grad_macs_vs_dnw"] == 1 and freeze.loc["dnw_freeze", "grad_macs_vs_dnw"] < 0.7
-    for name in ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity"):
+    for name in FIGURES:
         for ext in ("png", "pdf"):
             assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
@@ -202,6 +203,13 @@ def test_summary_gives_every_experiment_with_means_over_seeds(study):
     assert set(e3["epoch"]) == {0.5, 1.0, 2.0} and (e3["overlap_final_mean"] <= 1).all()
     e4 = result["E4 freezing dnw's mask after k epochs"].set_index("k")
     assert e4.loc["dnw", "grad_macs_vs_dnw_mean"] == 1 and e4.loc["1", "grad_macs_vs_dnw_mean"] < 0.7
+    whole = pd.read_parquet(tables / "layers.parquet").query("layer == 'all'").set_index("algorithm")
+    e6 = result["E6 wiring of final masks (effective = on an input-output path)"].set_index("algorithm")
+    assert sorted(e6.index) == ["dnw", "imp", "snfs"]
+    for algorithm, row in e6.iterrows():
+        assert row["effective_density_mean"] == pytest.approx(whole.loc[algorithm, "effective_kept"]
+                                                              / whole.loc[algorithm, "size"])
+        assert 0 < row["effective_fraction_mean"] <= 1
     text = (work / "results" / "summary.md").read_text()
     assert text == summary.markdown(result) and "±" in text and (work / "results" / "summary.html").exists()
 

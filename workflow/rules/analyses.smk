@@ -1,4 +1,5 @@
-# Analyses of trained runs: mask statistics, reinit retraining (E1), further pruning (E2), emergence (E3).
+# Analyses of trained runs: mask statistics and wiring (E6), reinit retraining (E1), further pruning (E2),
+# emergence (E3).
 
 
 rule mask_stats:
@@ -11,7 +12,7 @@ rule mask_stats:
     conda:
         ENV
     params:
-        code=code(),
+        code=code("wiring.py"),
         run=lambda w: f"{RUNS}/{w.run}",
     shell:
         "python -m sparsenet mask-stats --run {params.run} --out {output} > {log} 2>&1"

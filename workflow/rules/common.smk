@@ -157,7 +157,7 @@ EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in S
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
 TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
-FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity"]
+FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity", "e6_wiring"]
 FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
 
 
