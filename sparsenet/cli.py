@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     p.add_argument("--fractions", type=float, nargs="+", required=True, help="fractions q of the remaining weights")
-    p.add_argument("--methods", nargs="+", default=["magnitude_global", "magnitude_layerwise", "random"])
+    p.add_argument("--methods", nargs="+", default=["magnitude_global", "magnitude_layerwise", "random"],
+                   help="magnitude_global, magnitude_layerwise, random (the control), magnitude_per_layer (one "
+                        "layer at a time)")
     p.add_argument("--draws", type=int, default=3, help="random draws per q")
     p.add_argument("--recompute-bn", action="store_true", help="re-estimate batch-norm statistics first")
     _add_common(p)

@@ -78,8 +78,11 @@ def e2_prune(t):
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.5 * max(len(panels), 1), 3.2), squeeze=False)
     for ax, (algorithm, density) in zip(axes[0], panels):
         sub = prune[(prune["algorithm"] == algorithm) & (prune["density"] == density)]
-        for method, m in sub.groupby("method"):
-            _line(ax, m, "q", "test_acc", method)
+        for (method, layer), m in sub.groupby(["method", "layer"]):
+            if layer == "all":
+                _line(ax, m, "q", "test_acc", method)
+            else:  # magnitude_per_layer: one layer pruned, the others untouched
+                _line(ax, m, "q", "test_acc", f"{layer} alone", ls="--")
         ax.set(xlabel="fraction q of remaining weights pruned", ylabel="test accuracy",
                title=f"E2: {algorithm}, density {density:g}")
         ax.legend(fontsize=7)

@@ -2,6 +2,8 @@
 
 For each fraction q, remove q of the run's remaining weights by magnitude (globally across layers, or layer by
 layer), or at random as the control (several draws), and evaluate. Layers the run kept dense stay dense.
+`magnitude_per_layer` prunes one sparse layer at a time (q of that layer's kept weights, the others untouched):
+which layer's structure is fragile.
 With `recompute_bn`, batch-norm statistics are re-estimated on training batches before each evaluation.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sparsenet.config import AlgorithmHparams, ConfigError
 from sparsenet.masks import Mask, topk_mask
 from sparsenet.train import evaluate, resolve_device, run_config
 
-METHODS = ("magnitude_global", "magnitude_layerwise", "random")
+METHODS = ("magnitude_global", "magnitude_layerwise", "random", "magnitude_per_layer")
 
 
 def random_prune(mask: Mask, q: float, dense_layers, generator: torch.Generator) -> Mask:
@@ -35,6 +37,14 @@ def random_prune(mask: Mask, q: float, dense_layers, generator: torch.Generator)
         score = torch.where(m.cpu(), torch.rand(m.shape, generator=generator), torch.full(m.shape, -1.0))
         out[name] = topk_mask(score, kept - round(q * kept)).to(m.device)
     return Mask(out)
+
+
+def prune_one_layer(mask: Mask, weights: dict[str, torch.Tensor], layer: str, q: float) -> Mask:
+    """Remove the fraction q of `layer`'s kept weights with the smallest magnitude; the other layers as they are."""
+    m = mask.layers[layer]
+    kept = int(m.sum())
+    score = torch.where(m, weights[layer].abs(), torch.full_like(weights[layer], -1.0))
+    return Mask({**mask.layers, layer: topk_mask(score, kept - round(q * kept))})
 
 
 @torch.no_grad()
@@ -54,7 +64,8 @@ def recompute_batch_norm(model: nn.Module, batcher: data_mod.Batcher, split: dat
 
 def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: int = 3, recompute_bn: bool = False,
           data_root=None, device=None) -> pd.DataFrame:
-    """One row per (method, draw, q): the density reached and the test accuracy and loss."""
+    """One row per (method, layer, draw, q): the density reached and the test accuracy and loss (layer 'all'
+    unless the method prunes one layer at a time)."""
     for q in fractions:
         if not 0 <= q < 1:
             raise ConfigError(f"prune_sweep.fractions: each must lie in [0, 1), got {q}")
@@ -73,22 +84,27 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
     mask = Mask.load(run / "mask.safetensors", dev)
     dense_layers = cfg.algorithm.dense_layers
     base_density = mask.density(exclude=dense_layers)
+    sparse_layers = [n for n in mask.layers if n not in dense_layers]
     rows = []
     for method in methods:
         for draw in range(draws if method == "random" else 1):
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + draw)
-            for q in fractions:
-                if method == "random":
-                    pruned = random_prune(mask, q, dense_layers, generator)
-                else:
-                    hp = AlgorithmHparams(algorithm="imp", density=cfg.algorithm.density,
-                                          dense_layers=dense_layers, imp_scope=method.split("_")[1])
-                    pruned = prune(final, mask, base_density * (1 - q), hp)
-                model.load_state_dict(final)
-                fixed = ALGORITHMS["fixed"](cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
-                if recompute_bn:
-                    recompute_batch_norm(model, batcher, train_split)
-                loss, acc = evaluate(model, fixed, batcher, test_split, cfg.execution)
-                rows.append({"method": method, "draw": draw, "q": q, "density": pruned.density(exclude=dense_layers),
-                             "bn_recomputed": recompute_bn, "test_acc": acc, "test_loss": loss})
+            for layer in sparse_layers if method == "magnitude_per_layer" else ["all"]:
+                for q in fractions:
+                    if method == "random":
+                        pruned = random_prune(mask, q, dense_layers, generator)
+                    elif method == "magnitude_per_layer":
+                        pruned = prune_one_layer(mask, final, layer, q)
+                    else:
+                        hp = AlgorithmHparams(algorithm="imp", density=cfg.algorithm.density,
+                                              dense_layers=dense_layers, imp_scope=method.split("_")[1])
+                        pruned = prune(final, mask, base_density * (1 - q), hp)
+                    model.load_state_dict(final)
+                    fixed = ALGORITHMS["fixed"](cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
+                    if recompute_bn:
+                        recompute_batch_norm(model, batcher, train_split)
+                    loss, acc = evaluate(model, fixed, batcher, test_split, cfg.execution)
+                    rows.append({"method": method, "layer": layer, "draw": draw, "q": q,
+                                 "density": pruned.density(exclude=dense_layers), "bn_recomputed": recompute_bn,
+                                 "test_acc": acc, "test_loss": loss})
     return pd.DataFrame(rows)

@@ -45,18 +45,19 @@ def reinit(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def prune(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    per_seed = t["prune"].groupby(["algorithm", "density", "seed", "method", "q"], as_index=False)["test_acc"].mean()
+    curve_keys = ["algorithm", "density", "seed", "method", "layer"]
+    per_seed = t["prune"].groupby(curve_keys + ["q"], as_index=False)["test_acc"].mean()
     rows = []
-    for (algorithm, density, seed, method), curve in per_seed.groupby(["algorithm", "density", "seed", "method"]):
+    for (algorithm, density, seed, method, layer), curve in per_seed.groupby(curve_keys):
         curve = curve.sort_values("q")
         q, acc = curve["q"].to_numpy(), curve["test_acc"].to_numpy()
-        row = {"algorithm": algorithm, "density": density, "seed": seed, "method": method,
+        row = {"algorithm": algorithm, "density": density, "seed": seed, "method": method, "layer": layer,
                "auc": float(np.trapezoid(acc, q) / (q[-1] - q[0])) if len(q) > 1 else float("nan")}
         for target in Q:
             row[f"acc_q{target:g}"] = float(np.interp(target, q, acc)) if q[0] <= target <= q[-1] else float("nan")
         rows.append(row)
     frame = pd.DataFrame(rows)
-    return _stats(frame, ["algorithm", "density", "method"], [f"acc_q{q:g}" for q in Q] + ["auc"])
+    return _stats(frame, ["algorithm", "density", "method", "layer"], [f"acc_q{q:g}" for q in Q] + ["auc"])
 
 
 def emergence(t: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -32,7 +32,7 @@ SCHEMAS = {
     "reinit": _schema(("variant", pa.string()), ("status", pa.string()), ("test_acc", pa.float64()),
                       ("test_loss", pa.float64()), ("final_density", pa.float64()), ("wall_s", pa.float64()),
                       ("copy_of_source", pa.bool_())),
-    "prune": _schema(("method", pa.string()), ("draw", pa.int64()), ("q", pa.float64()),
+    "prune": _schema(("method", pa.string()), ("layer", pa.string()), ("draw", pa.int64()), ("q", pa.float64()),
                      ("pruned_density", pa.float64()), ("bn_recomputed", pa.bool_()), ("test_acc", pa.float64()),
                      ("test_loss", pa.float64())),
     "emergence": _schema(("epoch", pa.float64()), ("step", pa.int64()), ("layer", pa.string()),

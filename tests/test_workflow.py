@@ -155,7 +155,9 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
 
 def test_tiny_study_writes_every_table_and_figure(study):
     repo, work = study
-    rows = {"runs": 5, "reinit": 12, "prune": 3 * 3 * 4, "emergence": 2 * 4 * 4, "freeze": 2, "layers": 4 * (3 + 1),
+    # prune: 3 fractions x (2 magnitude + 2 random draws + one per sparse layer: imp keeps fc3 dense)
+    rows = {"runs": 5, "reinit": 3 * 6, "prune": 3 * (4 + 2) + 2 * 3 * (4 + 3), "emergence": 2 * 4 * 4, "freeze": 2,
+            "layers": 4 * (3 + 1),
             "similarity": 6 * (1 + 3)}  # 4 sparse runs: 6 pairs, whole mask and 3 layers
     for name, schema in SCHEMAS.items():
         table = pq.read_table(work / "results" / "tables" / f"{name}.parquet")

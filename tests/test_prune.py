@@ -1,0 +1,37 @@
+"""E2: further pruning without retraining."""
+import pytest
+import torch
+
+from sparsenet.masks import Mask, layer_counts
+from sparsenet.prune import prune_one_layer, sweep
+from sparsenet.train import train
+
+from .conftest import tiny
+
+SHAPES = {"fc1.weight": torch.Size([30, 40]), "fc2.weight": torch.Size([10, 30])}
+
+
+@pytest.mark.parametrize("q", [0.0, 0.3, 0.9])
+def test_pruning_one_layer_removes_its_smallest_kept_weights_and_leaves_the_others(q):
+    g = torch.Generator().manual_seed(0)
+    weights = {n: torch.randn(s, generator=g) for n, s in SHAPES.items()}
+    mask = Mask.random(weights, layer_counts(SHAPES, 0.4, "uniform"), g)
+    pruned = prune_one_layer(mask, weights, "fc1.weight", q)
+    assert torch.equal(pruned.layers["fc2.weight"], mask.layers["fc2.weight"])
+    before, after = mask.layers["fc1.weight"], pruned.layers["fc1.weight"]
+    kept = int(before.sum())
+    assert int(after.sum()) == kept - round(q * kept) and not (after & ~before).any()
+    removed = weights["fc1.weight"][before & ~after].abs()
+    if len(removed):
+        assert removed.max() <= weights["fc1.weight"][after].abs().min()
+
+
+def test_sweep_prunes_each_sparse_layer_alone(tmp_path, data_root):
+    train(tiny(algorithm="snfs", density=0.2, epochs=1), tmp_path / "run", data_root=data_root, device="cpu")
+    frame = sweep(tmp_path / "run", [0.0, 0.5], methods=["magnitude_global", "magnitude_per_layer"],
+                  data_root=data_root, device="cpu")
+    assert sorted(set(frame["layer"])) == ["all", "fc1.weight", "fc2.weight", "fc3.weight"]
+    alone = frame[frame["method"] == "magnitude_per_layer"].set_index(["layer", "q"])
+    assert len(alone) == 6 and alone.xs(0.0, level="q")["density"].to_numpy() == pytest.approx(0.2, abs=1e-3)
+    fc1 = alone.loc[("fc1.weight", 0.5), "density"]  # fc1 holds 235200 of 266200 weights: half of its kept go
+    assert fc1 == pytest.approx(0.2 * (1 - 0.5 * 235200 / 266200), abs=2e-3)
