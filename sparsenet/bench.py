@@ -61,7 +61,8 @@ def _trainer_throughput(cfg: RunConfig, device, data_root, mask: Mask | None = N
 def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers: int, max_steps: int) -> float:
     """The usual loop: torchvision dataset with per-sample transforms through a DataLoader, mask after each step."""
     from torch.utils.data import DataLoader
-    from torchvision import datasets, transforms
+    from torchvision import datasets as tv_datasets
+    from torchvision import transforms
 
     name = cfg.data.dataset
     spec = datasets.spec(name)
@@ -73,7 +74,8 @@ def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers:
     if name == "cifar10" and (root / "cifar10.npz").exists():
         dataset = NpzCIFAR10(root / "cifar10.npz", transforms.Compose(tf))
     else:
-        cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+        cls = {"mnist": tv_datasets.MNIST, "fashion_mnist": tv_datasets.FashionMNIST,
+               "cifar10": tv_datasets.CIFAR10}[name]
         dataset = cls(str(root), train=True, transform=transforms.Compose(tf))
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)

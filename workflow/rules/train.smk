@@ -59,6 +59,7 @@ else:
 
 
 # Each round trains under the previous round's next mask and prunes to the next density of SCHEDULE.
+# The chains are the longest sequences of jobs in a study: scheduled first, they do not end it alone.
 rule imp_round:
     input:
         imp_prev,
@@ -68,6 +69,7 @@ rule imp_round:
         f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/train.log",
     wildcard_constraints:
         round="|".join(f"{r:02d}" for r in range(len(SCHEDULE) - 1)),
+    priority: 10
     conda:
         ENV
     threads: RES["threads"]
