@@ -119,3 +119,10 @@ def test_truncated_raw_file_names_itself(tmp_path, data_root):
         (raw / f).write_bytes((data_root / "MNIST" / "raw" / f).read_bytes()[:1000])
     with pytest.raises(DataError, match="train-images-idx3-ubyte is truncated"):
         load(DataHparams(dataset="mnist"), torch.device("cpu"), root=tmp_path)
+
+
+def test_every_built_in_dataset_has_a_spec():
+    from sparsenet import datasets
+    from sparsenet.config import DATASETS
+
+    assert tuple(datasets.BUILTIN) == DATASETS
