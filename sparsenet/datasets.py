@@ -8,7 +8,6 @@ tensors); its classes are 0..max(label), its mean and std those of the training 
 """
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from sparsenet import by_path
 from sparsenet.config import ConfigError
 
 
@@ -37,17 +37,7 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 def loader(name: str) -> Callable[[Path], dict]:
     """The function behind a user's dataset name; KeyError with the reason where there is none."""
-    module, _, attr = name.partition(":")
-    if not attr:
-        raise KeyError(f"unknown dataset {name!r}; built in: {', '.join(BUILTIN)}; or give an import path "
-                       "'package.module:function'")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise KeyError(f"dataset {name!r} cannot be imported: {e}") from None
-    if not callable(fn):
-        raise KeyError(f"dataset {name!r} is not a function of the data folder")
-    return fn
+    return by_path.function(name, "dataset", f"built in: {', '.join(BUILTIN)}", "the data folder")
 
 
 _LOADED: dict[tuple[str, Path], tuple[dict[str, np.ndarray], Spec]] = {}

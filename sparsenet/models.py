@@ -10,12 +10,13 @@ default, as there.
 """
 from __future__ import annotations
 
-import importlib
 from collections import OrderedDict
 from typing import Callable
 
 import torch
 from torch import nn
+
+from sparsenet import by_path
 
 MODELS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {}
 OUTPUT_LAYER: dict[str, str | None] = {}  # model -> the output layer's weight (the last prunable weight)
@@ -39,16 +40,7 @@ def resolve(name: str) -> Callable[[tuple[int, int, int], int], nn.Module]:
     of (input_shape, num_classes) returning an nn.Module), which is then registered under that name."""
     if name in MODELS:
         return MODELS[name]
-    module, _, attr = name.partition(":")
-    if not attr:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}; or give an import path "
-                       "'package.module:function'")
-    try:
-        builder = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise KeyError(f"model {name!r} cannot be imported: {e}") from None
-    if not callable(builder):
-        raise KeyError(f"model {name!r} is not a function of (input_shape, num_classes)")
+    builder = by_path.function(name, "model", f"registered: {', '.join(MODELS)}", "(input_shape, num_classes)")
     return register(name, output=None)(builder)  # its output layer is not known by name
 
 
