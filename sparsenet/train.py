@@ -189,6 +189,9 @@ class Run:
         self.history, self.labels, self.prior_wall = ckpt["history"], ckpt["snapshot_labels"], ckpt["wall_s"]
         self.snapshots, self.density = ckpt["snapshots"], ckpt["density"]
         self.start_epoch = ckpt["epoch"]
+        # Snakemake deletes a killed job's outputs, not its checkpoint: init is rebuilt from the same seed and weights
+        if not (self.out / "init.safetensors").exists():
+            save_weights(self.out / "init.safetensors", init_state)
         print(f"resuming {self.out} after epoch {self.start_epoch}", file=sys.stderr)
 
     def snapshot(self, epoch: float, step: int) -> None:

@@ -61,6 +61,7 @@ def test_killed_run_resumes_to_the_identical_result(tmp_path, data_root, monkeyp
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "killed")
     assert not (tmp_path / "killed" / "run.json").exists()
+    (tmp_path / "killed" / "init.safetensors").unlink()  # as Snakemake deletes an incomplete job's outputs
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
     train(cfg, tmp_path / "killed")
     _same_run(tmp_path / "whole", tmp_path / "killed")
