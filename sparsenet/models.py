@@ -70,10 +70,15 @@ def initialise(model: nn.Module, init: str, bn_init: str) -> None:
             mod.bias.zero_()
 
 
+def prunable_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Weight name -> its conv or linear module, in module order: the names masks and settings use."""
+    return {f"{mod_name}.weight" if mod_name else "weight": mod
+            for mod_name, mod in model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))}
+
+
 def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
     """Parameter name -> weight, for every conv and linear layer, in module order."""
-    return {f"{mod_name}.weight" if mod_name else "weight": mod.weight
-            for mod_name, mod in model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))}
+    return {name: mod.weight for name, mod in prunable_modules(model).items()}
 
 
 @register("lenet300_100", output="fc3.weight")

@@ -20,6 +20,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from sparsenet import models
 from sparsenet.masks import Mask
 
 MAX_DENSITY = 0.1  # measured: see README, Performance ("sparse kernels")
@@ -100,8 +101,7 @@ def chosen(mode: str, mask: torch.Tensor, device: torch.device) -> bool:
 def install(model: nn.Module, mask: Mask, mode: str) -> dict[str, Structure]:
     """Route the chosen linear layers of `model` through CSR kernels for `mask`; their structures by weight name."""
     routed = {}
-    for name, module in model.named_modules():
-        key = f"{name}.weight"
+    for key, module in models.prunable_modules(model).items():
         if isinstance(module, nn.Linear) and key in mask.layers and chosen(mode, mask.layers[key],
                                                                           module.weight.device):
             routed[key] = Structure(mask.layers[key].cpu())

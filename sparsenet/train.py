@@ -63,13 +63,10 @@ def lr_at(hp: TrainHparams, step: int, steps_per_epoch: int) -> float:
 def weight_grad_macs_per_sample(model: nn.Module, input_shape, device) -> dict[str, int]:
     """Multiply-adds per sample that one weight's gradient costs, per prunable layer (1 for linear, H*W for conv)."""
     factors, hooks = {}, []
-    for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            key = f"{name}.weight"
-
-            def hook(m, inp, out, key=key):
-                factors[key] = out.shape[2] * out.shape[3] if out.dim() == 4 else 1
-            hooks.append(mod.register_forward_hook(hook))
+    for key, mod in models.prunable_modules(model).items():
+        def hook(m, inp, out, key=key):
+            factors[key] = out.shape[2] * out.shape[3] if out.dim() == 4 else 1
+        hooks.append(mod.register_forward_hook(hook))
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -50,9 +50,8 @@ def wiring(model: nn.Module, mask: Mask, input_shape: tuple[int, ...],
     """One row per prunable layer: units, dead units, kept and effective weights, fan-in CV; then a row 'all'
     over the sparse layers (`dense_layers` left out, as density leaves them out)."""
     net = _path_network(model, mask)
-    weights = models.prunable(net)
-    modules = {f"{n}.weight" if n else "weight": m for n, m in net.named_modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))}
+    modules = models.prunable_modules(net)
+    weights = {name: m.weight for name, m in modules.items()}
     outputs: dict[str, torch.Tensor] = {}
 
     def keep(name):
