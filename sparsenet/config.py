@@ -14,7 +14,10 @@ from typing import Any
 import yaml
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-ALGORITHMS = ("dense", "imp", "snfs", "dnw", "dnw_freeze", "fixed")  # fixed: a given mask, as in retraining
+DYNAMIC = ("snfs", "dnw", "set", "rigl")  # mask-changing algorithms that can freeze: <name>_freeze
+# fixed: a given mask, as in retraining (sparsenet.algorithms.ALGORITHMS holds the classes; a test holds the two)
+ALGORITHMS = ("dense", "imp", *DYNAMIC, *(f"{n}_freeze" for n in DYNAMIC), "static", "gmp", "snip", "grasp",
+              "synflow", "magnitude_init", "fixed")
 SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
 IMP_SCOPES = ("global", "layerwise")
@@ -114,10 +117,17 @@ class TrainHparams:
 class AlgorithmHparams:
     algorithm: str = "dense"
     density: float = 1.0  # kept / prunable over the sparse layers (layers in dense_layers stay whole)
-    distribution: str = "uniform"  # per-layer densities of the initial mask (snfs, dnw, dnw_freeze)
+    distribution: str = "uniform"  # per-layer densities of the initial mask (snfs, dnw, set, rigl, static; gmp's)
     dense_layers: tuple[str, ...] = ()  # prunable weights kept dense, by parameter name
     prune_rate: float = 0.5  # snfs: fraction of kept weights pruned at the first epoch end, cosine-decayed
-    freeze_epoch: int = 1  # dnw_freeze: the mask is fixed after this many epochs
+    freeze_epoch: int = 1  # <dynamic>_freeze: the mask is fixed after this many epochs
+    update_interval: int = 100  # rigl, set: optimizer steps between mask updates
+    update_end: float = 0.75  # rigl, set: no mask update after this fraction of training
+    drop_fraction: float = 0.3  # rigl, set: fraction of kept weights dropped and regrown at the first update
+    gmp_start: float = 0.0167  # gmp: pruning starts at this fraction of training
+    gmp_end: float = 0.25  # gmp: the target density is reached at this fraction of training
+    gmp_interval: int = 500  # gmp: optimizer steps between pruning steps
+    synflow_rounds: int = 100  # synflow: scoring rounds, exponential schedule of densities
     imp_rate: float = 0.2  # imp: fraction of remaining weights pruned per round
     imp_scope: str = "global"
     imp_layer_rates: tuple[tuple[str, float], ...] = ()  # imp: per-layer rate multipliers, e.g. (("fc3.weight", 0.5),)
@@ -134,6 +144,14 @@ class AlgorithmHparams:
                f"must be one of {', '.join(DISTRIBUTIONS)}; got {self.distribution!r}")
         _check_fraction(self.prune_rate, "prune_rate", low_open=False, high_open=True)
         _check(self.freeze_epoch >= 1, "freeze_epoch", f"must be >= 1, got {self.freeze_epoch!r}")
+        _check(self.update_interval >= 1, "update_interval", f"must be >= 1, got {self.update_interval!r}")
+        _check_fraction(self.update_end, "update_end", low_open=True, high_open=False)
+        _check_fraction(self.drop_fraction, "drop_fraction", low_open=True, high_open=True)
+        _check_fraction(self.gmp_start, "gmp_start", low_open=False, high_open=True)
+        _check_fraction(self.gmp_end, "gmp_end", low_open=True, high_open=False)
+        _check(self.gmp_start < self.gmp_end, "gmp_end", f"must be above gmp_start={self.gmp_start}, got {self.gmp_end!r}")
+        _check(self.gmp_interval >= 1, "gmp_interval", f"must be >= 1, got {self.gmp_interval!r}")
+        _check(self.synflow_rounds >= 1, "synflow_rounds", f"must be >= 1, got {self.synflow_rounds!r}")
         _check_fraction(self.imp_rate, "imp_rate", low_open=True, high_open=True)
         _check(self.imp_scope in IMP_SCOPES, "imp_scope",
                f"must be one of {', '.join(IMP_SCOPES)}; got {self.imp_scope!r}")
@@ -175,7 +193,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
-        if self.algorithm.algorithm == "dnw_freeze":
+        if self.algorithm.algorithm.endswith("_freeze"):
             _check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
                    f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
         if self.algorithm.algorithm == "imp":

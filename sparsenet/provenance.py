@@ -14,7 +14,11 @@ PACKAGE_DIR = Path(__file__).parent
 TRAINING_CODE = ("config.py", "data.py", "datasets.py", "models.py", "masks.py", "train.py", "execution.py",
                  "sparse.py", "optim.py", "checkpoint.py", "files.py", "provenance.py", "algorithms/base.py")
 ALGORITHM_CODE = {"dense": ("dense.py",), "imp": ("imp.py",), "snfs": ("snfs.py",), "dnw": ("dnw.py",),
-                  "dnw_freeze": ("dnw.py", "dnw_freeze.py"), "fixed": ()}
+                  "rigl": ("rigl.py",), "set": ("rigl.py", "set.py"), "static": ("static.py",), "gmp": ("gmp.py",),
+                  "snip": ("at_init.py", "snip.py"), "grasp": ("at_init.py", "grasp.py"),
+                  "synflow": ("at_init.py", "synflow.py"), "magnitude_init": ("at_init.py", "magnitude_init.py"),
+                  "fixed": ()}
+ALGORITHM_CODE.update({f"{n}_freeze": (*ALGORITHM_CODE[n], "freeze.py") for n in ("snfs", "dnw", "set", "rigl")})
 
 
 def training_code(algorithm: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:

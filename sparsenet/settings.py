@@ -35,12 +35,22 @@ HELP: dict[str, tuple[str, str]] = {
                            "fraction of epoch 1"),
     "algorithm": ("the sparse-training algorithm (fixed: train under a given mask, as retraining does)", ""),
     "density": ("kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense", "fraction"),
-    "distribution": ("per-layer densities of the initial mask (snfs, dnw, dnw_freeze, random masks)", ""),
+    "distribution": ("per-layer densities of the mask (snfs, dnw, set, rigl, static, gmp's schedule, random masks)",
+                     ""),
     "dense_layers": ("prunable weights kept whole, by name (`sparsenet layers MODEL` lists them, e.g. fc3.weight); "
                      "comma-separated", ""),
     "prune_rate": ("snfs: fraction of kept weights pruned and regrown at the first update, decaying by cosine, "
                    "in [0, 1)", "fraction"),
-    "freeze_epoch": ("dnw_freeze: the mask is fixed after this many epochs, in [1, epochs)", "epochs"),
+    "freeze_epoch": ("snfs_freeze, dnw_freeze, set_freeze, rigl_freeze: the mask is fixed after this many epochs, "
+                     "in [1, epochs)", "epochs"),
+    "update_interval": ("rigl, set: optimizer steps between mask updates, >= 1", "steps"),
+    "update_end": ("rigl, set: no mask update after this fraction of training, in (0, 1]", "fraction"),
+    "drop_fraction": ("rigl, set: fraction of each layer's kept weights dropped and regrown at the first update, "
+                      "decaying by cosine to 0 at update_end, in (0, 1)", "fraction"),
+    "gmp_start": ("gmp: the cubic pruning schedule starts at this fraction of training, in [0, 1)", "fraction"),
+    "gmp_end": ("gmp: the target density is reached at this fraction of training, above gmp_start", "fraction"),
+    "gmp_interval": ("gmp: optimizer steps between pruning steps, >= 1", "steps"),
+    "synflow_rounds": ("synflow: scoring rounds, densities on an exponential schedule, >= 1", ""),
     "imp_rate": ("imp: fraction of the remaining weights pruned per round, in (0, 1)", "fraction"),
     "imp_scope": ("imp: rank weights across all sparse layers (global) or within each layer", ""),
     "imp_layer_rates": ("imp: per-layer multipliers of imp_rate, as name:multiplier pairs (e.g. fc3.weight:0.5)", ""),

@@ -139,14 +139,20 @@ class Run:
         self.forward_fn = execution.forward_fn(self.model, cfg.execution)
         init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.weights = models.prunable(self.model)
-        self.algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
-                                                         generator=torch.Generator().manual_seed(cfg.seed))
+        self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
+        algorithm = ALGORITHMS[cfg.algorithm.algorithm]
+        batch = None  # pruning at initialisation scores on the run's first training batch
+        if mask is None and getattr(algorithm, "needs_batch", False):
+            batch = next(iter(self.batcher.epoch(self.train_split, torch.Generator().manual_seed(cfg.seed))))
+        self.algo = algorithm(cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
+                              generator=torch.Generator().manual_seed(cfg.seed),
+                              steps_per_epoch=self.steps_per_epoch, model=self.model, batch=batch)
         hp = cfg.train
         self.optimizer = SGD(self.model.parameters(), lr=hp.lr, momentum=hp.momentum,
                              nesterov=hp.nesterov and hp.momentum > 0, weight_decay=hp.weight_decay)
+        self.algo.optimizer = self.optimizer
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
         self.macs = weight_grad_macs_per_sample(self.model, spec.input_shape, dev)
-        self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
         self.snapshot_steps = {max(1, round(f * self.steps_per_epoch)): f for f in hp.snapshot_fractions}
         self.history: list[dict] = []
         self.snapshots: list[dict[str, torch.Tensor]] = []  # bit-packed: a long run keeps hundreds
@@ -162,8 +168,8 @@ class Run:
         self.model.train()
 
     def route_sparse(self) -> None:
-        """Once the mask is fixed (no dense gradients), route the chosen layers through CSR kernels."""
-        if self.sparse_layers is None and not self.algo.dense_gradients:
+        """Once the mask is fixed for the rest of the run, route the chosen layers through CSR kernels."""
+        if self.sparse_layers is None and self.algo.mask_fixed:
             routed = sparse.install(self.model, self.algo.mask(), self.sparse_mode)
             self.sparse_layers = list(routed)
             self.algo.exact_layers = frozenset(routed)
@@ -206,7 +212,7 @@ class Run:
 
     def begin_epoch(self, epoch: int):
         """Reset the epoch's sums and return its batches (data order seeded per run and epoch: resumable)."""
-        self.dense_grad = self.algo.dense_gradients
+        self.dense_samples = 0  # samples of the steps that needed dense gradients
         self.loss_sum = torch.zeros((), device=self.dev)
         self.correct = torch.zeros((), device=self.dev, dtype=torch.long)
         self.epoch_start = time.perf_counter()
@@ -220,6 +226,8 @@ class Run:
 
     def after_step(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
         """After the backward pass: the algorithm's hooks around the optimizer step, then bookkeeping."""
+        if self.algo.dense_gradients:
+            self.dense_samples += len(y)
         self.algo.after_backward()
         self.optimizer.step()
         self.algo.after_step()
@@ -234,7 +242,8 @@ class Run:
         n = len(self.train_split)
         train_loss = self.loss_sum.item() / n
         kept = {name: int(m.sum()) for name, m in self.algo.mask().layers.items()}
-        grad_macs = n * sum(self.macs[k] * (w.numel() if self.dense_grad else kept[k]) for k, w in self.weights.items())
+        dense = self.dense_samples  # dense gradients on these samples, kept weights only on the others
+        grad_macs = sum(self.macs[k] * (dense * w.numel() + (n - dense) * kept[k]) for k, w in self.weights.items())
         self.diverged = not math.isfinite(train_loss)
         # evaluate before the algorithm's epoch-end update, as sparse_learning's mnist_cifar/main.py does
         test_loss, test_acc = self.evaluate(self.test_split)
@@ -246,7 +255,7 @@ class Run:
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": self.correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
                "density": self.density, "weight_grad_macs": grad_macs,
-               "dense_gradients": self.dense_grad, "train_s": train_s, "samples_per_s": n / train_s}
+               "dense_gradients": dense > 0, "train_s": train_s, "samples_per_s": n / train_s}
         if val is not None:
             row["val_loss"], row["val_acc"] = val
         self.history.append(row)

@@ -11,14 +11,20 @@ from sparsenet.models import prunable
 
 
 class Harness:
-    def __init__(self, algorithm, density=0.1, epochs=5, mask=None, **hp):
+    """A small MLP, random data and torch's SGD driven the way the trainer drives an algorithm."""
+
+    def __init__(self, algorithm, density=0.1, epochs=5, mask=None, steps_per_epoch=5, **hp):
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 5))
         self.weights = prunable(self.model)
         self.hp = AlgorithmHparams(algorithm=algorithm, density=density, **hp)
+        self.batch = (torch.randn(64, 20, generator=torch.Generator().manual_seed(2)),
+                      torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(3)))
         self.algo = ALGORITHMS[algorithm](self.hp, self.weights, epochs, mask=mask,
-                                          generator=torch.Generator().manual_seed(0))
+                                          generator=torch.Generator().manual_seed(0), steps_per_epoch=steps_per_epoch,
+                                          model=self.model, batch=self.batch)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        self.algo.optimizer = self.opt
         self.data = torch.Generator().manual_seed(1)
         self.epoch = 0
 
@@ -47,9 +53,10 @@ class Harness:
 TOTAL = 20 * 40 + 40 * 30 + 30 * 5
 
 
-@pytest.mark.parametrize("algorithm", ["snfs", "dnw", "dnw_freeze"])
+@pytest.mark.parametrize("algorithm", ["snfs", "dnw", "dnw_freeze", "set", "rigl", "rigl_freeze", "set_freeze",
+                                       "snfs_freeze", "static", "snip", "grasp", "synflow", "magnitude_init"])
 def test_density_is_exact_after_every_update(algorithm):
-    h = Harness(algorithm, density=0.1, freeze_epoch=2)
+    h = Harness(algorithm, density=0.1, freeze_epoch=2, update_interval=2)
     for _ in range(4):
         for _ in range(3):
             h.step()
@@ -59,13 +66,14 @@ def test_density_is_exact_after_every_update(algorithm):
         assert h.algo.mask().kept() == round(0.1 * TOTAL)
 
 
-@pytest.mark.parametrize("algorithm", ["snfs", "imp", "dnw_freeze"])
+@pytest.mark.parametrize("algorithm", ["snfs", "imp", "dnw_freeze", "set", "rigl", "gmp", "static", "snip", "grasp",
+                                       "synflow", "magnitude_init", "rigl_freeze", "snfs_freeze"])
 def test_absent_weights_stay_exactly_zero(algorithm):
     mask = None
     if algorithm == "imp":
         w = prunable(Harness("dense", density=1.0).model)
         mask = Mask.random(w, {n: t.numel() // 4 for n, t in w.items()}, torch.Generator().manual_seed(5))
-    h = Harness(algorithm, density=0.1, freeze_epoch=1, mask=mask)
+    h = Harness(algorithm, density=0.1, freeze_epoch=1, mask=mask, update_interval=2, gmp_interval=2)
     for _ in range(3):
         h.run_epoch()
         for n, m in h.algo.mask().layers.items():

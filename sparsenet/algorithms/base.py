@@ -2,8 +2,9 @@
 
 The trainer calls, per step: ``with algo.forward_weights(): forward + backward``; ``after_backward()``;
 ``optimizer.step()``; ``after_step()``; and ``end_of_epoch(epoch, optimizer)`` after each epoch. ``mask()`` is
-the structure at that moment (for snapshots), ``dense_gradients`` says whether absent weights receive gradients
-(the E4 cost model).
+the structure at that moment (for snapshots); ``dense_gradients`` says whether this step needs the gradient of
+absent weights (the E4 cost model, counted per step); ``mask_fixed`` whether the mask stays as it is for the
+rest of the run (sparse kernels need that); ``mask_changes`` whether the algorithm ever changes its mask (E3).
 """
 from __future__ import annotations
 
@@ -20,15 +21,25 @@ class Algorithm:
     """Fixed mask: absent weights are zero after every step and get no gradient (imp; dense with no mask)."""
 
     dense_gradients = False
+    mask_fixed = True
+    mask_changes = False
+    masks_weights = True  # absent weights are zero from the start (dnw: the weights stay dense)
+    # the trainer's optimizer, set by the trainer: for algorithms that reset the momentum of weights they grow
+    optimizer: torch.optim.Optimizer | None = None
     # layers whose kernels give absent weights an exact zero gradient (sparsenet.sparse): with zero weights and
     # zero momentum there, SGD keeps them zero, so masking their gradients and weights each step is skipped
     exact_layers: frozenset[str] = frozenset()
 
     def __init__(self, hp: AlgorithmHparams, weights: dict[str, torch.nn.Parameter], epochs: int,
-                 mask: Mask | None = None, generator: torch.Generator | None = None):
+                 mask: Mask | None = None, generator: torch.Generator | None = None, *, steps_per_epoch: int = 1,
+                 model: torch.nn.Module | None = None, batch: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """`model` and `batch` (the run's first training batch) are for algorithms that score weights at
+        initialisation; `steps_per_epoch` for those that act every few steps."""
         self.hp, self.weights, self.epochs = hp, weights, epochs
+        self.steps_per_epoch, self.model, self.batch = steps_per_epoch, model, batch
         self._mask = (mask if mask is not None else self.initial_mask(generator)).like(weights)
-        self.after_step()
+        if self.masks_weights:
+            self._mask.apply(self.weights)
 
     def counts(self) -> dict[str, int]:
         """Kept weights per layer at the configured density and distribution."""

@@ -18,6 +18,7 @@ from sparsenet.masks import Mask, topk_mask
 
 class DNW(Algorithm):
     dense_gradients = True
+    mask_fixed, mask_changes, masks_weights = False, True, False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -33,6 +33,7 @@ DENSE_LAYER = 0.8  # adjust_prune_rate: layers denser than this may prune less
 
 class SNFS(Algorithm):
     dense_gradients = True
+    mask_fixed, mask_changes = False, True
 
     def after_backward(self) -> None:
         pass  # absent weights need their gradient: it feeds the momentum that decides regrowth

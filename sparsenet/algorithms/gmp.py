@@ -1,0 +1,66 @@
+"""Gradual magnitude pruning, GMP (Zhu & Gupta 2017): from dense to the target density on a cubic schedule.
+
+Follows TensorFlow's model_pruning library as google-research/rigl runs it (rigl/mnist/mnist_train_eval.py:
+prune_begin_step 2000, prune_end_step 30000, pruning_frequency 500 of its 120000 steps; here the start and end
+as fractions of training, 2000/120000 and 30000/120000): at step t in [start, end], every `gmp_interval` steps
+and at the end step, each sparse layer keeps its largest-magnitude kept weights at density
+
+    d(t) = d_f + (1 - d_f) (1 - (t - start) / (end - start))^3
+
+(model_pruning's _get_sparsity with exponent 3, initial sparsity 0), the same in every layer (the library
+prunes each layer by its own threshold) or by `distribution`. Pruned weights stay zero and get no gradient, so
+they never return; the target is reached exactly at the end step.
+"""
+from __future__ import annotations
+
+import torch
+
+from sparsenet.algorithms.base import Algorithm
+from sparsenet.masks import Mask, layer_counts, topk_mask
+
+
+class GMP(Algorithm):
+    mask_changes = True
+
+    def __init__(self, *args, **kwargs):
+        self.step = 0
+        super().__init__(*args, **kwargs)
+
+    def initial_mask(self, generator):
+        return Mask.ones_like(self.weights)
+
+    def _step_at(self, fraction: float) -> int:
+        return round(fraction * self.epochs * self.steps_per_epoch)
+
+    @property
+    def mask_fixed(self) -> bool:
+        return self.step >= self._step_at(self.hp.gmp_end)
+
+    def density_at(self, t: int) -> float:
+        start, end = self._step_at(self.hp.gmp_start), self._step_at(self.hp.gmp_end)
+        progress = min(max((t - start) / max(end - start, 1), 0.0), 1.0)
+        return self.hp.density + (1 - self.hp.density) * (1 - progress) ** 3
+
+    def update_due(self, t: int) -> bool:
+        start, end = self._step_at(self.hp.gmp_start), self._step_at(self.hp.gmp_end)
+        return start <= t <= end and ((t - start) % self.hp.gmp_interval == 0 or t == end)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.step += 1
+        super().after_step()
+        if self.update_due(self.step):
+            shapes = {n: w.shape for n, w in self.weights.items()}
+            counts = layer_counts(shapes, self.density_at(self.step), self.hp.distribution, self.hp.dense_layers)
+            self._mask = Mask({n: topk_mask(torch.where(m, self.weights[n].abs(), torch.full_like(m, -1.0,
+                                                                                           dtype=self.weights[n].dtype)),
+                                            min(counts[n], int(m.sum())))
+                               for n, m in self._mask.layers.items()})
+            self._mask.apply(self.weights)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.step = state["step"]

@@ -1,0 +1,20 @@
+"""SNIP (Lee et al. 2019): connection sensitivity |g * w| on one training batch, at initialisation.
+
+Follows namhoonlee/snip-public, snip/snip.py: the saliency of a weight is |dL/dc| for a multiplicative mask c = 1,
+that is |g * w|, from one batch of the training data (there, a batch of the run's batch size); ranked globally
+over the sparse layers (sparsenet.algorithms.at_init), the mask then fixed for training.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sparsenet.algorithms.at_init import AtInit
+
+
+class SNIP(AtInit):
+    def scores(self, mask=None) -> dict[str, torch.Tensor]:
+        model, weights = self.scoring_copy()
+        x, y = self.batch
+        nn.functional.cross_entropy(model(x), y).backward()
+        return {n: (w.grad * w).abs().detach() for n, w in weights.items()}

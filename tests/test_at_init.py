@@ -1,0 +1,132 @@
+"""Pruning at initialisation and static masks: each score equals a direct computation on a small model."""
+import pytest
+import torch
+from torch import nn
+
+from sparsenet.algorithms import ALGORITHMS
+from sparsenet.algorithms.at_init import global_topk
+from sparsenet.algorithms.grasp import TEMPERATURE
+from sparsenet.config import AlgorithmHparams
+from sparsenet.masks import Mask, layer_counts
+from sparsenet.models import prunable
+
+
+def tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 7), nn.ReLU(), nn.Linear(7, 3))
+
+
+BATCH = (torch.randn(16, 6, generator=torch.Generator().manual_seed(1)),
+         torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(2)))
+NAMES = ["0.weight", "2.weight", "4.weight"]
+
+
+def algorithm(name, model, density=0.3, **hp):
+    return ALGORITHMS[name](AlgorithmHparams(algorithm=name, density=density, **hp), prunable(model), 3,
+                            generator=torch.Generator().manual_seed(0), model=model, batch=BATCH)
+
+
+def flat_loss(model, flat, temperature=1.0):
+    """The loss as a function of the three weight matrices, flattened into one vector (biases fixed)."""
+    shapes = [model[i].weight.shape for i in (0, 2, 4)]
+    parts, offset = [], 0
+    for s in shapes:
+        parts.append(flat[offset:offset + s.numel()].view(s))
+        offset += s.numel()
+    x = torch.relu(nn.functional.linear(BATCH[0], parts[0], model[0].bias))
+    x = torch.relu(nn.functional.linear(x, parts[1], model[2].bias))
+    return nn.functional.cross_entropy(nn.functional.linear(x, parts[2], model[4].bias) / temperature, BATCH[1])
+
+
+def flat_weights(model):
+    return torch.cat([model[i].weight.detach().flatten() for i in (0, 2, 4)])
+
+
+def expected_mask(model, score, density):
+    return global_topk(unflat(model, score), round(density * score.numel()), prunable(model))
+
+
+def unflat(model, flat):
+    out, offset = {}, 0
+    for name, i in zip(NAMES, (0, 2, 4)):
+        n = model[i].weight.numel()
+        out[name] = flat[offset:offset + n].view(model[i].weight.shape)
+        offset += n
+    return out
+
+
+def test_snip_keeps_the_largest_connection_sensitivity():
+    model = tiny()
+    w = flat_weights(model).requires_grad_()
+    g = torch.autograd.grad(flat_loss(model, w), w)[0]
+    mask = algorithm("snip", model).mask()
+    assert mask.equal(expected_mask(model, (g * w).abs().detach(), 0.3))
+
+
+def test_grasp_removes_the_largest_minus_w_hg():
+    model = tiny()
+    w = flat_weights(model)
+    g = torch.autograd.functional.jacobian(lambda v: flat_loss(model, v, TEMPERATURE), w)
+    hessian = torch.autograd.functional.hessian(lambda v: flat_loss(model, v, TEMPERATURE), w)
+    score = -w * (hessian @ g)
+    mask = algorithm("grasp", model).mask()
+    assert mask.equal(expected_mask(model, -score, 0.3))  # kept: the smallest -w*Hg
+
+
+def test_magnitude_init_keeps_the_largest_initial_weights_globally():
+    model = tiny()
+    assert algorithm("magnitude_init", model).mask().equal(expected_mask(model, flat_weights(model).abs(), 0.3))
+
+
+def synflow_scores(model, mask):
+    """|dR/dw * w| with R = 1' |W3| relu(|W2| relu(|W1| 1 + |b1|) + |b2|) + |b3|, written out by hand."""
+    w = [(model[i].weight.detach().double().abs() * mask.layers[n]).requires_grad_() for n, i in zip(NAMES, (0, 2, 4))]
+    b = [model[i].bias.detach().double().abs() for i in (0, 2, 4)]
+    h = torch.relu(w[0] @ torch.ones(6, dtype=torch.float64) + b[0])
+    h = torch.relu(w[1] @ h + b[1])
+    (w[2] @ h + b[2]).sum().backward()
+    return {n: (t.grad * t).abs() for n, t in zip(NAMES, w)}
+
+
+def test_synflow_iterates_its_exponential_schedule_on_synaptic_flow():
+    model, rounds, density = tiny(), 4, 0.2
+    mask = Mask.ones_like(prunable(model))
+    for r in range(1, rounds + 1):
+        d = density ** (r / rounds)
+        mask = global_topk(synflow_scores(model, mask), round(d * mask.size()), prunable(model))
+    assert algorithm("synflow", model, density=density, synflow_rounds=rounds).mask().equal(mask)
+
+
+def test_synflow_never_disconnects_a_layer():
+    model = nn.Sequential(nn.Linear(100, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
+    mask = ALGORITHMS["synflow"](AlgorithmHparams(algorithm="synflow", density=0.002, synflow_rounds=100),
+                                 prunable(model), 1, model=model, batch=(torch.zeros(1, 100), None)).mask()
+    assert all(int(m.sum()) > 0 for m in mask.layers.values())
+    assert mask.kept() == round(0.002 * mask.size())
+
+
+def test_global_ranking_keeps_one_weight_in_a_layer_it_would_empty():
+    weights = {"a": torch.zeros(4, 5), "b": torch.zeros(3, 3)}
+    scores = {"a": torch.arange(20.0).view(4, 5) + 100, "b": torch.arange(9.0).view(3, 3)}
+    mask = global_topk(scores, 5, weights)
+    assert int(mask.layers["b"].sum()) == 1 and mask.layers["b"][2, 2]
+    assert int(mask.layers["a"].sum()) == 4 and mask.layers["a"].flatten()[16:].all()
+    assert global_topk(scores, 5, weights, dense_layers=("b",)).layers["b"].all()
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "erk"])
+def test_static_draws_a_random_mask_with_the_distribution_counts(distribution):
+    model = tiny()
+    mask = algorithm("static", model, distribution=distribution).mask()
+    shapes = {n: w.shape for n, w in prunable(model).items()}
+    assert {n: int(m.sum()) for n, m in mask.layers.items()} == layer_counts(shapes, 0.3, distribution)
+
+
+@pytest.mark.parametrize("name", ["snip", "grasp", "synflow"])
+def test_scoring_leaves_the_model_untouched_but_for_the_mask(name):
+    model = tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    mask = algorithm(name, model).mask().layers
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k] * mask[k] if k in mask else before[k]), k

@@ -1,0 +1,120 @@
+"""The invariants of the dynamic algorithms beyond the paper (rigl, set, gmp) and of freezing any of them."""
+import copy
+import math
+
+import pytest
+import torch
+
+from sparsenet.masks import layer_counts
+from tests.test_algorithms import Harness
+
+
+def update_step(h):
+    """Take steps until one ends in a mask update; return (mask before, dense |gradient| of that step)."""
+    seen = {}
+    while True:
+        due = h.algo.update_due()
+        before = h.algo.mask().clone()
+        h.step(inspect=lambda: seen.update(grad={n: g.clone() for n, g in h.algo._grad.items()}) if due else None)
+        if due:
+            return before, seen["grad"]
+
+
+@pytest.mark.parametrize("algorithm", ["rigl", "set"])
+def test_drop_and_grow_the_same_number_per_layer_and_grown_weights_start_at_zero(algorithm):
+    h = Harness(algorithm, density=0.2, update_interval=3)
+    for _ in range(3):
+        t_before = h.algo.step
+        before, _ = update_step(h)
+        fraction = h.algo.drop_fraction(h.algo.step)
+        assert h.algo.step == t_before + 3 - t_before % 3
+        for n, m in h.algo.mask().layers.items():
+            old = before.layers[n]
+            assert int(m.sum()) == int(old.sum())
+            assert int((old & ~m).sum()) <= int(int(old.sum()) * fraction)
+            new = m & ~old
+            assert (h.weights[n][new] == 0).all()
+            assert (h.opt.state[h.weights[n]]["momentum_buffer"][new] == 0).all()
+        changed = sum(int((h.algo.mask().layers[n] & ~before.layers[n]).sum()) for n in before.layers)
+        assert changed > 0
+
+
+def test_rigl_grows_where_the_dense_gradient_is_largest():
+    h = Harness("rigl", density=0.2, update_interval=2)
+    before, grad = update_step(h)
+    grew = 0
+    for n, m in h.algo.mask().layers.items():
+        new, never = m & ~before.layers[n], ~m & ~before.layers[n]
+        if new.any():
+            grew += int(new.sum())
+            assert grad[n][new].min() >= grad[n][never].max()
+    assert grew > 0
+
+
+def test_rigl_needs_dense_gradients_only_at_update_steps_until_update_end():
+    h = Harness("rigl", density=0.2, epochs=4, steps_per_epoch=5, update_interval=3, update_end=0.5)
+    flags = []
+    for _ in range(20):
+        flags.append(h.algo.dense_gradients)
+        h.step()
+    # steps 1..20; updates at multiples of 3 up to 0.5 * 20 = 10
+    assert [i + 1 for i, f in enumerate(flags) if f] == [3, 6, 9]
+
+
+def test_rigl_drop_fraction_decays_by_cosine_to_zero_at_update_end():
+    h = Harness("rigl", density=0.2, epochs=4, steps_per_epoch=25, drop_fraction=0.3, update_end=0.5)
+    assert h.algo.drop_fraction(0) == pytest.approx(0.3)
+    assert h.algo.drop_fraction(25) == pytest.approx(0.15)
+    assert h.algo.drop_fraction(50) == pytest.approx(0.0)
+
+
+def test_gmp_follows_the_cubic_schedule_step_by_step_and_reaches_the_target():
+    epochs, spe, target = 4, 10, 0.1
+    h = Harness("gmp", density=target, epochs=epochs, steps_per_epoch=spe, gmp_start=0.1, gmp_end=0.6, gmp_interval=3)
+    start, end = 4, 24  # 0.1 and 0.6 of 40 steps
+    shapes = {n: w.shape for n, w in h.weights.items()}
+    expected = {n: w.numel() for n, w in h.weights.items()}
+    for t in range(1, epochs * spe + 1):
+        h.step()
+        if start <= t <= end and ((t - start) % 3 == 0 or t == end):
+            d = target + (1 - target) * (1 - (t - start) / (end - start)) ** 3
+            expected = layer_counts(shapes, d, "uniform")
+        assert {n: int(m.sum()) for n, m in h.algo.mask().layers.items()} == expected, t
+    assert h.algo.mask().kept() == round(target * sum(math.prod(s) for s in shapes.values()))
+    assert h.algo.mask_fixed
+
+
+@pytest.mark.parametrize("algorithm", ["dnw_freeze", "snfs_freeze", "set_freeze", "rigl_freeze"])
+def test_frozen_variants_stop_changing_the_mask_and_give_absent_weights_no_gradient(algorithm):
+    h = Harness(algorithm, density=0.1, freeze_epoch=1, update_interval=2)
+    assert not h.algo.mask_fixed
+    h.run_epoch()
+    assert h.algo.mask_fixed and not h.algo.dense_gradients
+    frozen = h.algo.mask().clone()
+
+    def check():
+        for n, m in frozen.layers.items():
+            assert (h.weights[n].grad[~m] == 0).all()
+    for _ in range(3):
+        for _ in range(5):
+            h.step(inspect=check)
+        h.epoch += 1
+        h.algo.end_of_epoch(h.epoch, h.opt)
+        assert h.algo.mask().equal(frozen)
+
+
+@pytest.mark.parametrize("algorithm", ["rigl", "set", "gmp", "rigl_freeze"])
+def test_state_round_trips_through_a_checkpoint(algorithm):
+    """A resumed run continues the same schedule: step counters, masks and random growth are saved."""
+    a = Harness(algorithm, density=0.2, update_interval=2, gmp_interval=2, freeze_epoch=2)
+    for _ in range(7):
+        a.step()
+    b = Harness(algorithm, density=0.2, update_interval=2, gmp_interval=2, freeze_epoch=2)
+    b.model.load_state_dict(a.model.state_dict())
+    b.opt.load_state_dict(copy.deepcopy(a.opt.state_dict()))  # torch's would share a's buffers
+    b.algo.load_state_dict(copy.deepcopy(a.algo.state_dict()))
+    b.data.set_state(a.data.get_state())
+    for _ in range(6):
+        a.step()
+        b.step()
+    assert a.algo.mask().equal(b.algo.mask())
