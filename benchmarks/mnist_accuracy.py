@@ -7,6 +7,9 @@ per round; imp prunes 20% per round globally, output layer kept dense, 15 rounds
 momentum's `sparse_learning_mnist` (100 epochs, Nesterov SGD, uniform layer densities). DNW has no MNIST recipe
 of its own, so dnw and dnw_freeze (freeze_epoch 1) use snfs's (the dynamic algorithms compare on one footing),
 with DNW's own initialisation, Kaiming normal (allenai/dnw, imagenet_sparsity_experiments/.../resnet.py).
+The algorithms beyond the paper (set, rigl, gmp, static, snip, grasp, synflow, magnitude_init) use snfs's recipe
+as it stands, PyTorch's initialisation included: sparse momentum's repository is where SET's and SNIP's published
+MNIST numbers for LeNet-300-100 come from.
 `--epochs` overrides every recipe's length (step milestones scaled with it). Runs are ordinary run folders
 (resumable: rerun the same command to go on, or to print the table of finished runs); the table is printed as
 Markdown and written as table.parquet.
@@ -23,8 +26,10 @@ RECIPES = {"dense": ("open_lth_mnist_lenet_300_100", {"density": 1.0}),
            "imp": ("open_lth_mnist_lenet_300_100", {}),
            "snfs": ("sparse_learning_mnist", {}),
            "dnw": ("sparse_learning_mnist", {"init": "kaiming_normal"}),
-           "dnw_freeze": ("sparse_learning_mnist", {"init": "kaiming_normal", "freeze_epoch": 1})}
-COST = {"imp": 4, "dnw": 3, "dnw_freeze": 2, "snfs": 1, "dense": 0}  # longest first balances the workers
+           "dnw_freeze": ("sparse_learning_mnist", {"init": "kaiming_normal", "freeze_epoch": 1}),
+           **{a: ("sparse_learning_mnist", {}) for a in ("set", "rigl", "gmp", "static", "snip", "grasp", "synflow",
+                                                          "magnitude_init")}}
+COST = {"imp": 4, "dnw": 3, "dnw_freeze": 2, "snfs": 1, "rigl": 1, "dense": 0}  # longest first balances the workers
 
 
 def one(algorithm: str, seed: int, density: float, epochs: int | None, out: Path) -> dict:
@@ -61,7 +66,7 @@ def main() -> None:
     p.add_argument("--algorithms", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     args = p.parse_args()
-    tasks = sorted(((a, s) for a in args.algorithms for s in args.seeds), key=lambda t: -COST[t[0]])
+    tasks = sorted(((a, s) for a in args.algorithms for s in args.seeds), key=lambda t: -COST.get(t[0], 1))
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(one, a, s, args.density, args.epochs, args.out) for a, s in tasks]
         rows = [f.result() for f in futures]

@@ -44,7 +44,7 @@ def cmd_train(args) -> None:
         if "{seed}" not in str(args.out):
             raise ConfigError(f"--out must contain {{seed}} with --stack-seeds, got {args.out}")
         if cfg.algorithm.algorithm == "imp":
-            raise ConfigError("algorithm: imp trains in rounds; stack seeds of dense, snfs, dnw or dnw_freeze")
+            raise ConfigError("algorithm: imp trains in rounds; stack seeds of any other algorithm")
         outs = [Path(str(args.out).format(seed=s)) for s in args.stack_seeds]
         for out, record in zip(outs, stacked.train_stacked(cfg, args.stack_seeds, outs, data_root=args.data_root,
                                                            device=args.device)):

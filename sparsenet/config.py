@@ -149,7 +149,8 @@ class AlgorithmHparams:
         _check_fraction(self.drop_fraction, "drop_fraction", low_open=True, high_open=True)
         _check_fraction(self.gmp_start, "gmp_start", low_open=False, high_open=True)
         _check_fraction(self.gmp_end, "gmp_end", low_open=True, high_open=False)
-        _check(self.gmp_start < self.gmp_end, "gmp_end", f"must be above gmp_start={self.gmp_start}, got {self.gmp_end!r}")
+        _check(self.gmp_start < self.gmp_end, "gmp_end",
+               f"must be above gmp_start={self.gmp_start}, got {self.gmp_end!r}")
         _check(self.gmp_interval >= 1, "gmp_interval", f"must be >= 1, got {self.gmp_interval!r}")
         _check(self.synflow_rounds >= 1, "synflow_rounds", f"must be >= 1, got {self.synflow_rounds!r}")
         _check_fraction(self.imp_rate, "imp_rate", low_open=True, high_open=True)

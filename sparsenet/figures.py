@@ -17,7 +17,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
 
 FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity", "e6_wiring")
-SPARSE = ["imp", "snfs", "dnw"]
+# the paper's algorithms, then the dynamic ones beyond it, then fixed masks from the start
+SPARSE = ["imp", "snfs", "dnw", "set", "rigl", "gmp", "static", "snip", "grasp", "synflow", "magnitude_init"]
 
 
 def _line(ax, frame: pd.DataFrame, x: str, y: str, label: str, **style) -> None:
@@ -104,25 +105,29 @@ def e3_emergence(t):
 
 
 def e4_freeze(t):
+    """One row per frozen algorithm: accuracy against freeze epoch k, and cost against the unfrozen algorithm."""
     fr = t["freeze"]
-    fig, (acc, cost) = plt.subplots(1, 2, figsize=(8, 3.5))
-    for density, sub in fr.groupby("density"):
-        frozen = sub[sub["algorithm"] == "dnw_freeze"]
-        line = acc.plot([], [])[0]
-        _line(acc, frozen, "freeze_epoch", "test_acc", f"dnw_freeze, density {density:g}", color=line.get_color())
-        dnw = sub[sub["algorithm"] == "dnw"]["test_acc"]
-        if len(dnw):
-            acc.axhline(dnw.mean(), ls="--", color=line.get_color(), label=f"dnw, density {density:g}")
-        _line(cost, frozen, "freeze_epoch", "grad_macs_vs_dnw", f"gradient work, density {density:g}",
-              color=line.get_color())
-        _line(cost, frozen, "freeze_epoch", "train_s_vs_dnw", f"measured time, density {density:g}",
-              color=line.get_color(), ls=":")
-    acc.set(xlabel="freeze epoch k", ylabel="test accuracy", title="E4: freeze the mask after k epochs")
-    cost.set(xlabel="freeze epoch k", ylabel="fraction of dnw's", ylim=(0, 1.05),
-             title="E4: cost against dnw")
-    for ax in (acc, cost):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
+    frozen_names = [a for a in SPARSE if f"{a}_freeze" in set(fr["algorithm"])] or ["dnw"]
+    fig, axes = plt.subplots(len(frozen_names), 2, figsize=(8, 3.5 * len(frozen_names)), squeeze=False)
+    for (acc, cost), name in zip(axes, frozen_names):
+        for density, sub in fr.groupby("density"):
+            frozen = sub[sub["algorithm"] == f"{name}_freeze"]
+            line = acc.plot([], [])[0]
+            _line(acc, frozen, "freeze_epoch", "test_acc", f"{name}_freeze, density {density:g}",
+                  color=line.get_color())
+            unfrozen = sub[sub["algorithm"] == name]["test_acc"]
+            if len(unfrozen):
+                acc.axhline(unfrozen.mean(), ls="--", color=line.get_color(), label=f"{name}, density {density:g}")
+            _line(cost, frozen, "freeze_epoch", "grad_macs_vs_unfrozen", f"gradient work, density {density:g}",
+                  color=line.get_color())
+            _line(cost, frozen, "freeze_epoch", "train_s_vs_unfrozen", f"measured time, density {density:g}",
+                  color=line.get_color(), ls=":")
+        acc.set(xlabel="freeze epoch k", ylabel="test accuracy", title=f"E4: {name}'s mask frozen after k epochs")
+        cost.set(xlabel="freeze epoch k", ylabel=f"fraction of {name}'s", ylim=(0, 1.05),
+                 title=f"E4: cost against {name}")
+        for ax in (acc, cost):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=7)
     return fig
 
 

@@ -5,7 +5,7 @@ training job here (a third of a short job's wall time), and it cannot restrict a
 a weight. This class does both jobs: weights routed through CSR kernels (`kept`) are updated at their kept
 positions only, where they get the values the dense update would give; absent entries have zero weight,
 gradient and momentum, which the dense update would leave at zero anyway. Momentum buffers stay dense tensors
-keyed by parameter, as torch's SGD keeps them (snfs and dnw_freeze read them).
+keyed by parameter, as torch's SGD keeps them (snfs reads them, rigl, set and freezing reset them).
 """
 from __future__ import annotations
 

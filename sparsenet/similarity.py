@@ -61,8 +61,8 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
         cfg = run_config(run)
         key = {"dataset": cfg.data.dataset, "model": cfg.model.model, "algorithm": cfg.algorithm.algorithm,
                "density": cfg.algorithm.density, "seed": cfg.seed}
-        if key["algorithm"] == "dnw_freeze":
-            key["algorithm"] = f"dnw_freeze_f{cfg.algorithm.freeze_epoch}"
+        if key["algorithm"].endswith("_freeze"):
+            key["algorithm"] = f"{key['algorithm']}_f{cfg.algorithm.freeze_epoch}"
         key["run"], key["dense_layers"] = str(run), frozenset(cfg.algorithm.dense_layers)
         loaded.append((key, Mask.load(Path(run) / "mask.safetensors")))
     rows = []

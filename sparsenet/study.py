@@ -66,13 +66,14 @@ def settings(config: dict, model: str, algorithm: str, density: float = 1.0, see
 def trainings(config: dict) -> pd.DataFrame:
     """One row per kind of training and model: how many trainings the study runs and their epochs each.
 
-    Kinds: dense, imp_round (every round of every seed's chain), snfs, dnw, dnw_freeze_f<k>, and retrain_<alg>
-    (E1: one per variant of each trained sparse run).
+    Kinds: dense, imp_round (every round of every seed's chain), each other sparse algorithm, <alg>_freeze_f<k>
+    (E4), and retrain_<alg> (E1: one per variant of each trained sparse run). `steps_by_speed` splits a
+    training's epochs by what they cost: an algorithm's own epochs, or `fixed` ones under a fixed mask.
     """
     rows = []
     n_seeds, n_dens = len(config["seeds"]), len(config["densities"])
     sparse, variants = config["algorithms"], config["reinit"]["variants"]
-    freeze = config["freeze_epochs"] if "dnw" in sparse else []
+    freeze = [(a, k) for a in config.get("freeze_algorithms", ["dnw"]) if a in sparse for k in config["freeze_epochs"]]
     for model in config["models"]:
         epochs = settings(config, model, "dense").train.epochs
         rows.append(("dense", model, n_seeds, epochs, {"dense": epochs}))
@@ -83,8 +84,9 @@ def trainings(config: dict) -> pd.DataFrame:
             rows.append(("imp_round", model, rounds * n_seeds, each, {"fixed": each}))
         for algorithm in (a for a in sparse if a != "imp"):
             rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}))
-        for k in freeze:
-            rows.append((f"dnw_freeze_f{k}", model, n_dens * n_seeds, epochs, {"dnw": k, "fixed": epochs - k}))
+        for algorithm, k in freeze:
+            rows.append((f"{algorithm}_freeze_f{k}", model, n_dens * n_seeds, epochs,
+                         {algorithm: k, "fixed": epochs - k}))
         for algorithm in sparse:
             trained = [v for v in variants if not (algorithm == "imp" and v == "rewind")]  # imp's rewind: recorded
             each = epochs - (imp.rewind_epoch if algorithm == "imp" else 0)
@@ -95,7 +97,7 @@ def trainings(config: dict) -> pd.DataFrame:
 
 def epoch_seconds(config: dict, model: str, speed: str, *, device=None, data=None, steps: int = 30,
                   warmup: int = 5) -> float:
-    """Seconds one epoch of `speed` (dense, fixed, snfs, dnw) takes for `model` with the study's recipe here:
+    """Seconds one epoch of `speed` (dense, fixed, or an algorithm) takes for `model` with the study's recipe here:
     `steps` timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split.
     `data` (train.load_data's) saves loading the dataset again."""
     from sparsenet import train as train_mod

@@ -3,7 +3,8 @@
 E0 accuracy per algorithm and density; E1 accuracy per variant and its gap to the trained run of the same seed;
 E2 accuracy after pruning a further q = 0.25 / 0.5 / 0.75 (linear in q between the measured fractions; random
 draws averaged first) and the area under accuracy-vs-q; E3 overlap with the final mask after 0.1, 0.5, 1, 2, 5
-epochs (where snapshotted); E4 accuracy, weight-gradient work and measured training time against dnw per k;
+epochs (where snapshotted); E4 accuracy, weight-gradient work and measured training time per k against the
+unfrozen algorithm;
 E5 chance-corrected overlap and IoU of final masks per pair of algorithms (the same algorithm: across seeds);
 E6 effective density, dead units and fan-in spread of the final masks.
 Diverged runs are left out, as in the figures.
@@ -32,7 +33,7 @@ def _stats(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFra
 
 
 def accuracy(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    runs = t["runs"][t["runs"]["algorithm"] != "dnw_freeze"]
+    runs = t["runs"][~t["runs"]["algorithm"].str.endswith("_freeze")]
     return _stats(runs, ["algorithm", "density"], ["test_acc"])
 
 
@@ -68,14 +69,15 @@ def emergence(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frame = t["freeze"].copy()
-    frame["k"] = frame["freeze_epoch"].astype("Float64").fillna(-1).astype(int)  # dnw (never frozen) as -1
-    out = _stats(frame, ["density", "k"], ["test_acc", "grad_macs_vs_dnw", "train_s_vs_dnw"])
-    out["k"] = out["k"].map(lambda k: "dnw" if k == -1 else str(k))
-    return out
+    frame["frozen"] = frame["algorithm"].str.removesuffix("_freeze")
+    frame["k"] = frame["freeze_epoch"].astype("Float64").fillna(-1).astype(int)  # the unfrozen run as -1
+    out = _stats(frame, ["frozen", "density", "k"], ["test_acc", "grad_macs_vs_unfrozen", "train_s_vs_unfrozen"])
+    out["k"] = [name if k == -1 else str(k) for name, k in zip(out["frozen"], out["k"])]
+    return out.rename(columns={"frozen": "algorithm"})
 
 
 def similarity(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Pairs from the same seed share their initial weights (and, for dnw_freeze, dnw's first epochs): apart."""
+    """Pairs from the same seed share their initial weights (and, for <alg>_freeze, <alg>'s first epochs): apart."""
     frame = t["similarity"]
     frame = frame[frame["layer"] == "all"].assign(same_seed=lambda f: f["seed_a"] == f["seed_b"])
     return _stats(frame, ["density", "algorithm_a", "algorithm_b", "same_seed"],
@@ -88,14 +90,14 @@ def wiring(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     whole["effective_fraction"] = whole["effective_kept"] / whole["kept"]
     whole["dead_unit_fraction"] = whole["dead_units"] / whole["units"]
     whole["fanin_cv"] = layers[layers["layer"] != "all"].groupby("run")["fanin_cv"].mean()  # mean over layers
-    whole = whole[whole["algorithm"] != "dnw_freeze"]
+    whole = whole[~whole["algorithm"].str.endswith("_freeze")]
     return _stats(whole.reset_index(), ["algorithm", "density"],
                   ["effective_density", "effective_fraction", "dead_unit_fraction", "fanin_cv"])
 
 
 SECTIONS = {"E0 accuracy": accuracy, "E1 structure alone (retrained from a reset)": reinit,
             "E2 robustness to further pruning": prune, "E3 emergence (overlap with the final mask)": emergence,
-            "E4 freezing dnw's mask after k epochs": freeze,
+            "E4 freezing the mask after k epochs": freeze,
             "E5 similarity of final masks (pairs of runs; corrected for chance)": similarity,
             "E6 wiring of final masks (effective = on an input-output path)": wiring}
 

@@ -23,7 +23,7 @@ def _schema(*fields) -> pa.Schema:
 
 
 # measured times: they differ between two runs of the same study, everything else must not
-TIMING = ("wall_s", "epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s", "train_s_vs_dnw")
+TIMING = ("wall_s", "epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s", "train_s_vs_unfrozen")
 
 SCHEMAS = {
     "runs": _schema(("status", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
@@ -39,9 +39,9 @@ SCHEMAS = {
                          ("snapshot_density", pa.float64()), ("overlap_final", pa.float64()),
                          ("iou_final", pa.float64()), ("overlap_prev", pa.float64()), ("iou_prev", pa.float64())),
     "freeze": _schema(("test_acc", pa.float64()), ("weight_grad_macs", pa.float64()),
-                      ("grad_macs_vs_dnw", pa.float64()), ("epoch_s_dense_gradients", pa.float64()),
+                      ("grad_macs_vs_unfrozen", pa.float64()), ("epoch_s_dense_gradients", pa.float64()),
                       ("epoch_s_fixed_mask", pa.float64()), ("train_s", pa.float64()),
-                      ("train_s_vs_dnw", pa.float64())),
+                      ("train_s_vs_unfrozen", pa.float64())),
     # per layer of a final mask, and 'all' over its sparse layers; the wiring columns are E6
     "layers": _schema(("layer", pa.string()), ("size", pa.int64()), ("kept", pa.int64()),
                       ("layer_density", pa.float64()), ("units", pa.int64()), ("dead_units", pa.int64()),
@@ -64,7 +64,7 @@ def run_keys(record: dict, run: Path) -> dict:
     density = source["config"]["algorithm"]["density"]
     return {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"], "algorithm": algorithm,
             "density": density, "seed": cfg["seed"],
-            "freeze_epoch": cfg["algorithm"]["freeze_epoch"] if algorithm == "dnw_freeze" else None,
+            "freeze_epoch": cfg["algorithm"]["freeze_epoch"] if algorithm.endswith("_freeze") else None,
             "git_commit": record["git_commit"], "code_hash": record["code_hash"], "device": record["device"],
             "run": str(run)}
 
@@ -105,16 +105,19 @@ def _per_run(files: list[Path], rename: dict | None = None) -> pd.DataFrame:
 
 
 def freeze_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """dnw and dnw_freeze runs: weight-gradient work and measured training time, also relative to dnw at the
-    same density and seed. Epoch times are the training loop's (history's train_s), before and after the freeze."""
-    sub = runs[runs["algorithm"].isin(["dnw", "dnw_freeze"])].copy()
+    """E4: each <alg>_freeze run and the <alg> runs it is compared with, with weight-gradient work and measured
+    training time, also relative to <alg> at the same density and seed (the `_vs_unfrozen` columns). Epoch
+    times are the training loop's (history's train_s), before and after the freeze."""
+    frozen = runs["algorithm"].str.endswith("_freeze")
+    sub = runs[frozen | runs["algorithm"].isin(runs.loc[frozen, "algorithm"].str.removesuffix("_freeze"))].copy()
     times = [_epoch_times(Path(run)) for run in sub["run"]]
     for column in ("epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s"):
         sub[column] = [t[column] for t in times]
-    keys = ["dataset", "model", "density", "seed"]
-    dnw = sub[sub["algorithm"] == "dnw"].set_index(keys)
-    for column, ratio in (("weight_grad_macs", "grad_macs_vs_dnw"), ("train_s", "train_s_vs_dnw")):
-        ref = sub.set_index(keys).index.map(lambda k, c=column: dnw[c].get(k, float("nan")))
+    keys = ["dataset", "model", "algorithm", "density", "seed"]
+    reference = sub.set_index(keys)
+    base = sub.assign(algorithm=sub["algorithm"].str.removesuffix("_freeze"))
+    for column, ratio in (("weight_grad_macs", "grad_macs_vs_unfrozen"), ("train_s", "train_s_vs_unfrozen")):
+        ref = base.set_index(keys).index.map(lambda k, c=column: reference[c].get(k, float("nan")))
         sub[ratio] = sub[column].to_numpy() / ref.to_numpy(dtype=float)
     return sub
 

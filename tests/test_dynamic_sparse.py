@@ -3,7 +3,6 @@ import copy
 import math
 
 import pytest
-import torch
 
 from sparsenet.masks import layer_counts
 from tests.test_algorithms import Harness
@@ -15,7 +14,7 @@ def update_step(h):
     while True:
         due = h.algo.update_due()
         before = h.algo.mask().clone()
-        h.step(inspect=lambda: seen.update(grad={n: g.clone() for n, g in h.algo._grad.items()}) if due else None)
+        h.step(inspect=lambda: seen.update(grad={n: g.clone() for n, g in h.algo._grad.items()}))
         if due:
             return before, seen["grad"]
 

@@ -30,6 +30,9 @@ def planned(workdir, *args, repo=REPO) -> dict[str, int]:
     return {rule: int(n) for rule, n in rows if rule != "total"}
 
 
+CHANGING = {"snfs", "dnw", "set", "rigl", "gmp"}  # algorithms whose mask changes during a run (E3)
+
+
 def expected_counts(cfg: dict) -> dict[str, int]:
     """Job counts derived from a study config, independently of the workflow's own planning."""
     models, seeds, densities = len(cfg["models"]), len(cfg["seeds"]), len(cfg["densities"])
@@ -38,7 +41,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     rate = imp.get("imp_rate", 0.2)
     rounds = len(schedule(cfg["densities"], rate)) if "imp" in sparse else 0
     variants = len(cfg.get("reinit", {}).get("variants", []))
-    freeze = len(cfg.get("freeze_epochs", []))
+    frozen = [a for a in cfg.get("freeze_algorithms", ["dnw"]) if a in sparse]
+    freeze = len(cfg.get("freeze_epochs", [])) * len(frozen)
     per_seed = models * seeds
     sparse_runs = per_seed * densities * len(sparse)
     rewinds = "imp" in sparse and "rewind" in cfg.get("reinit", {}).get("variants", [])
@@ -48,7 +52,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
         "imp_round": per_seed * (rounds - 1), "imp_last_round": per_seed if rounds else 0,
         "imp_select": per_seed * densities if "imp" in sparse else 0,
         "retrain": sparse_runs * variants - imp_rewind, "retrain_imp_rewind": imp_rewind, "prune_sweep": sparse_runs,
-        "emergence": per_seed * densities * len([a for a in sparse if a != "imp"]),
+        "emergence": per_seed * densities * len([a for a in sparse if a in CHANGING]),
         "mask_stats": sparse_runs + per_seed * densities * freeze,
         "tables": 1, "similarity": 1 if sparse_runs else 0, "figures": 1, "summary": 1, "all": 1,
     }
@@ -56,7 +60,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    "config", ["config.yaml", "config/cifar10.yaml", "config/paper-mnist.yaml", "config/paper-fashion-mnist.yaml"])
+    "config", ["config.yaml", "config/cifar10.yaml", "config/paper-mnist.yaml", "config/paper-fashion-mnist.yaml",
+               "config/extended.yaml"])
 def test_dry_run_plans_every_job(tmp_path, config):
     # Planned where config.yaml lies, as from the repository root: a --configfile study must replace it, not
     # be merged into it (the default's imp_rate 0.5 would halve the full-length studies' imp rounds).
@@ -125,6 +130,9 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"recipe": {"lr": "fast"}}, "lr: expected float"),
     ({"recipe": {"warmup": 1}}, "warmup: unknown key"),
     ({"freeze_epochs": [2]}, "freeze_epoch: must be < epochs=2"),
+    ({"freeze_algorithms": ["rigl"]}, "freeze_algorithms: ['rigl'] must be in algorithms"),
+    ({"freeze_algorithms": ["imp"]}, "freeze_algorithms"),
+    ({"settings": {"rigl": {"drop_fraction": 1.0}}}, "drop_fraction"),
     ({"prune_sweep": {"fractions": [0.5, 1.0]}}, "fractions"),
     ({"prune_sweep": {"fractions": [-0.1]}}, "fractions"),
     ({"seeds": []}, "seeds"),
@@ -171,7 +179,7 @@ def test_tiny_study_writes_every_table_and_figure(study):
     assert list(copied["algorithm"]) == ["imp"] and list(copied["variant"]) == ["rewind"]
     assert copied["test_acc"].iloc[0] == runs.loc[runs["algorithm"] == "imp", "test_acc"].iloc[0]
     freeze = pd.read_parquet(work / "results/tables/freeze.parquet").set_index("algorithm")
-    assert freeze.loc["dnw", "grad_macs_vs_dnw"] == 1 and freeze.loc["dnw_freeze", "grad_macs_vs_dnw"] < 0.7
+    assert freeze.loc["dnw", "grad_macs_vs_unfrozen"] == 1 and freeze.loc["dnw_freeze", "grad_macs_vs_unfrozen"] < 0.7
     for name in FIGURES:
         for ext in ("png", "pdf"):
             assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 1000
@@ -203,8 +211,8 @@ def test_summary_gives_every_experiment_with_means_over_seeds(study):
     assert snfs["acc_q0.25_mean"] == pytest.approx(magnitude["test_acc"].iloc[:2].mean())
     e3 = result["E3 emergence (overlap with the final mask)"]
     assert set(e3["epoch"]) == {0.5, 1.0, 2.0} and (e3["overlap_final_mean"] <= 1).all()
-    e4 = result["E4 freezing dnw's mask after k epochs"].set_index("k")
-    assert e4.loc["dnw", "grad_macs_vs_dnw_mean"] == 1 and e4.loc["1", "grad_macs_vs_dnw_mean"] < 0.7
+    e4 = result["E4 freezing the mask after k epochs"].set_index("k")
+    assert e4.loc["dnw", "grad_macs_vs_unfrozen_mean"] == 1 and e4.loc["1", "grad_macs_vs_unfrozen_mean"] < 0.7
     whole = pd.read_parquet(tables / "layers.parquet").query("layer == 'all'").set_index("algorithm")
     e6 = result["E6 wiring of final masks (effective = on an input-output path)"].set_index("algorithm")
     assert sorted(e6.index) == ["dnw", "imp", "snfs"]
@@ -262,3 +270,44 @@ def test_killed_study_completes_on_rerun_with_the_same_tables(study, tmp_path):
     snakemake(work, *args, repo=repo)  # profiles/default reruns what the kill cut off
     for name in SCHEMAS:
         pd.testing.assert_frame_equal(table(work, name), table(reference, name))
+
+
+def test_extended_study_runs_every_algorithm_through_every_experiment(tmp_path):
+    """config/extended.yaml end to end at tiny sizes: its algorithms, freezes, experiments and tables as shipped."""
+    cfg = yaml.safe_load((REPO / "config/extended.yaml").read_text())
+    tiny = {"epochs": 2, "milestones": [1], "train_subset": 2000, "snapshot_fractions": [0.5]}
+    cfg["recipe"] = {**cfg["recipe"], **tiny}
+    cfg["settings"]["imp"] = {**cfg["settings"]["imp"], **tiny, "imp_rate": 0.7}
+    for algorithm in ("rigl", "set"):  # 40 steps in all: several mask updates
+        cfg["settings"][algorithm] = {"update_interval": 5}
+    cfg["settings"]["gmp"] = {"gmp_interval": 5}
+    cfg.update(seeds=[0], freeze_epochs=[1], device="cpu", reinit={"variants": ["rewind", "reinit"]},
+               prune_sweep={"fractions": [0.0, 0.5], "methods": ["magnitude_global", "random"], "draws": 1})
+    (tmp_path / "extended.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "extended.yaml"))
+    tables = tmp_path / "results" / "tables"
+    runs = pd.read_parquet(tables / "runs.parquet")
+    frozen = [f"{a}_freeze" for a in cfg["freeze_algorithms"]]
+    assert sorted(runs["algorithm"]) == sorted(["dense", *cfg["algorithms"], *frozen])
+    assert (runs["status"] == "ok").all()
+    assert (runs.loc[runs["algorithm"] != "dense", "final_density"] - 0.05).abs().max() < 1e-4
+    assert set(pd.read_parquet(tables / "reinit.parquet")["algorithm"]) == set(cfg["algorithms"])
+    assert set(pd.read_parquet(tables / "prune.parquet")["algorithm"]) == set(cfg["algorithms"])
+    assert set(pd.read_parquet(tables / "emergence.parquet")["algorithm"]) == CHANGING
+    freeze = pd.read_parquet(tables / "freeze.parquet").set_index("algorithm")
+    assert sorted(freeze.index) == sorted([*cfg["freeze_algorithms"], *frozen])
+    for algorithm in cfg["freeze_algorithms"]:
+        assert freeze.loc[algorithm, "grad_macs_vs_unfrozen"] == 1
+        # after the freeze no step needs a dense gradient: set never needs one, the others at every or some steps
+        assert freeze.loc[f"{algorithm}_freeze", "grad_macs_vs_unfrozen"] <= (1 if algorithm == "set" else 0.7)
+    e4 = summary_of(tmp_path)["E4 freezing the mask after k epochs"]
+    assert sorted(set(e4["algorithm"])) == sorted(cfg["freeze_algorithms"])
+    for name in FIGURES:
+        assert (tmp_path / "results" / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def summary_of(work):
+    from sparsenet import summary
+
+    return summary.summarise(work / "results" / "tables")

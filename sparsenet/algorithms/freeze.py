@@ -2,8 +2,8 @@
 
 Until the freeze the algorithm is itself; at the end of epoch k, after the algorithm's own epoch-end update (snfs
 regrows there: that update is what k epochs of training taught it), its mask becomes fixed, absent weights and
-their momentum are zeroed, and from then on only kept weights get gradients: no dense gradient is needed, and sparse kernels
-may run the rest of the run.
+their momentum are zeroed, and from then on only kept weights get gradients: no dense gradient is needed, and
+sparse kernels may run the rest of the run.
 """
 from __future__ import annotations
 

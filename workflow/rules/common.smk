@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from sparsenet import datasets, models
+from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig, expand_preset
 from sparsenet.provenance import code_hash, training_code
@@ -38,10 +39,9 @@ def code(*files, algorithm="fixed"):
 
 # --- the runs of the study ---
 def split_label(label):
-    """Folder label -> (algorithm, freeze epoch): 'dnw_freeze_f2' -> ('dnw_freeze', 2)."""
-    if label.startswith("dnw_freeze_f"):
-        return "dnw_freeze", int(label[len("dnw_freeze_f") :])
-    return label, None
+    """Folder label -> (algorithm, freeze epoch): 'rigl_freeze_f2' -> ('rigl_freeze', 2)."""
+    frozen = re.fullmatch(r"(\w+_freeze)_f(\d+)", label)
+    return (frozen[1], int(frozen[2])) if frozen else (label, None)
 
 
 def run_settings(model, label, density, seed):
@@ -103,7 +103,7 @@ for _model in config["models"]:  # registered, or importable: before any setting
     except KeyError as e:
         raise WorkflowError(f"config.yaml: models: {e.args[0]}")
 SPARSE = list(config["algorithms"])
-FREEZE_LABELS = [f"dnw_freeze_f{k}" for k in config["freeze_epochs"]]
+FREEZE_LABELS = [f"{a}_freeze_f{k}" for a in config["freeze_algorithms"] for k in config["freeze_epochs"]]
 
 
 def planned_runs():
@@ -121,7 +121,13 @@ def check_config():
     clash = WORKFLOW_KEYS & (set(config["recipe"]) | {k for s in config["settings"].values() for k in s})
     if clash:
         raise WorkflowError(f"config.yaml: recipe/settings must not set {sorted(clash)}: the study sets them")
-    for model, label, density, seed in planned_runs():
+    # every settings entry, also of an algorithm the study does not run: a typo there is still a typo
+    unplanned = [
+        (config["models"][0], a, 1.0 if a == "dense" else config["densities"][0], config["seeds"][0])
+        for a in config["settings"]
+        if a not in ["dense", *SPARSE]
+    ]
+    for model, label, density, seed in [*planned_runs(), *unplanned]:
         try:
             RunConfig.from_flat(run_settings(model, label, density, seed))
         except ConfigError as e:
@@ -134,8 +140,12 @@ def check_config():
         with_buffers = [m for m, net in built.items() if dict(net.named_buffers())]
         if with_buffers:
             raise WorkflowError(f"config.yaml: stack_seeds: models with batch norm cannot be stacked: {with_buffers}")
-    if config["freeze_epochs"] and "dnw" not in SPARSE:
-        raise WorkflowError("config.yaml: freeze_epochs: the dnw_freeze sweep needs dnw in algorithms as its reference")
+    missing = [a for a in config["freeze_algorithms"] if a not in SPARSE]
+    if config["freeze_epochs"] and missing:
+        raise WorkflowError(
+            f"config.yaml: freeze_algorithms: {missing} must be in algorithms too: the E4 sweep "
+            "compares each frozen run with its algorithm's own"
+        )
 
 
 check_config()
@@ -153,12 +163,17 @@ RUN_FILES = [
 ALL_RUNS = [run_dir(*r) for r in planned_runs()]
 SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
-EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and a != "imp"]
+# E3 where the mask changes during a run: an imp round's, a static or pruned-at-init mask never does
+EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and ALGORITHMS[a].mask_changes]
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
 TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
 FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity", "e6_wiring"]
 FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
+
+
+# labels the train rules make: dense, every sparse algorithm but imp (its chain has rules of its own), E4's
+TRAIN_LABELS = "|".join(["dense", *(re.escape(a) for a in SPARSE if a != "imp"), r"\w+_freeze_f\d+"])
 
 
 wildcard_constraints:

@@ -9,7 +9,7 @@ if not config["stack_seeds"]:
         log:
             f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/train.log",
         wildcard_constraints:
-            label=r"dense|snfs|dnw|dnw_freeze_f\d+",
+            label=TRAIN_LABELS,
         conda:
             ENV
         threads: RES["threads"]
@@ -39,7 +39,7 @@ else:
         log:
             f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/train_stacked.log",
         wildcard_constraints:
-            label=r"dense|snfs|dnw|dnw_freeze_f\d+",
+            label=TRAIN_LABELS,
         conda:
             ENV
         threads: RES["threads"]
