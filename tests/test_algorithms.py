@@ -211,3 +211,21 @@ def test_imp_schedule_lands_on_every_target():
     s = schedule([0.05, 0.2], 0.2)
     assert s[0] == 1.0 and 0.2 in s and s[-1] == 0.05
     assert all(0.8 * a - 1e-12 <= b < a for a, b in zip(s, s[1:]))
+
+
+def test_every_algorithm_is_registered_configurable_and_in_the_study_schema():
+    import yaml
+
+    from sparsenet import config
+    from sparsenet.algorithms import DYNAMIC
+    from sparsenet.provenance import ALGORITHM_CODE
+    from tests.conftest import REPO
+
+    assert list(ALGORITHMS) == sorted(config.ALGORITHMS, key=list(ALGORITHMS).index) and \
+        set(ALGORITHMS) == set(config.ALGORITHMS)
+    assert tuple(DYNAMIC) == config.DYNAMIC and set(ALGORITHM_CODE) == set(ALGORITHMS)
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    sparse = {a for a in ALGORITHMS if a not in ("dense", "fixed") and not a.endswith("_freeze")}
+    assert set(schema["algorithms"]["items"]["enum"]) == sparse
+    assert set(schema["freeze_algorithms"]["items"]["enum"]) == set(DYNAMIC)
+    assert set(schema["settings"]["properties"]) == set(ALGORITHMS) - {"fixed"}

@@ -46,9 +46,11 @@ def test_run_folder_holds_every_output(tmp_path, data_root):
     assert train(cfg, tmp_path / "run") == record  # a finished run is not trained again
 
 
-@pytest.mark.parametrize("algorithm", ["snfs", "dnw_freeze"])
+@pytest.mark.parametrize("algorithm", ["snfs", "dnw_freeze", "set", "rigl_freeze", "gmp", "snip"])
 def test_killed_run_resumes_to_the_identical_result(tmp_path, data_root, monkeypatch, algorithm):
-    cfg = tiny(algorithm=algorithm, density=0.1, epochs=4, freeze_epoch=1)
+    # 20 steps per epoch: set and rigl update every 7 steps, gmp prunes every 5 until epoch 3
+    cfg = tiny(algorithm=algorithm, density=0.1, epochs=4, freeze_epoch=3, update_interval=7, gmp_interval=5,
+               gmp_start=0.1, gmp_end=0.75)
     train(cfg, tmp_path / "whole")
 
     real_save = train_mod.save_checkpoint
