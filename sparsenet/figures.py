@@ -28,6 +28,17 @@ def _line(ax, frame: pd.DataFrame, x: str, y: str, label: str, **style) -> None:
     ax.fill_between(stats[x], stats["mean"] - std, stats["mean"] + std, alpha=0.2, **style)
 
 
+def _panels(n: int, width: float, height: float, columns: int = 4):
+    """A figure with `n` panels in rows of at most `columns` (unused places hidden); the panels as a flat list."""
+    n = max(n, 1)
+    rows, cols = -(-n // columns), min(n, columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
 def without_diverged(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Drop diverged runs and retrainings, and the analyses of diverged runs; say which were dropped."""
     bad = set(tables["runs"].loc[tables["runs"]["status"] != "ok", "run"])
@@ -63,8 +74,8 @@ def e0_accuracy(t: dict[str, pd.DataFrame]):
 def e1_reinit(t):
     reinit, runs = t["reinit"], t["runs"]
     algorithms = [a for a in SPARSE if a in set(reinit["algorithm"])]
-    fig, axes = plt.subplots(1, max(len(algorithms), 1), figsize=(4 * max(len(algorithms), 1), 3.5), squeeze=False)
-    for ax, algorithm in zip(axes[0], algorithms):
+    fig, axes = _panels(len(algorithms), 4, 3.5)
+    for ax, algorithm in zip(axes, algorithms):
         _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", "trained", color="black")
         for variant, sub in reinit[reinit["algorithm"] == algorithm].groupby("variant"):
             _line(ax, sub, "density", "test_acc", variant)
@@ -75,9 +86,10 @@ def e1_reinit(t):
 
 def e2_prune(t):
     prune = t["prune"]
-    panels = prune[["algorithm", "density"]].drop_duplicates().sort_values(["algorithm", "density"]).values.tolist()
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.5 * max(len(panels), 1), 3.2), squeeze=False)
-    for ax, (algorithm, density) in zip(axes[0], panels):
+    panels = prune[["algorithm", "density"]].drop_duplicates()
+    panels = sorted(panels.values.tolist(), key=lambda p: (SPARSE.index(p[0]) if p[0] in SPARSE else len(SPARSE), p))
+    fig, axes = _panels(len(panels), 3.5, 3.2)
+    for ax, (algorithm, density) in zip(axes, panels):
         sub = prune[(prune["algorithm"] == algorithm) & (prune["density"] == density)]
         for (method, layer), m in sub.groupby(["method", "layer"]):
             if layer == "all":
@@ -94,8 +106,8 @@ def e3_emergence(t):
     em = t["emergence"]
     em = em[em["layer"] == "all"]
     algorithms = [a for a in SPARSE if a in set(em["algorithm"])]
-    fig, axes = plt.subplots(1, max(len(algorithms), 1), figsize=(4 * max(len(algorithms), 1), 3.5), squeeze=False)
-    for ax, algorithm in zip(axes[0], algorithms):
+    fig, axes = _panels(len(algorithms), 4, 3.5)
+    for ax, algorithm in zip(axes, algorithms):
         for density, sub in em[em["algorithm"] == algorithm].groupby("density"):
             _line(ax, sub, "epoch", "overlap_final", f"density {density:g}")
         ax.set(xlabel="epoch", ylabel="overlap with final mask", ylim=(0, 1.02),
@@ -140,8 +152,9 @@ def e5_similarity(t):
     frame = frame[(frame["layer"] == "all") & (frame["seed_a"] != frame["seed_b"])]
     both = pd.concat([frame, frame.rename(columns={"algorithm_a": "algorithm_b", "algorithm_b": "algorithm_a"})])
     densities = sorted(frame["density"].unique())
-    fig, axes = plt.subplots(1, max(len(densities), 1), figsize=(4 * max(len(densities), 1), 3.6), squeeze=False)
-    for ax, density in zip(axes[0], densities):
+    side = max(4, 0.45 * len(set(both["algorithm_a"])))  # room for a label per algorithm
+    fig, axes = _panels(len(densities), side, 0.9 * side, columns=2)
+    for ax, density in zip(axes, densities):
         sub = both[both["density"] == density]
         names = sorted(set(sub["algorithm_a"]))
         matrix = sub.groupby(["algorithm_a", "algorithm_b"])["iou_corrected"].mean().unstack()
@@ -155,7 +168,7 @@ def e5_similarity(t):
         ax.set_title(f"E5: density {density:g}")
         fig.colorbar(image, ax=ax, label="chance-corrected IoU,\nruns of different seeds")
     if not densities:
-        axes[0][0].set_title("E5: no pairs of runs of different seeds")
+        axes[0].set_title("E5: no pairs of runs of different seeds")
     return fig
 
 
