@@ -120,3 +120,18 @@ def test_lr_schedules():
     assert lr_at(hp, 99, 10) < 0.001
     step = tiny(lr=0.1, epochs=10, schedule="step", milestones=(5, 8), gamma=0.1).train
     assert [round(lr_at(step, s * 10, 10), 6) for s in (0, 5, 8)] == [0.1, 0.01, 0.001]
+
+
+def test_rigl_pays_dense_weight_gradients_only_at_its_update_steps(tmp_path, data_root):
+    """20 steps of 100 samples per epoch; rigl updates at steps 7 and 14 until update_end, then never again."""
+    cfg = tiny(algorithm="rigl", density=0.1, epochs=2, update_interval=7, update_end=0.5)
+    train(cfg, tmp_path / "run")
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    mask = Mask.load(tmp_path / "run" / "mask.safetensors")
+    size = {n: m.numel() for n, m in mask.layers.items()}
+    kept = {n: int(m.sum()) for n, m in mask.layers.items()}  # rigl keeps each layer's count
+    dense_samples = 200  # steps 7 and 14 of epoch 1; 21 > 0.5 * 40
+    assert list(history["dense_gradients"]) == [True, False]
+    assert history["weight_grad_macs"].iloc[0] == sum(dense_samples * size[n] + (2000 - dense_samples) * kept[n]
+                                                      for n in size)
+    assert history["weight_grad_macs"].iloc[1] == 2000 * sum(kept.values())
