@@ -1,9 +1,10 @@
 """Reset a trained run's weights by a variant, keeping (or, for the control, shuffling) its final mask (E1).
 
 Variants, after Zhou et al. 2019 (uber-research/deconstructing-lottery-tickets, get_init_loss_train_lottery.py):
-- ``rewind``: the run's own initial weights (init.safetensors: for imp, the rewind weights). For imp this
-  replays the last round exactly (same seed, data order, weights, mask and steps), so it is not trained again:
-  the trained run is recorded as the result, marked ``copy_of_source``;
+- ``rewind``: the run's own initial weights (init.safetensors: for imp, the rewind weights). Where the run
+  trained its final mask from those weights (imp's last round, static and pruned-at-init masks), this replays
+  the run exactly (same seed, data order, weights, mask and steps), so it is not trained again: the trained run
+  is recorded as the result, marked ``copy_of_source``;
 - ``reinit``: a fresh initialisation from another seed;
 - ``signed_constant``: +-sigma of each layer's initial weights, with their signs; both taken from the weights
   the run was initialised with (round 0's for imp, also after late rewinding), as Zhou et al. take them from
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 
 from sparsenet import datasets, models
+from sparsenet.algorithms import ALGORITHMS
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import RunConfig
 from sparsenet.files import atomic_path, read_json, write_json
@@ -82,11 +84,17 @@ def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, d
     mask = Mask.load(run / "mask.safetensors")
     cfg = source.replace(algorithm="fixed", density=round(mask.density(exclude=source.algorithm.dense_layers), 6))
     extra = {"variant": variant, "source_algorithm": source.algorithm.algorithm, "source_run": str(run)}
-    if variant == "rewind" and source.algorithm.algorithm == "imp":
+    if variant == "rewind" and replays_its_run(source.algorithm.algorithm):
         return _record_source(run, out, {**extra, "config": cfg.to_dict(), "copy_of_source": True})
     weights, mask = reset(source, load_weights(run / "init.safetensors"), mask, variant)
     return train(cfg, out, data_root=data_root, device=device, init_weights=weights, mask=mask,
                  first_epoch=read_json(run / "run.json").get("first_epoch", 0), extra=extra)
+
+
+def replays_its_run(algorithm: str) -> bool:
+    """Whether a run of `algorithm` trained its final mask from its initial weights, as a rewind retraining would:
+    its mask never changes while it trains (imp's last round, static, pruning at initialisation)."""
+    return algorithm != "dense" and not ALGORITHMS[algorithm].mask_changes
 
 
 def _record_source(run: Path, out: Path, changes: dict) -> dict:

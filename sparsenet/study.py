@@ -18,6 +18,7 @@ import yaml
 
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig, expand_preset
+from sparsenet.reinit import replays_its_run
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -88,7 +89,7 @@ def trainings(config: dict) -> pd.DataFrame:
             rows.append((f"{algorithm}_freeze_f{k}", model, n_dens * n_seeds, epochs,
                          {algorithm: k, "fixed": epochs - k}))
         for algorithm in sparse:
-            trained = [v for v in variants if not (algorithm == "imp" and v == "rewind")]  # imp's rewind: recorded
+            trained = [v for v in variants if not (v == "rewind" and replays_its_run(algorithm))]  # recorded
             each = epochs - (imp.rewind_epoch if algorithm == "imp" else 0)
             rows.append((f"retrain_{algorithm}", model, n_dens * n_seeds * len(trained), each, {"fixed": each}))
     return pd.DataFrame([{"kind": kind, "model": model, "trainings": n, "epochs_each": e, "epochs": n * e,

@@ -207,6 +207,22 @@ def test_imp_rewind_variant_records_the_trained_run_which_a_retraining_reproduce
     assert all(torch.equal(source[k], real[k]) for k in source)
 
 
+@pytest.mark.parametrize("algorithm", ["static", "snip"])
+def test_a_mask_fixed_from_the_start_is_its_own_rewind(tmp_path, data_root, monkeypatch, algorithm):
+    """static and pruning at initialisation train their final mask from their initial weights: rewind is the run."""
+    cfg = tiny(algorithm=algorithm, epochs=2, density=0.1)
+    train(cfg, tmp_path / "run")
+    with monkeypatch.context() as m:
+        m.setattr(reinit, "train", lambda *a, **k: pytest.fail(f"{algorithm}'s rewind variant must not train"))
+        assert reinit.retrain(tmp_path / "run", "rewind", tmp_path / "rewind")["copy_of_source"]
+    run = tmp_path / "run"
+    train(cfg.replace(algorithm="fixed"), tmp_path / "real", init_weights=load_weights(run / "init.safetensors"),
+          mask=Mask.load(run / "mask.safetensors"))
+    source, real = (load_weights(tmp_path / r / "final.safetensors") for r in ("run", "real"))
+    assert all(torch.equal(source[k], real[k]) for k in source)
+    assert not reinit.replays_its_run("rigl") and not reinit.replays_its_run("gmp")
+
+
 # --- named recipes ------------------------------------------------------------------------------------------
 def test_every_preset_names_its_source_and_builds_a_valid_run():
     names = presets()

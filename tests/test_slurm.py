@@ -20,7 +20,7 @@ from .conftest import table
 
 pytestmark = pytest.mark.skipif(os.environ.get("SPARSENET_TEST_SLURM") != "1",
                                 reason="needs SPARSENET_TEST_SLURM=1 and a running SLURM (tests/slurm/cluster.sh)")
-LOCAL_RULES = {"tables", "figures", "summary", "similarity", "imp_select", "retrain_imp_rewind", "all"}
+LOCAL_RULES = {"tables", "figures", "summary", "similarity", "imp_select", "record_rewind", "all"}
 
 
 def cancel_first_training_job(cancelled: list, stop: threading.Event) -> None:

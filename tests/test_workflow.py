@@ -45,13 +45,14 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     freeze = len(cfg.get("freeze_epochs", [])) * len(frozen)
     per_seed = models * seeds
     sparse_runs = per_seed * densities * len(sparse)
-    rewinds = "imp" in sparse and "rewind" in cfg.get("reinit", {}).get("variants", [])
-    imp_rewind = per_seed * densities if rewinds else 0  # recorded, not retrained
+    replayed = [a for a in sparse if a not in CHANGING]  # their rewind is their run: recorded, not retrained
+    rewinds = "rewind" in cfg.get("reinit", {}).get("variants", [])
+    recorded = per_seed * densities * len(replayed) if rewinds else 0
     counts = {
         "train": per_seed * (1 + densities * (len([a for a in sparse if a != "imp"]) + freeze)),
         "imp_round": per_seed * (rounds - 1), "imp_last_round": per_seed if rounds else 0,
         "imp_select": per_seed * densities if "imp" in sparse else 0,
-        "retrain": sparse_runs * variants - imp_rewind, "retrain_imp_rewind": imp_rewind, "prune_sweep": sparse_runs,
+        "retrain": sparse_runs * variants - recorded, "record_rewind": recorded, "prune_sweep": sparse_runs,
         "emergence": per_seed * densities * len([a for a in sparse if a in CHANGING]),
         "mask_stats": sparse_runs + per_seed * densities * freeze,
         "tables": 1, "similarity": 1 if sparse_runs else 0, "figures": 1, "summary": 1, "all": 1,

@@ -42,26 +42,29 @@ rule retrain:
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
-# imp's rewind variant replays the last round exactly (seed, data order, weights, mask, steps): the same command
+# The rewind variant of a run that trained its final mask from its initial weights (an imp round, a static or
+# pruned-at-init mask) replays that run exactly (seed, data order, weights, mask, steps): the same command
 # records the trained run as the result instead of training it again, so the job needs no training resources.
-rule retrain_imp_rewind:
+rule record_rewind:
     input:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/", *RUN_FILES),
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/", *RUN_FILES),
     output:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/reinit/rewind/", *RUN_FILES),
+        multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/reinit/rewind/", *RUN_FILES),
     log:
-        f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/reinit/rewind/train.log",
+        f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/reinit/rewind/train.log",
+    wildcard_constraints:
+        label="|".join(REPLAYED) or "^$",
     conda:
         ENV
     params:
         code=code("reinit.py"),
-        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/imp/d{w.density}/s{w.seed}",
+        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}",
         out=lambda w, output: Path(output[0]).parent,
     shell:
         "python -m sparsenet retrain --run {params.run} --variant rewind --out {params.out} > {log} 2>&1"
 
 
-ruleorder: retrain_imp_rewind > retrain
+ruleorder: record_rewind > retrain
 
 
 rule prune_sweep:

@@ -163,6 +163,8 @@ RUN_FILES = [
 ALL_RUNS = [run_dir(*r) for r in planned_runs()]
 SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
+# E1's rewind of these replays the run itself (sparsenet.reinit.replays_its_run): recorded, not trained again
+REPLAYED = [a for a in SPARSE if not ALGORITHMS[a].mask_changes]
 # E3 where the mask changes during a run: an imp round's, a static or pruned-at-init mask never does
 EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and ALGORITHMS[a].mask_changes]
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]

@@ -8,7 +8,7 @@ localrules:
     summary,
     similarity,
     imp_select,
-    retrain_imp_rewind,
+    record_rewind,
 
 
 rule tables:
