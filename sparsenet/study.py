@@ -58,8 +58,11 @@ def _with_defaults(value, schema: dict):
 
 def settings(config: dict, model: str, algorithm: str, density: float = 1.0, seed: int = 0) -> RunConfig:
     """The run settings the workflow gives a training (common.smk, run_settings)."""
+    base = algorithm.removesuffix("_freeze")  # <alg>_freeze runs as <alg> does until its freeze
+    own = config.get("settings", {})
     return RunConfig.from_flat({**expand_preset(config["recipe"]),
-                                **expand_preset(config.get("settings", {}).get(algorithm, {})),
+                                **(expand_preset(own.get(base, {})) if base != algorithm else {}),
+                                **expand_preset(own.get(algorithm, {})),
                                 "dataset": config["dataset"], "model": model, "algorithm": algorithm,
                                 "density": density, "seed": seed})
 

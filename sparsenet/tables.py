@@ -23,7 +23,7 @@ def _schema(*fields) -> pa.Schema:
 
 
 # measured times: they differ between two runs of the same study, everything else must not
-TIMING = ("wall_s", "epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s", "train_s_vs_unfrozen")
+TIMING = ("wall_s", "epoch_s_before_freeze", "epoch_s_after_freeze", "train_s", "train_s_vs_unfrozen")
 
 SCHEMAS = {
     "runs": _schema(("status", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()),
@@ -39,8 +39,8 @@ SCHEMAS = {
                          ("snapshot_density", pa.float64()), ("overlap_final", pa.float64()),
                          ("iou_final", pa.float64()), ("overlap_prev", pa.float64()), ("iou_prev", pa.float64())),
     "freeze": _schema(("test_acc", pa.float64()), ("weight_grad_macs", pa.float64()),
-                      ("grad_macs_vs_unfrozen", pa.float64()), ("epoch_s_dense_gradients", pa.float64()),
-                      ("epoch_s_fixed_mask", pa.float64()), ("train_s", pa.float64()),
+                      ("grad_macs_vs_unfrozen", pa.float64()), ("epoch_s_before_freeze", pa.float64()),
+                      ("epoch_s_after_freeze", pa.float64()), ("train_s", pa.float64()),
                       ("train_s_vs_unfrozen", pa.float64())),
     # per layer of a final mask, and 'all' over its sparse layers; the wiring columns are E6
     "layers": _schema(("layer", pa.string()), ("size", pa.int64()), ("kept", pa.int64()),
@@ -110,8 +110,8 @@ def freeze_table(runs: pd.DataFrame) -> pd.DataFrame:
     times are the training loop's (history's train_s), before and after the freeze."""
     frozen = runs["algorithm"].str.endswith("_freeze")
     sub = runs[frozen | runs["algorithm"].isin(runs.loc[frozen, "algorithm"].str.removesuffix("_freeze"))].copy()
-    times = [_epoch_times(Path(run)) for run in sub["run"]]
-    for column in ("epoch_s_dense_gradients", "epoch_s_fixed_mask", "train_s"):
+    times = [_epoch_times(Path(run), k) for run, k in zip(sub["run"], sub["freeze_epoch"])]
+    for column in ("epoch_s_before_freeze", "epoch_s_after_freeze", "train_s"):
         sub[column] = [t[column] for t in times]
     keys = ["dataset", "model", "algorithm", "density", "seed"]
     reference = sub.set_index(keys)
@@ -122,11 +122,12 @@ def freeze_table(runs: pd.DataFrame) -> pd.DataFrame:
     return sub
 
 
-def _epoch_times(run: Path) -> dict[str, float]:
+def _epoch_times(run: Path, freeze_epoch) -> dict[str, float]:
+    """Mean training-loop seconds per epoch up to the freeze (every epoch of a run never frozen) and after it."""
     history = read_parquet(run / "history.parquet")
-    dense = history["dense_gradients"].astype(bool)
-    return {"epoch_s_dense_gradients": history.loc[dense, "train_s"].mean(),
-            "epoch_s_fixed_mask": history.loc[~dense, "train_s"].mean(), "train_s": history["train_s"].sum()}
+    before = history["epoch"] <= (freeze_epoch if pd.notna(freeze_epoch) else len(history))
+    return {"epoch_s_before_freeze": history.loc[before, "train_s"].mean(),
+            "epoch_s_after_freeze": history.loc[~before, "train_s"].mean(), "train_s": history["train_s"].sum()}
 
 
 def write(name: str, frame: pd.DataFrame, out_dir: str | Path) -> Path:

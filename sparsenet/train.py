@@ -48,6 +48,11 @@ def run_config(run: str | Path) -> RunConfig:
     return RunConfig.from_nested(record["config"])
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of a run's data order and augmentation in `epoch`: seeded per run and epoch, so resumable."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
 def lr_at(hp: TrainHparams, step: int, steps_per_epoch: int) -> float:
     warm = hp.warmup_epochs * steps_per_epoch
     if step < warm:
@@ -143,7 +148,7 @@ class Run:
         algorithm = ALGORITHMS[cfg.algorithm.algorithm]
         batch = None  # pruning at initialisation scores on the run's first training batch
         if mask is None and getattr(algorithm, "needs_batch", False):
-            batch = next(iter(self.batcher.epoch(self.train_split, torch.Generator().manual_seed(cfg.seed))))
+            batch = next(iter(self.batcher.epoch(self.train_split, epoch_generator(cfg.seed, 0))))
         self.algo = algorithm(cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
                               generator=torch.Generator().manual_seed(cfg.seed),
                               steps_per_epoch=self.steps_per_epoch, model=self.model, batch=batch)
@@ -212,11 +217,12 @@ class Run:
 
     def begin_epoch(self, epoch: int):
         """Reset the epoch's sums and return its batches (data order seeded per run and epoch: resumable)."""
-        self.dense_samples = 0  # samples of the steps that needed dense gradients
+        self.grad_work = dict.fromkeys(self.weights, 0)  # weight gradients computed per layer, summed over samples
+        self.dense_steps = 0
         self.loss_sum = torch.zeros((), device=self.dev)
         self.correct = torch.zeros((), device=self.dev, dtype=torch.long)
         self.epoch_start = time.perf_counter()
-        return self.batcher.epoch(self.train_split, torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch))
+        return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch))
 
     def before_step(self, epoch: int, i: int) -> None:
         lr = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i, self.steps_per_epoch)
@@ -226,10 +232,13 @@ class Run:
 
     def after_step(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
         """After the backward pass: the algorithm's hooks around the optimizer step, then bookkeeping."""
-        if self.algo.dense_gradients:
-            self.dense_samples += len(y)
+        dense, kept = self.algo.dense_gradients, self.algo.kept_counts()
+        self.dense_steps += dense
+        for name, w in self.weights.items():  # all weights at steps that need dense gradients, kept ones else
+            self.grad_work[name] += len(y) * (w.numel() if dense else kept[name])
         self.algo.after_backward()
-        self.optimizer.step()
+        if self.algo.takes_optimizer_step:
+            self.optimizer.step()
         self.algo.after_step()
         self.loss_sum += loss.detach() * len(y)
         self.correct += (output.argmax(1) == y).sum()
@@ -241,9 +250,7 @@ class Run:
         train_s = time.perf_counter() - self.epoch_start
         n = len(self.train_split)
         train_loss = self.loss_sum.item() / n
-        kept = {name: int(m.sum()) for name, m in self.algo.mask().layers.items()}
-        dense = self.dense_samples  # dense gradients on these samples, kept weights only on the others
-        grad_macs = sum(self.macs[k] * (dense * w.numel() + (n - dense) * kept[k]) for k, w in self.weights.items())
+        grad_macs = sum(self.macs[k] * work for k, work in self.grad_work.items())
         self.diverged = not math.isfinite(train_loss)
         # evaluate before the algorithm's epoch-end update, as sparse_learning's mnist_cifar/main.py does
         test_loss, test_acc = self.evaluate(self.test_split)
@@ -255,7 +262,7 @@ class Run:
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": self.correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
                "density": self.density, "weight_grad_macs": grad_macs,
-               "dense_gradients": dense > 0, "train_s": train_s, "samples_per_s": n / train_s}
+               "dense_gradients": self.dense_steps > 0, "train_s": train_s, "samples_per_s": n / train_s}
         if val is not None:
             row["val_loss"], row["val_acc"] = val
         self.history.append(row)

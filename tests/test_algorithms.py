@@ -37,7 +37,8 @@ class Harness:
         self.algo.after_backward()
         if inspect:
             inspect()
-        self.opt.step()
+        if self.algo.takes_optimizer_step:
+            self.opt.step()
         self.algo.after_step()
 
     def run_epoch(self, steps=5):

@@ -3,6 +3,7 @@ import copy
 import math
 
 import pytest
+import torch
 
 from sparsenet.masks import layer_counts
 from tests.test_algorithms import Harness
@@ -23,17 +24,17 @@ def update_step(h):
 def test_drop_and_grow_the_same_number_per_layer_and_grown_weights_start_at_zero(algorithm):
     h = Harness(algorithm, density=0.2, update_interval=3)
     for _ in range(3):
-        t_before = h.algo.step
         before, _ = update_step(h)
-        fraction = h.algo.drop_fraction(h.algo.step)
-        assert h.algo.step == t_before + 3 - t_before % 3
+        assert (h.algo.step - 1) % 3 == 0  # the batches with index 0, 3, 6, ... update
+        fraction = h.algo.drop_fraction(h.algo.step - 1)
         for n, m in h.algo.mask().layers.items():
             old = before.layers[n]
             assert int(m.sum()) == int(old.sum())
             assert int((old & ~m).sum()) <= int(int(old.sum()) * fraction)
             new = m & ~old
             assert (h.weights[n][new] == 0).all()
-            assert (h.opt.state[h.weights[n]]["momentum_buffer"][new] == 0).all()
+            momentum = h.opt.state[h.weights[n]].get("momentum_buffer")  # none before rigl's first optimizer step
+            assert momentum is None or (momentum[new] == 0).all()
         changed = sum(int((h.algo.mask().layers[n] & ~before.layers[n]).sum()) for n in before.layers)
         assert changed > 0
 
@@ -56,8 +57,23 @@ def test_rigl_needs_dense_gradients_only_at_update_steps_until_update_end():
     for _ in range(20):
         flags.append(h.algo.dense_gradients)
         h.step()
-    # steps 1..20; updates at multiples of 3 up to 0.5 * 20 = 10
-    assert [i + 1 for i, f in enumerate(flags) if f] == [3, 6, 9]
+    # batches 0..19; updates at multiples of 3 up to 0.5 * 20 = 10, the first batch included (as the reference's
+    # last_mask_update_step starts at -frequency)
+    assert [i for i, f in enumerate(flags) if f] == [0, 3, 6, 9]
+
+
+@pytest.mark.parametrize("algorithm", ["rigl", "set"])
+def test_rigl_updates_instead_of_the_optimizer_step_set_after_it(algorithm):
+    h = Harness(algorithm, density=0.2, update_interval=4)
+    h.step()  # batch 0 updates
+    for _ in range(3):
+        h.step()
+    weights = {n: w.detach().clone() for n, w in h.weights.items()}
+    before = h.algo.mask().clone()
+    h.step()  # batch 4 updates
+    for n, m in h.algo.mask().layers.items():
+        stayed = m & before.layers[n]
+        assert torch.equal(h.weights[n][stayed], weights[n][stayed]) == (algorithm == "rigl")
 
 
 def test_rigl_drop_fraction_decays_by_cosine_to_zero_at_update_end():

@@ -123,15 +123,26 @@ def test_lr_schedules():
 
 
 def test_rigl_pays_dense_weight_gradients_only_at_its_update_steps(tmp_path, data_root):
-    """20 steps of 100 samples per epoch; rigl updates at steps 7 and 14 until update_end, then never again."""
+    """20 steps of 100 samples per epoch; rigl updates at batches 0, 7 and 14 until update_end, then never again."""
     cfg = tiny(algorithm="rigl", density=0.1, epochs=2, update_interval=7, update_end=0.5)
     train(cfg, tmp_path / "run")
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
     mask = Mask.load(tmp_path / "run" / "mask.safetensors")
     size = {n: m.numel() for n, m in mask.layers.items()}
     kept = {n: int(m.sum()) for n, m in mask.layers.items()}  # rigl keeps each layer's count
-    dense_samples = 200  # steps 7 and 14 of epoch 1; 21 > 0.5 * 40
+    dense_samples = 300  # batches 0, 7 and 14 of epoch 1; 21 > 0.5 * 40
     assert list(history["dense_gradients"]) == [True, False]
     assert history["weight_grad_macs"].iloc[0] == sum(dense_samples * size[n] + (2000 - dense_samples) * kept[n]
                                                       for n in size)
     assert history["weight_grad_macs"].iloc[1] == 2000 * sum(kept.values())
+
+
+def test_gmp_pays_weight_gradients_for_the_weights_each_step_keeps(tmp_path, data_root):
+    """gmp prunes during epoch 1: its work there lies between the final and the dense count, step by step."""
+    cfg = tiny(algorithm="gmp", density=0.1, epochs=2, gmp_start=0.0, gmp_end=0.5, gmp_interval=2)
+    train(cfg, tmp_path / "run")
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    mask = Mask.load(tmp_path / "run" / "mask.safetensors")
+    final, dense = mask.kept(), mask.size()
+    assert 2000 * final < history["weight_grad_macs"].iloc[0] < 2000 * dense
+    assert history["weight_grad_macs"].iloc[1] == 2000 * final and not history["dense_gradients"].any()

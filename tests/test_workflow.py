@@ -80,6 +80,18 @@ def test_stacked_seeds_plan_one_training_job_per_seed_group(tmp_path):
     assert counts == expected
 
 
+def test_a_frozen_run_has_its_algorithms_settings_until_its_own_override_them(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg.update(freeze_algorithms=["snfs", "dnw"], freeze_epochs=[1])
+    cfg["settings"].update(snfs={"prune_rate": 0.3, "distribution": "erk"}, snfs_freeze={"prune_rate": 0.4})
+    (tmp_path / "frozen.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake(tmp_path, "-n", "-p", "--configfile", str(tmp_path / "frozen.yaml"))
+    commands = [line for line in out.stdout.splitlines() if "python -m sparsenet train" in line]
+    frozen = [c for c in commands if "--algorithm snfs_freeze" in c]
+    assert len(frozen) == 1 and "--distribution erk" in frozen[0] and "--prune-rate 0.4" in frozen[0]
+    assert "--freeze-epoch 1" in frozen[0]
+
+
 def test_a_preset_recipe_reaches_every_run(tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     cfg["recipe"] = {"preset": "open_lth_mnist_lenet_300_100", "epochs": 2, "train_subset": 2000}
@@ -298,6 +310,8 @@ def test_extended_study_runs_every_algorithm_through_every_experiment(tmp_path):
     assert set(pd.read_parquet(tables / "emergence.parquet")["algorithm"]) == CHANGING
     freeze = pd.read_parquet(tables / "freeze.parquet").set_index("algorithm")
     assert sorted(freeze.index) == sorted([*cfg["freeze_algorithms"], *frozen])
+    assert freeze.loc[cfg["freeze_algorithms"], "epoch_s_after_freeze"].isna().all()  # never frozen
+    assert freeze.loc[frozen, ["epoch_s_before_freeze", "epoch_s_after_freeze"]].notna().all().all()
     for algorithm in cfg["freeze_algorithms"]:
         assert freeze.loc[algorithm, "grad_macs_vs_unfrozen"] == 1
         # after the freeze no step needs a dense gradient: set never needs one, the others at every or some steps

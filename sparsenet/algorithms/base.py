@@ -1,8 +1,9 @@
 """The protocol every sparse-training algorithm offers the trainer, and the fixed-mask behaviour most share.
 
 The trainer calls, per step: ``with algo.forward_weights(): forward + backward``; ``after_backward()``;
-``optimizer.step()``; ``after_step()``; and ``end_of_epoch(epoch, optimizer)`` after each epoch. ``mask()`` is
-the structure at that moment (for snapshots); ``dense_gradients`` says whether this step needs the gradient of
+``optimizer.step()`` (unless ``takes_optimizer_step`` is false); ``after_step()``; and
+``end_of_epoch(epoch, optimizer)`` after each epoch. ``mask()`` is the structure at that moment (for snapshots),
+``kept_counts()`` its kept weights per layer; ``dense_gradients`` says whether this step needs the gradient of
 absent weights (the E4 cost model, counted per step); ``mask_fixed`` whether the mask stays as it is for the
 rest of the run (sparse kernels need that); ``mask_changes`` whether the algorithm ever changes its mask (E3).
 """
@@ -24,6 +25,7 @@ class Algorithm:
     mask_fixed = True
     mask_changes = False
     masks_weights = True  # absent weights are zero from the start (dnw: the weights stay dense)
+    takes_optimizer_step = True  # rigl: False at an update step, which replaces the optimizer step
     # the trainer's optimizer, set by the trainer: for algorithms that reset the momentum of weights they grow
     optimizer: torch.optim.Optimizer | None = None
     # layers whose kernels give absent weights an exact zero gradient (sparsenet.sparse): with zero weights and
@@ -53,6 +55,12 @@ class Algorithm:
 
     def mask(self) -> Mask:
         return self._mask
+
+    def kept_counts(self) -> dict[str, int]:
+        """Kept weights per layer now (cheap: counted again only when the mask object changes)."""
+        if getattr(self, "_counted", None) is not self._mask:
+            self._counted, self._kept = self._mask, {n: int(m.sum()) for n, m in self._mask.layers.items()}
+        return self._kept
 
     def forward_weights(self) -> ContextManager:
         """The weights the forward pass must see, for the duration of the context."""

@@ -30,6 +30,9 @@ class DNW(Algorithm):
     def mask(self) -> Mask:
         return Mask.from_magnitude(self.weights, self._counts)
 
+    def kept_counts(self) -> dict[str, int]:
+        return self._counts
+
     @contextmanager
     def forward_weights(self):
         dense = {}

@@ -28,8 +28,15 @@ def freezing(base: type[Algorithm]) -> type[Algorithm]:
         def mask_fixed(self) -> bool:
             return self.frozen
 
+        @property
+        def takes_optimizer_step(self) -> bool:
+            return self.frozen or super().takes_optimizer_step
+
         def mask(self):
             return self._mask if self.frozen else super().mask()
+
+        def kept_counts(self):
+            return Algorithm.kept_counts(self) if self.frozen else super().kept_counts()
 
         def forward_weights(self):
             return nullcontext() if self.frozen else super().forward_weights()

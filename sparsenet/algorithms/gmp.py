@@ -29,20 +29,23 @@ class GMP(Algorithm):
     def initial_mask(self, generator):
         return Mask.ones_like(self.weights)
 
-    def _step_at(self, fraction: float) -> int:
-        return round(fraction * self.epochs * self.steps_per_epoch)
+    def bounds(self) -> tuple[int, int]:
+        """(start, end) in optimizer steps; the end is at least step 1, so even a tiny run prunes."""
+        total = self.epochs * self.steps_per_epoch
+        end = max(round(self.hp.gmp_end * total), 1)
+        return min(round(self.hp.gmp_start * total), end), end
 
     @property
     def mask_fixed(self) -> bool:
-        return self.step >= self._step_at(self.hp.gmp_end)
+        return self.step >= self.bounds()[1]
 
     def density_at(self, t: int) -> float:
-        start, end = self._step_at(self.hp.gmp_start), self._step_at(self.hp.gmp_end)
-        progress = min(max((t - start) / max(end - start, 1), 0.0), 1.0)
+        start, end = self.bounds()
+        progress = 1.0 if t >= end else max((t - start) / (end - start), 0.0)
         return self.hp.density + (1 - self.hp.density) * (1 - progress) ** 3
 
     def update_due(self, t: int) -> bool:
-        start, end = self._step_at(self.hp.gmp_start), self._step_at(self.hp.gmp_end)
+        start, end = self.bounds()
         return start <= t <= end and ((t - start) % self.hp.gmp_interval == 0 or t == end)
 
     @torch.no_grad()

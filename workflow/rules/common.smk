@@ -47,8 +47,10 @@ def split_label(label):
 def run_settings(model, label, density, seed):
     """Explicit settings of a run (a `preset` expanded, so that editing a preset reruns what it changes)."""
     algorithm, freeze = split_label(label)
+    base = algorithm.removesuffix("_freeze")  # <alg>_freeze runs as <alg> does until its freeze
     settings = {
         **expand_preset(config["recipe"]),
+        **(expand_preset(config["settings"].get(base, {})) if base != algorithm else {}),
         **expand_preset(config["settings"].get(algorithm, {})),
         "dataset": DATASET,
         "model": model,
