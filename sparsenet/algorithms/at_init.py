@@ -21,6 +21,8 @@ from sparsenet.models import prunable
 
 
 class AtInit(Algorithm):
+    """Each subclass defines `scores(mask)`: a score per weight of every prunable layer, under `mask` (None: all)."""
+
     needs_batch = True  # the trainer passes the run's first training batch
 
     def initial_mask(self, generator):
@@ -29,7 +31,7 @@ class AtInit(Algorithm):
         if self.model is None or (self.needs_batch and self.batch is None):
             raise ConfigError(f"algorithm: {self.hp.algorithm} scores weights at initialisation and needs the model "
                               "and a training batch")
-        return self.select(self.scores)
+        return self.select()
 
     def scoring_copy(self) -> tuple[torch.nn.Module, dict[str, torch.nn.Parameter]]:
         """A copy of the model to score on, and its prunable weights."""
@@ -37,17 +39,13 @@ class AtInit(Algorithm):
         model.zero_grad(set_to_none=True)
         return model, prunable(model)
 
-    def scores(self, mask: Mask | None = None) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
     def counts_total(self, density: float) -> int:
         sparse = [w for n, w in self.weights.items() if n not in self.hp.dense_layers]
         return round(density * sum(w.numel() for w in sparse))
 
-    def select(self, score_fn, density: float | None = None, mask: Mask | None = None) -> Mask:
-        """Global top-k of `score_fn(mask)` over the sparse layers, with the layer-collapse guard."""
-        scores = score_fn(mask)
-        return global_topk(scores, self.counts_total(self.hp.density if density is None else density),
+    def select(self, density: float | None = None, mask: Mask | None = None) -> Mask:
+        """Global top-k of the scores under `mask` over the sparse layers, with the layer-collapse guard."""
+        return global_topk(self.scores(mask), self.counts_total(self.hp.density if density is None else density),
                            self.weights, self.hp.dense_layers)
 
 

@@ -21,7 +21,7 @@ class SynFlow(AtInit):
             return super().initial_mask(generator)  # density 1, or the error naming what is missing
         mask = None
         for r in range(1, self.hp.synflow_rounds + 1):
-            mask = self.select(self.scores, self.hp.density ** (r / self.hp.synflow_rounds), mask)
+            mask = self.select(self.hp.density ** (r / self.hp.synflow_rounds), mask)
         return mask
 
     @torch.no_grad()
