@@ -199,6 +199,12 @@ def bench_stacked(rows: Rows, device, data_root, quick: bool, seeds: int = 8) ->
     rows.add("2b stacked seeds", "ratio", per_seed * seeds / single, "x", "goal >= 4 on a GPU")
 
 
+# layer densities (fc1, fc2, fc3) of the default study's final masks at density 0.05, seed 0: an imp round at 5%
+# and the masks E1 retrains (imp's output layer stays dense; sparse momentum gives fc2 more weights than fc1)
+STUDY_MASKS = {"imp round at 0.05 (0.034, 0.176, 1)": (0.0339, 0.1764, 1.0),
+               "snfs mask at 0.05 (0.038, 0.116, 1)": (0.0376, 0.1156, 0.998)}
+
+
 def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
     """Section 2c: fixed-mask steps on CSR kernels against the dense masked ones, per density (LeNet-300-100),
     and dnw_freeze's frozen steps against dnw's: interleaved repeats of the trainer's own step, medians."""
@@ -219,15 +225,20 @@ def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
                 run.route_sparse()
             return time_steps(run, steps, 5)
 
-    for density in (1.0, 0.2, 0.1, 0.05, 0.02, 0.01):
-        mask = random_for_model("lenet300_100", "mnist", density, "erk") if density < 1 else None
-        algorithm = "fixed" if density < 1 else "dense"
+    weights = models.prunable(models.build("lenet300_100", (1, 28, 28), 10))
+    masks = {f"erk, density {d:g}": random_for_model("lenet300_100", "mnist", d, "erk") if d < 1 else None
+             for d in (1.0, 0.2, 0.1, 0.05, 0.02, 0.01)}
+    for label, densities in STUDY_MASKS.items():  # random positions, the layer densities of a study's masks
+        counts = {name: round(d * w.numel()) for (name, w), d in zip(weights.items(), densities)}
+        masks[label] = Mask.random(weights, counts, torch.Generator().manual_seed(0))
+    for label, mask in masks.items():
+        algorithm, density = ("fixed", round(mask.density(), 4)) if mask is not None else ("dense", 1.0)
         times = {"off": [], "auto": []}
         for _ in range(repeats):
             for mode in times:
                 times[mode].append(step_s(_settings(algorithm=algorithm, density=density, sparse_kernels=mode), mask))
         dense, auto = statistics.median(times["off"]), statistics.median(times["auto"])
-        label = f"lenet300_100 fixed mask, density {density:g}"
+        label = f"lenet300_100 fixed mask, {label}"
         rows.add("2c sparse kernels", f"{label}: dense masked", 128 / dense, "samples/s")
         rows.add("2c sparse kernels", f"{label}: sparse_kernels auto", 128 / auto, "samples/s")
         rows.add("2c sparse kernels", f"{label}: speed-up", dense / auto, "x", "goal >= 2 at 0.05")

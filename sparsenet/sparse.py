@@ -1,16 +1,16 @@
 """Real speed from sparsity: linear layers computed with CSR kernels while a run's mask is fixed (on the CPU).
 
-The weights stay ordinary dense parameters, so the optimizer, checkpoints and every analysis see nothing
-different. Per layer, the index structure of its mask is built once; each step gathers the kept values into a
-CSR matrix and computes the forward (x @ W^T), the input gradient (g @ W) and the weight gradient at the kept
-positions only (`torch.sparse.sampled_addmm`), scattered into a zero dense gradient: absent weights never get a
-non-zero gradient. Results equal the dense masked computation up to float summation order.
+The weights stay ordinary dense parameters, so checkpoints and every analysis see nothing different. Per layer,
+the index structure of its mask is built once (`Structure`). Each step computes the forward (x @ W^T), the
+input gradient (g @ W) and the weight gradient at the kept positions only (`torch.sparse.sampled_addmm`), and
+the optimizer (`sparsenet.optim.SGD`) updates the kept entries from that compact gradient and writes them back
+into the dense weight: no dense gradient of a routed weight is ever materialised (its `.grad` stays None), so
+absent weights never get one. Results equal the dense masked computation up to float summation order.
 
 Which layers take the sparse path: `sparse_kernels` = `on` (every linear layer with absent weights), `off`, or
-`auto`: on a CPU, linear layers of at most MAX_DENSITY and at least MIN_WEIGHTS weights, the region where
-`sparsenet bench` measured the CSR step faster than the dense masked one (LeNet-300-100's layers). Convolutions
-stay dense: no sparse form of them has been measured yet. GPUs stay dense too (unstructured sparse kernels lost
-to dense there at every density measured, see DESIGN.md).
+`auto`: on a CPU, linear layers in the region where `sparsenet bench` measured the CSR step faster than the
+dense masked one (LIMITS). Convolutions stay dense: no sparse form of them has been measured yet. GPUs stay
+dense too (unstructured sparse kernels lost to dense there at every density measured, see DESIGN.md).
 """
 from __future__ import annotations
 
@@ -23,71 +23,94 @@ from torch import nn
 from sparsenet import models
 from sparsenet.masks import Mask
 
-MAX_DENSITY = 0.1  # measured: see README, Performance ("sparse kernels")
-MIN_WEIGHTS = 10_000
+# (at least this many weights, at most this density): measured on LeNet-300-100's layers, each routed alone
+# (README, Performance, "sparse kernels"): the step with the 235k-weight fc1 routed is 1.4x faster at density 0.2,
+# 1.2x at 0.3 and even at 0.4; with the 30k-weight fc2, 1.07x at 0.1, even at 0.2 and 0.88x at 0.3; layers of a
+# thousand weights gain nothing.
+LIMITS = ((200_000, 0.3), (10_000, 0.15))
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 class Structure:
-    """The CSR index structures of one layer's mask [out, in] and of its transpose: built once per mask."""
+    """One routed layer: the CSR index structures of its mask [out, in] and of the transpose (built once per
+    mask), and the compact state of a step: the kept values in CSR order and the gradient at them.
+
+    Indices are int32: MKL's sparse routines take 32-bit indices, and torch converts 64-bit ones on every call.
+    The kept values gathered for a forward are reused by the optimizer and, after its write-back, by the next
+    forward, as long as the weight's version counter says nothing else has written to it since.
+    """
 
     def __init__(self, mask: torch.Tensor):
         out_f, in_f = mask.shape
         self.shape = (out_f, in_f)
         csr, csr_t = mask.float().to_sparse_csr(), mask.t().contiguous().float().to_sparse_csr()
-        self.crow, self.col = csr.crow_indices(), csr.col_indices()
-        self.crow_t, self.col_t = csr_t.crow_indices(), csr_t.col_indices()
+        self.crow, self.col = csr.crow_indices().int(), csr.col_indices().int()
+        self.crow_t, self.col_t = csr_t.crow_indices().int(), csr_t.col_indices().int()
         self.kept = mask.flatten().nonzero().squeeze(1)  # W's flat positions in CSR (row-major) order
         flat_t = mask.t().flatten().nonzero().squeeze(1)  # the same entries in W^T's row-major order
-        self.kept_t = (flat_t % out_f) * in_f + flat_t // out_f  # ... as positions in W
+        self.order_t = torch.searchsorted(self.kept, (flat_t % out_f) * in_f + flat_t // out_f)  # ... in kept order
         self.pattern = self.csr(self.crow, self.col, torch.zeros(len(self.kept)), self.shape)
-        # the weight gradient: absent entries are zero once and for all; each backward overwrites the kept ones
-        self.grad = torch.zeros(mask.numel())
+        self.grad: torch.Tensor | None = None  # the weight's gradient at the kept positions, set by backward
+        self._values, self._version = None, None
 
     @staticmethod
     def csr(crow, col, values, shape) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
-    def matrices(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """W and W^T as CSR matrices holding the current kept values of `weight`."""
-        flat = weight.detach().reshape(-1)
-        return (self.csr(self.crow, self.col, flat.index_select(0, self.kept), self.shape),
-                self.csr(self.crow_t, self.col_t, flat.index_select(0, self.kept_t), self.shape[::-1]))
+    def values(self, weight: torch.Tensor) -> torch.Tensor:
+        """The kept values of `weight` in CSR order (gathered again only if the weight changed since)."""
+        if self._version != weight._version:
+            self._values, self._version = weight.detach().reshape(-1).index_select(0, self.kept), weight._version
+        return self._values
+
+    @torch.no_grad()
+    def write(self, weight: torch.Tensor, values: torch.Tensor) -> None:
+        """Store updated kept values into the dense `weight` (its absent entries stay as they are: zero)."""
+        weight.view(-1).index_copy_(0, self.kept, values)
+        self._values, self._version = values, weight._version
+
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.csr(self.crow, self.col, self.values(weight), self.shape)
+
+    def matrix_t(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.csr(self.crow_t, self.col_t, self.values(weight).index_select(0, self.order_t), self.shape[::-1])
 
 
 class _CSRLinear(torch.autograd.Function):
-    """x @ (W * mask)^T, with W's gradient at the kept positions only.
+    """x @ (W * mask)^T + b, with W's gradient at the kept positions only, handed to the optimizer through the
+    layer's Structure (autograd gets None for W: a dense gradient would cost a scatter and a gather per step).
 
     Kernel forms measured fastest on this CPU (1 thread, batch 128, LeNet's layers): W @ x^T and W^T @ g^T with
-    torch.sparse.mm (the transposed results are views: the next layer's x^T is then contiguous), and
-    sampled_addmm for the weight gradient.
+    torch.sparse.mm on contiguous x^T and g^T (the transposed results are views, so the next layer's x^T and the
+    previous layer's g^T are contiguous already), the bias inside the same addmm, and sampled_addmm(g^T, x) for
+    the weight gradient, given x as a view of the saved x^T: one transposed copy of the input per step.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, structure: Structure) -> torch.Tensor:
-        w, w_t = structure.matrices(weight)
-        ctx.save_for_backward(x)
-        ctx.structure, ctx.w_t = structure, w_t
-        return torch.sparse.mm(w, x.t()).t()
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                structure: Structure) -> torch.Tensor:
+        x_t = x.t().contiguous()
+        ctx.save_for_backward(x_t, weight)
+        ctx.structure = structure
+        w = structure.matrix(weight)
+        out_t = torch.sparse.mm(w, x_t) if bias is None else torch.addmm(bias.detach().unsqueeze(1), w, x_t)
+        return out_t.t()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        s = ctx.structure
-        grad_x = torch.sparse.mm(ctx.w_t, grad.t()).t() if ctx.needs_input_grad[0] else None
-        grad_w = None
+        x_t, weight = ctx.saved_tensors
+        s, grad_t = ctx.structure, grad.t().contiguous()
+        grad_x = torch.sparse.mm(s.matrix_t(weight), grad_t).t() if ctx.needs_input_grad[0] else None
         if ctx.needs_input_grad[1]:
-            kept = torch.sparse.sampled_addmm(s.pattern, grad.t().contiguous(), x, beta=0.0).values()
-            # autograd copies it into .grad (we keep a reference), so the buffer is never changed behind our back
-            grad_w = s.grad.index_copy_(0, s.kept, kept).view(s.shape)
-        return grad_x, grad_w, None
+            s.grad = torch.sparse.sampled_addmm(s.pattern, grad_t, x_t.t(), beta=0.0).values()
+        grad_b = grad_t.sum(1) if ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_b, None
 
 
 def _forward(module: nn.Linear, structure: Structure, x: torch.Tensor) -> torch.Tensor:
-    out = _CSRLinear.apply(x.reshape(-1, module.in_features), module.weight, structure)
-    out = out.reshape(*x.shape[:-1], module.out_features)
-    return out + module.bias if module.bias is not None else out
+    out = _CSRLinear.apply(x.reshape(-1, module.in_features), module.weight, module.bias, structure)
+    return out.reshape(*x.shape[:-1], module.out_features)
 
 
 def chosen(mode: str, mask: torch.Tensor, device: torch.device) -> bool:
@@ -95,7 +118,7 @@ def chosen(mode: str, mask: torch.Tensor, device: torch.device) -> bool:
     kept = int(mask.sum())
     if mode == "off" or kept == mask.numel() or device.type != "cpu":
         return False
-    return mode == "on" or (kept <= MAX_DENSITY * mask.numel() and mask.numel() >= MIN_WEIGHTS)
+    return mode == "on" or any(mask.numel() >= size and kept <= density * mask.numel() for size, density in LIMITS)
 
 
 def install(model: nn.Module, mask: Mask, mode: str) -> dict[str, Structure]:

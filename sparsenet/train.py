@@ -178,7 +178,8 @@ class Run:
             routed = sparse.install(self.model, self.algo.mask(), self.sparse_mode)
             self.sparse_layers = list(routed)
             self.algo.exact_layers = frozenset(routed)
-            self.optimizer.kept = {self.weights[name]: structure.kept for name, structure in routed.items()}
+            for name, structure in routed.items():
+                self.optimizer.route(self.weights[name], structure)
 
     def _resume_or_start(self, init_state: dict) -> None:
         ckpt = load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else None

@@ -20,23 +20,45 @@ def _mask(density: float, seed: int = 0) -> Mask:
     return Mask.random(weights, counts, torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("shape,density,batch", [((300, 784), 0.05, 64), ((100, 300), 0.2, 7), ((10, 100), 0.01, 1)])
-def test_csr_layer_equals_dense_masked(shape, density, batch):
+@pytest.mark.parametrize("shape,density,batch,bias", [((300, 784), 0.05, 64, True), ((100, 300), 0.2, 7, False),
+                                                       ((10, 100), 0.01, 1, True)])
+def test_csr_layer_equals_dense_masked(shape, density, batch, bias):
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(shape, generator=g) < density
     mask[0] = False  # an output unit with no kept weight at all
     weight = torch.randn(shape, generator=g, requires_grad=True)
+    b = torch.randn(shape[0], generator=g, requires_grad=True) if bias else None
     x = torch.randn(batch, shape[1], generator=g, requires_grad=True)
-    dense = x @ (weight * mask).t()
+    dense = x @ (weight * mask).t() + (b if bias else 0)
     dense.sum().backward()
-    gx, gw = x.grad.clone(), weight.grad.clone()
+    gx, gw, gb = x.grad.clone(), weight.grad.clone(), b.grad.clone() if bias else None
     x.grad = weight.grad = None
-    out = sparse._CSRLinear.apply(x, weight, sparse.Structure(mask))
+    if bias:
+        b.grad = None
+    structure = sparse.Structure(mask)
+    out = sparse._CSRLinear.apply(x, weight, b, structure)
     out.sum().backward()
     torch.testing.assert_close(out, dense, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(x.grad, gx, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(weight.grad[mask], gw[mask], atol=1e-5, rtol=1e-5)
-    assert weight.grad[~mask].eq(0).all()  # never a gradient at an absent weight
+    if bias:
+        torch.testing.assert_close(b.grad, gb, atol=1e-5, rtol=1e-5)
+    # the weight's gradient exists at the kept positions only, in CSR order; no dense one is made
+    assert weight.grad is None and structure.grad.shape == (int(mask.sum()),)
+    torch.testing.assert_close(structure.grad, gw[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_kept_values_are_gathered_again_once_the_weight_changes():
+    mask = torch.rand(30, 20, generator=torch.Generator().manual_seed(0)) < 0.2
+    weight = torch.randn(30, 20) * mask
+    structure = sparse.Structure(mask)
+    first = structure.values(weight)
+    assert structure.values(weight) is first  # no gather while the weight is untouched
+    with torch.no_grad():
+        weight.mul_(2)  # anyone's in-place write (a checkpoint load, a mask) bumps the version counter
+    torch.testing.assert_close(structure.values(weight), weight[mask])
+    structure.write(weight, structure.values(weight) + 1)
+    torch.testing.assert_close(weight[mask], 2 * first + 1)
+    assert weight[~mask].eq(0).all()
 
 
 @pytest.mark.parametrize("density", [0.2, 0.05, 0.01])
@@ -60,13 +82,13 @@ def test_no_gradient_is_ever_materialised_at_absent_weights(tmp_path, data_root,
     seen = []
     real = train_mod.Run.after_step
 
-    def check(run, *args):
-        for name, w in run.weights.items():
-            seen.append(int(w.grad[~run.algo.mask().layers[name]].ne(0).sum()))
+    def check(run, *args):  # after the backward pass: no weight of a routed layer has a dense gradient at all
+        assert run.sparse_layers == list(mask.layers)
+        seen.extend(run.weights[name].grad is None for name in run.sparse_layers)
         real(run, *args)
     monkeypatch.setattr(train_mod.Run, "after_step", check)
     train(tiny(algorithm="fixed", density=0.05, epochs=1, sparse_kernels="on"), tmp_path / "run", mask=mask)
-    assert len(seen) > 0 and sum(seen) == 0
+    assert len(seen) > 0 and all(seen)
 
 
 def test_killed_sparse_run_resumes_to_the_same_result(tmp_path, data_root, monkeypatch):
@@ -135,22 +157,31 @@ def test_sgd_is_torch_sgd_bitwise_and_kept_entries_update_alone(settings):
     ref = [t.clone().requires_grad_() for t in start]
     ours = [t.clone().requires_grad_() for t in start]
     torch_sgd, sgd = torch.optim.SGD(ref, lr=0.1, **settings), SGD(ours, lr=0.1, **settings)
-    sgd.kept = {ours[0]: mask.flatten().nonzero().squeeze(1)}  # the first weight as if routed through CSR kernels
-    for _ in range(4):
+    routed = sparse.Structure(mask)
+    for i in range(4):
+        if i == 1:
+            sgd.route(ours[0], routed)  # the first weight as if routed through CSR kernels from the second step on
         grads = [torch.randn(s, generator=g) for s in shapes]
         grads[0] *= mask
         for a, b, grad in zip(ref, ours, grads):
             a.grad, b.grad = grad.clone(), grad.clone()
+        ours[0].grad = None if i >= 1 else ours[0].grad
+        routed.grad = grads[0][mask]  # what its layer's backward hands over: the kept entries, in CSR order
         torch_sgd.step()
         sgd.step()
     for a, b in zip(ref, ours):
         assert torch.equal(a, b)
         if settings["momentum"]:
-            assert torch.equal(torch_sgd.state[a]["momentum_buffer"], sgd.state[b]["momentum_buffer"])
+            assert torch.equal(torch_sgd.state[a]["momentum_buffer"], sgd.momentum(b))
     assert ours[0][~mask].eq(0).all()
     restored = SGD([t.clone() for t in ours], lr=1.0)
+    restored.route(restored.param_groups[0]["params"][0], sparse.Structure(mask))  # as a resumed run routes again
     restored.load_state_dict(sgd.state_dict())
-    assert restored.param_groups[0]["lr"] == 0.1 and len(restored.state) == (3 if settings["momentum"] else 0)
+    assert restored.param_groups[0]["lr"] == 0.1
+    assert len(restored.state_dict()["state"]) == (3 if settings["momentum"] else 0)
+    if settings["momentum"]:
+        for a, b in zip(sgd.param_groups[0]["params"], restored.param_groups[0]["params"]):
+            assert torch.equal(sgd.momentum(a), restored.momentum(b))
 
 
 def test_a_training_job_never_imports_dynamo(tmp_path, data_root):
