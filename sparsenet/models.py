@@ -10,13 +10,14 @@ default, as there.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Callable
 
 import torch
 from torch import nn
 
-from sparsenet import by_path
+from sparsenet import by_path, config
 
 MODELS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {}
 OUTPUT_LAYER: dict[str, str | None] = {}  # model -> the output layer's weight (the last prunable weight)
@@ -60,14 +61,27 @@ def initialise(model: nn.Module, init: str, bn_init: str) -> None:
                 nn.init.kaiming_normal_(mod.weight)
             elif init == "kaiming_uniform":
                 nn.init.kaiming_uniform_(mod.weight)
+            elif init == "variance_scaling":
+                variance_scaling(mod)
             elif init != "pytorch":
-                raise ValueError(f"init: must be kaiming_normal, kaiming_uniform or pytorch; got {init!r}")
+                raise ValueError(f"init: must be one of {', '.join(config.INITS)}; got {init!r}")
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
             if bn_init == "uniform":
                 mod.weight.copy_(torch.rand(mod.weight.shape))
             elif bn_init != "fixed":
                 raise ValueError(f"bn_init: must be uniform or fixed; got {bn_init!r}")
             mod.bias.zero_()
+
+
+def variance_scaling(mod: nn.Module) -> None:
+    """TensorFlow's `variance_scaling_initializer()` with its defaults (scale 1, fan-in, normal truncated at two
+    standard deviations, the deviation corrected for the truncation) and zero biases: the initialisation SNIP's
+    authors use (namhoonlee/snip-public, snip/network.py: initializer_w 'vs', initializer_b 'zeros')."""
+    fan_in = mod.weight[0].numel()
+    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # the std of a unit normal truncated at +-2
+    nn.init.trunc_normal_(mod.weight, std=std, a=-2 * std, b=2 * std)
+    if mod.bias is not None:
+        nn.init.zeros_(mod.bias)
 
 
 def prunable_modules(model: nn.Module) -> dict[str, nn.Module]:

@@ -18,8 +18,8 @@ HELP: dict[str, tuple[str, str]] = {
     "train_subset": ("train on the first N training samples only (0: all); at most the split's size", "samples"),
     "augment": ("random crop (4-pixel zero padding) and horizontal flip; CIFAR-10 only", ""),
     "model": ("the model: a registered name, or your own by import path package.module:function", ""),
-    "init": ("initialisation of conv and linear weights: open_lth's Kaiming normal, Kaiming uniform, or PyTorch's "
-             "default", ""),
+    "init": ("initialisation of conv and linear weights: open_lth's Kaiming normal, Kaiming uniform, PyTorch's "
+             "default, or TensorFlow's variance scaling with zero biases (SNIP's authors)", ""),
     "bn_init": ("batch-norm scales: U[0, 1) as open_lth (uniform) or 1 (fixed); shifts 0", ""),
     "epochs": ("length of training", "epochs"),
     "lr": ("peak learning rate, > 0", ""),

@@ -95,6 +95,17 @@ def test_init_is_kaiming_normal_with_uniform_batch_norm_scales():
     assert tiny().model.init == "kaiming_normal"
 
 
+
+def test_variance_scaling_is_tensorflows_default_with_zero_biases():
+    """snip-public's 'vs' init: tf.variance_scaling_initializer() = truncated normal, std 1/sqrt(fan_in)."""
+    torch.manual_seed(0)
+    net = models.build("lenet300_100", (1, 28, 28), 10, init="variance_scaling")
+    for name, fan_in in (("fc1", 784), ("fc2", 300)):
+        w, b = getattr(net, name).weight, getattr(net, name).bias
+        assert w.std().item() == pytest.approx(1 / math.sqrt(fan_in), rel=0.03)
+        assert w.abs().max().item() <= 2 / math.sqrt(fan_in) / 0.87962566103423978  # truncated at 2 std
+        assert b.eq(0).all()
+
 def test_runs_start_from_the_configured_init(tmp_path, data_root):
     train(tiny(epochs=1, init="kaiming_uniform"), tmp_path / "run")
     init = load_weights(tmp_path / "run" / "init.safetensors")

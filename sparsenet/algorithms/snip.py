@@ -1,8 +1,9 @@
 """SNIP (Lee et al. 2019): connection sensitivity |g * w| on one training batch, at initialisation.
 
-Follows namhoonlee/snip-public, snip/snip.py: the saliency of a weight is |dL/dc| for a multiplicative mask c = 1,
-that is |g * w|, from one batch of the training data (there, a batch of the run's batch size); ranked globally
-over the sparse layers (sparsenet.algorithms.at_init), the mask then fixed for training.
+Follows namhoonlee/snip-public, snip/model.py (get_sparse_mask): the saliency of a weight is |dL/dc| for a
+multiplicative mask c = 1, that is |g * w|, from one batch of the training data (there, a batch of the run's
+batch size); ranked globally over the sparse layers (sparsenet.algorithms.at_init), the mask then fixed for
+training. That repository's initialisation is `init: variance_scaling` (sparsenet.models).
 """
 from __future__ import annotations
 
