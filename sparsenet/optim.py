@@ -6,9 +6,9 @@ a weight. This class does both jobs. A weight routed through CSR kernels (`route
 gradient: its layer hands over the gradient at the kept positions, and the step updates those entries only,
 giving them the values the dense update would give, then writes them back into the dense weight; absent
 entries have zero weight, gradient and momentum, which the dense update would leave at zero anyway. The momentum
-of a routed weight is kept at its kept entries only; `state_dict` and `momentum` give it back dense. Other
-momentum buffers stay dense tensors keyed by parameter, as torch's SGD keeps them (snfs reads them, rigl, set
-and freezing reset them).
+buffer of a routed weight holds its kept entries only; `state_dict` and `momentum` give it back dense. Other
+momentum buffers are dense tensors keyed by parameter, as torch's SGD keeps them (snfs reads them, rigl, set and
+freezing reset them; none of them runs once a mask is fixed and routed).
 """
 from __future__ import annotations
 
@@ -35,22 +35,21 @@ class SGD:
                               "weight_decay": weight_decay}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
         self.routed: dict[torch.Tensor, Routed] = {}  # weight -> its layer's sparsenet.sparse.Structure
-        self.kept_momentum: dict[torch.Tensor, torch.Tensor] = {}  # routed parameter -> momentum at kept positions
 
     def route(self, param: torch.Tensor, routed: Routed) -> None:
-        """From now on, update `param` at its kept positions only, from the gradient its CSR layer hands over."""
+        """From now on, update `param` at its kept positions only, from the gradient its CSR layer hands over;
+        its momentum buffer (in `state`) shrinks to those positions."""
         self.routed[param] = routed
-        buf = self.state.get(param, {}).pop("momentum_buffer", None)
-        if buf is not None:
-            self.kept_momentum[param] = buf.view(-1).index_select(0, routed.kept)
+        buf = self.state.get(param, {}).get("momentum_buffer")
+        if buf is not None and buf.shape == param.shape:
+            self.state[param]["momentum_buffer"] = buf.view(-1).index_select(0, routed.kept)
 
     def momentum(self, param: torch.Tensor) -> torch.Tensor | None:
         """The momentum buffer of `param` as a dense tensor (None before the first step)."""
-        if param in self.kept_momentum:
-            dense = torch.zeros_like(param)
-            dense.view(-1).index_copy_(0, self.routed[param].kept, self.kept_momentum[param])
-            return dense
-        return self.state.get(param, {}).get("momentum_buffer")
+        buf = self.state.get(param, {}).get("momentum_buffer")
+        if buf is not None and param in self.routed:
+            return torch.zeros_like(param).view(-1).index_copy_(0, self.routed[param].kept, buf).view_as(param)
+        return buf
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.param_groups[0]["params"]:
@@ -61,18 +60,34 @@ class SGD:
 
     @torch.no_grad()
     def step(self) -> None:
+        """One multi-tensor step over every weight with a gradient (few kernel launches): whole dense weights,
+        and the kept entries of routed ones, which are then written back."""
         group = self.param_groups[0]
-        dense = [p for p in group["params"] if p.grad is not None and p not in self.routed]
-        if dense:  # one multi-tensor step, as torch.optim.SGD takes on GPUs (few kernel launches)
-            self._update(dense, [p.grad for p in dense], group)
-        for p, routed in self.routed.items():
-            if routed.grad is not None:
-                self._update_kept(p, routed, group)
+        params, weights, grads = [], [], []
+        for p in group["params"]:
+            routed = self.routed.get(p)
+            if routed is not None and routed.grad is not None:
+                update = routed.values(p), routed.grad
+                routed.grad = None  # consumed: the next backward hands over a new one
+            elif routed is None and p.grad is not None:
+                update = p, p.grad
+            else:
+                continue
+            params.append(p)
+            weights.append(update[0])
+            grads.append(update[1])
+        if params:
+            self._update(params, weights, grads, group)
+        for p, weight in zip(params, weights):
+            if p in self.routed:
+                self.routed[p].write(p, weight)
 
-    def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor], group: dict) -> None:
-        """torch.optim.SGD's step (no dampening) on whole `params`, in place."""
+    def _update(self, params: list[torch.Tensor], weights: list[torch.Tensor], grads: list[torch.Tensor],
+                group: dict) -> None:
+        """torch.optim.SGD's step (no dampening) on `weights` in place (each parameter itself, or its kept values),
+        with momentum buffers kept per parameter."""
         lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-        d_p = torch._foreach_add(grads, params, alpha=decay) if decay else list(grads)
+        d_p = torch._foreach_add(grads, weights, alpha=decay) if decay else list(grads)
         if momentum:
             states = [self.state.setdefault(p, {}) for p in params]
             old = [i for i, state in enumerate(states) if "momentum_buffer" in state]
@@ -83,29 +98,13 @@ class SGD:
                 torch._foreach_add_([states[i]["momentum_buffer"] for i in old], [d_p[i] for i in old])
             bufs = [state["momentum_buffer"] for state in states]
             d_p = torch._foreach_add(d_p, bufs, alpha=momentum) if group["nesterov"] else bufs
-        torch._foreach_add_(params, d_p, alpha=-lr)
-
-    def _update_kept(self, p: torch.Tensor, routed: Routed, group: dict) -> None:
-        """The same step on the kept entries of one routed weight, from its layer's compact gradient."""
-        lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-        weight, d_p = routed.values(p), routed.grad
-        routed.grad = None  # consumed: like a dense gradient, it is set again by the next backward
-        if decay:
-            d_p = d_p.add(weight, alpha=decay)
-        if momentum:
-            buf = self.kept_momentum.get(p)
-            if buf is None:
-                buf = self.kept_momentum[p] = d_p.clone()
-            else:
-                buf.mul_(momentum).add_(d_p)
-            d_p = d_p.add(buf, alpha=momentum) if group["nesterov"] else buf
-        routed.write(p, weight.add_(d_p, alpha=-lr))
+        torch._foreach_add_(weights, d_p, alpha=-lr)
 
     def state_dict(self) -> dict:
         params = self.param_groups[0]["params"]
         state = {i: dict(self.state.get(p, {})) for i, p in enumerate(params)}
         for i, p in enumerate(params):
-            if p in self.kept_momentum:
+            if "momentum_buffer" in state[i]:
                 state[i]["momentum_buffer"] = self.momentum(p)
         return {"state": {i: s for i, s in state.items() if s},
                 "param_groups": [{k: v for k, v in self.param_groups[0].items() if k != "params"}]}
@@ -115,6 +114,5 @@ class SGD:
         self.param_groups[0].update(saved["param_groups"][0])
         self.state = {params[int(i)]: {k: v.to(params[int(i)].device) for k, v in s.items()}
                       for i, s in saved["state"].items()}
-        self.kept_momentum = {}
-        for p, routed in list(self.routed.items()):
+        for p, routed in self.routed.items():
             self.route(p, routed)

@@ -24,10 +24,10 @@ from sparsenet import models
 from sparsenet.masks import Mask
 
 # (at least this many weights, at most this density): measured on LeNet-300-100's layers, each routed alone
-# (README, Performance, "sparse kernels"): the step with the 235k-weight fc1 routed is 1.4x faster at density 0.2,
-# 1.2x at 0.3 and even at 0.4; with the 30k-weight fc2, 1.07x at 0.1, even at 0.2 and 0.88x at 0.3; layers of a
-# thousand weights gain nothing.
-LIMITS = ((200_000, 0.3), (10_000, 0.15))
+# (README, Performance, "sparse kernels"): with the 235k-weight fc1 routed the step is 1.4x faster at density
+# 0.2, 1.2x at 0.3, 1.04x at 0.4 and 0.93x at 0.5; with the 30k-weight fc2, 1.05x at 0.15, 1.02x at 0.2, even at
+# 0.25 and 0.98x at 0.3; layers of a thousand weights gain nothing.
+LIMITS = ((200_000, 0.4), (10_000, 0.2))
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -119,6 +119,17 @@ def chosen(mode: str, mask: torch.Tensor, device: torch.device) -> bool:
     if mode == "off" or kept == mask.numel() or device.type != "cpu":
         return False
     return mode == "on" or any(mask.numel() >= size and kept <= density * mask.numel() for size, density in LIMITS)
+
+
+def takes_the_input(model: nn.Module, routed: dict[str, Structure]) -> bool:
+    """Whether the model's first layer, reached through flattening only, is routed (then feature-major batches
+    spare it the transposed copy of each batch; sparsenet.data.Batcher.normalise)."""
+    if not isinstance(model, nn.Sequential):
+        return False
+    for name, module in model.named_children():
+        if not isinstance(module, nn.Flatten):
+            return f"{name}.weight" in routed
+    return False
 
 
 def install(model: nn.Module, mask: Mask, mode: str) -> dict[str, Structure]:

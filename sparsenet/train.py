@@ -84,8 +84,9 @@ def weight_grad_macs_per_sample(model: nn.Module, input_shape, device) -> dict[s
 
 @torch.no_grad()
 def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split: data_mod.Split,
-             hp: ExecutionHparams | None = None, forward=None) -> tuple[float, float]:
-    """(mean loss, accuracy) over a split, with the weights the forward pass uses (through `forward` if given)."""
+             hp: ExecutionHparams | None = None, forward=None, feature_major: bool = False) -> tuple[float, float]:
+    """(mean loss, accuracy) over a split, with the weights the forward pass uses (through `forward` if given);
+    `feature_major` batches for a model whose first layer is routed through CSR kernels."""
     hp = hp or ExecutionHparams()
     model.eval()
     forward = forward or model
@@ -93,7 +94,7 @@ def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     with algo.forward_weights():
-        for x, y in batcher.ordered(split, hp.eval_batch_size):
+        for x, y in batcher.ordered(split, hp.eval_batch_size, feature_major):
             with execution.autocast(hp, device):
                 out = forward(execution.prepare_input(x, hp))
             loss_sum += nn.functional.cross_entropy(out.float(), y, reduction="sum")
@@ -169,6 +170,7 @@ class Run:
         self._resume_or_start(init_state)
         self.sparse_mode = cfg.execution.sparse_kernels if sparse_kernels else "off"
         self.sparse_layers: list[str] | None = None
+        self.feature_major = False  # batches with one sample per column: for a routed first layer
         self.route_sparse()
         self.model.train()
 
@@ -177,6 +179,7 @@ class Run:
         if self.sparse_layers is None and self.algo.mask_fixed:
             routed = sparse.install(self.model, self.algo.mask(), self.sparse_mode)
             self.sparse_layers = list(routed)
+            self.feature_major = sparse.takes_the_input(self.model, routed)
             self.algo.exact_layers = frozenset(routed)
             for name, structure in routed.items():
                 self.optimizer.route(self.weights[name], structure)
@@ -223,7 +226,7 @@ class Run:
         self.loss_sum = torch.zeros((), device=self.dev)
         self.correct = torch.zeros((), device=self.dev, dtype=torch.long)
         self.epoch_start = time.perf_counter()
-        return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch))
+        return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch), self.feature_major)
 
     def before_step(self, epoch: int, i: int) -> None:
         lr = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i, self.steps_per_epoch)
@@ -285,7 +288,8 @@ class Run:
         return True
 
     def evaluate(self, split: data_mod.Split) -> tuple[float, float]:
-        return evaluate(self.model, self.algo, self.batcher, split, self.cfg.execution, self.forward_fn)
+        return evaluate(self.model, self.algo, self.batcher, split, self.cfg.execution, self.forward_fn,
+                        self.feature_major)
 
     # --- the end ----------------------------------------------------------------------------------------------
     def finish(self) -> dict:

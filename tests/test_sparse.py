@@ -134,9 +134,32 @@ def test_automatic_choice():
     assert sparse.chosen("auto", big, cpu) and not sparse.chosen("off", big, cpu)
     assert not sparse.chosen("auto", torch.ones(300, 784, dtype=torch.bool), cpu)  # density 1: dense
     assert not sparse.chosen("auto", small, cpu) and sparse.chosen("on", small, cpu)  # too small to pay
-    half = torch.rand(300, 784, generator=torch.Generator().manual_seed(0)) < 0.5
-    assert not sparse.chosen("auto", half, cpu)  # too dense to pay
+    g = torch.Generator().manual_seed(0)
+    assert sparse.chosen("auto", torch.rand(300, 784, generator=g) < 0.3, cpu)  # a large layer pays up to 0.4
+    assert not sparse.chosen("auto", torch.rand(300, 784, generator=g) < 0.5, cpu)  # too dense to pay
+    assert sparse.chosen("auto", torch.rand(100, 300, generator=g) < 0.18, cpu)  # imp's fc2 at 5% overall
+    assert not sparse.chosen("auto", torch.rand(100, 300, generator=g) < 0.3, cpu)  # a smaller layer: up to 0.2
     assert not sparse.chosen("on", big, torch.device("meta"))  # GPUs (any non-CPU device) stay dense
+
+
+def test_a_routed_first_layer_gets_feature_major_batches_with_the_same_values(tmp_path, data_root):
+    from sparsenet.data import Batcher
+
+    batcher = Batcher(tiny().data, torch.device("cpu"))
+    images = torch.randint(0, 256, (37, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    plain, by_feature = batcher.normalise(images), batcher.normalise(images, feature_major=True)
+    assert torch.equal(plain, by_feature) and plain.is_contiguous()
+    assert by_feature.flatten(1).t().is_contiguous()  # the routed layer's x^T, without a copy
+    mask = _mask(0.05)
+    run = train_mod.Run(tiny(algorithm="fixed", density=0.05, sparse_kernels="on"), tmp_path / "a", torch.device("cpu"),
+                        train_mod.load_data(tiny(), torch.device("cpu"), None), mask=mask)
+    assert run.feature_major and next(iter(run.begin_epoch(0)))[0].flatten(1).t().is_contiguous()
+    conv = models.build("conv2", (1, 28, 28), 10)
+    weights = models.prunable(conv)
+    counts = layer_counts({n: w.shape for n, w in weights.items()}, 0.05, "uniform")
+    routed = sparse.install(conv, Mask.random(weights, counts, torch.Generator().manual_seed(0)), "on")
+    assert list(routed) == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert not sparse.takes_the_input(conv, routed)  # a convolution comes first: plain batches
 
 
 def test_stacked_seeds_stay_on_dense_kernels(tmp_path, data_root):

@@ -66,16 +66,25 @@ class Algorithm:
         """The weights the forward pass must see, for the duration of the context."""
         return nullcontext()
 
+    def _to_mask(self) -> Mask:
+        """The layers masking must act on: not those that keep every weight, nor the exact layers (cached per
+        mask object, as kept_counts)."""
+        key = (self._mask, self.exact_layers)
+        if getattr(self, "_to_mask_key", None) != key:
+            full = {n for n, k in self.kept_counts().items() if k == self.weights[n].numel()}
+            self._to_mask_key, self._to_mask_cached = key, self._mask.without(full | self.exact_layers)
+        return self._to_mask_cached
+
     @torch.no_grad()
     def after_backward(self) -> None:
         if not self.dense_gradients:
-            for name, m in self._mask.layers.items():
-                if self.weights[name].grad is not None and name not in self.exact_layers:
+            for name, m in self._to_mask().layers.items():
+                if self.weights[name].grad is not None:
                     self.weights[name].grad.mul_(m)
 
     @torch.no_grad()
     def after_step(self) -> None:
-        self._mask.without(self.exact_layers).apply(self.weights)  # momentum and weight decay must not revive them
+        self._to_mask().apply(self.weights)  # momentum and weight decay must not revive absent weights
 
     def end_of_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         """`epoch` counts completed epochs, from 1."""
