@@ -206,7 +206,7 @@ STUDY_MASKS = {"imp round at 0.05 (0.034, 0.176, 1)": (0.0339, 0.1764, 1.0),
 
 
 def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
-    """Section 2c: fixed-mask steps on CSR kernels against the dense masked ones, per density (LeNet-300-100),
+    """Section 2c: fixed-mask steps on CSR kernels against the dense masked ones, per mask (LeNet-300-100),
     and dnw_freeze's frozen steps against dnw's: interleaved repeats of the trainer's own step, medians."""
     from sparsenet.study import time_steps
     from sparsenet.train import Run, load_data
@@ -214,7 +214,7 @@ def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
     if device.type != "cpu":
         rows.add("2c sparse kernels", "CSR kernels", float("nan"), "", "CPU only (dense wins on GPUs)")
         return
-    steps, repeats = (20, 1) if quick else (100, 3)
+    steps, repeats = (20, 1) if quick else (200, 5)
     data = load_data(_settings(), device, data_root)
 
     def step_s(cfg: RunConfig, mask: Mask | None = None, freeze: bool = False) -> float:

@@ -282,7 +282,9 @@ def _coerce(key: str, value: Any, type_name: str) -> Any:
                 value = [v for v in value.split(",") if v.strip()]
             return tuple(item(v) for v in value)
     except (ValueError, TypeError):
-        raise ConfigError(f"{key}: expected {type_name}, got {value!r}") from None
+        hint = " (YAML reads unquoted on/off/yes/no as true/false: quote the word)" \
+            if type_name == "str" and isinstance(value, bool) else ""
+        raise ConfigError(f"{key}: expected {type_name}, got {value!r}{hint}") from None
     raise AssertionError(f"unhandled field type {type_name}")
 
 

@@ -27,6 +27,11 @@ def test_bad_settings_name_the_key(settings, key):
         RunConfig.from_flat(settings)
 
 
+def test_an_unquoted_yaml_off_is_explained():
+    with pytest.raises(ConfigError, match="^sparse_kernels: expected str, got False .*quote the word"):
+        RunConfig.from_flat({"sparse_kernels": False})  # what `sparse_kernels: off` reads as
+
+
 def test_flat_round_trip_and_types():
     cfg = RunConfig.from_flat({"algorithm": "snfs", "density": "0.05", "epochs": "3", "nesterov": "false",
                                "snapshot_fractions": "0.1,0.5", "dense_layers": ["fc3.weight"]})
