@@ -1,7 +1,7 @@
 """Fixed-mask training speed at density 5%: whole epochs of `sparsenet.train.train`, one process per measurement,
 the variants interleaved, medians printed (issue 11's figure: samples/s of an imp round and of an E1 retraining).
 
-    python benchmarks/fixed_mask_speed.py [--old PATH] [--repeats 3] [--epochs 2]
+    python benchmarks/fixed_mask_speed.py [--old PATH] [--repeats 3] [--epochs 2] [--train-subset N]
 
 Variants: this checkout with `sparse_kernels: auto` and `off` (the dense masked path of the same code), and with
 `--old PATH` a checkout of older code (e.g. `git worktree add /tmp/old bf316fb`, the parent of the first
@@ -39,6 +39,8 @@ mask = Mask({n: torch.rand(w.shape, generator=torch.Generator().manual_seed(i)) 
              for i, ((n, w), d) in enumerate(zip(weights.items(), args["densities"]))})
 flat = {"dataset": "mnist", "model": "lenet300_100", "epochs": args["epochs"], "batch_size": 128,
         "snapshot_fractions": (), "algorithm": "fixed", "density": round(mask.density(), 4)}
+if args["train_subset"]:
+    flat["train_subset"] = args["train_subset"]
 if args["sparse_kernels"]:
     flat["sparse_kernels"] = args["sparse_kernels"]
 with tempfile.TemporaryDirectory() as tmp:
@@ -49,9 +51,10 @@ print(json.dumps({"code": sparsenet.__file__, "rates": rates}))
 """
 
 
-def measure(code: Path, densities, sparse_kernels: str | None, epochs: int) -> list[float]:
+def measure(code: Path, densities, sparse_kernels: str | None, epochs: int, train_subset: int = 0) -> list[float]:
     """samples/s of each epoch of one training with the code at `code`."""
-    args = json.dumps({"densities": densities, "sparse_kernels": sparse_kernels, "epochs": epochs})
+    args = json.dumps({"densities": densities, "sparse_kernels": sparse_kernels, "epochs": epochs,
+                       "train_subset": train_subset})
     # run from inside `code`: with -c, the working directory comes first on sys.path
     out = subprocess.run([sys.executable, "-c", CHILD, args], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(code)}, cwd=code)
@@ -61,12 +64,13 @@ def measure(code: Path, densities, sparse_kernels: str | None, epochs: int) -> l
     return result["rates"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--old", type=Path, help="a checkout of older code whose dense masked path to compare with")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--epochs", type=int, default=2)
-    args = p.parse_args()
+    p.add_argument("--train-subset", type=int, default=0, help="train on the first N samples (0: all; tests)")
+    args = p.parse_args(argv)
     variants = {"sparse_kernels auto": (REPO, "auto"), "dense masked (same code)": (REPO, "off")}
     if args.old:
         variants["dense masked (--old code)"] = (args.old.resolve(), None)
@@ -74,7 +78,7 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so a noisy neighbour hits every variant alike
         for mask, densities in MASKS.items():
             for variant, (code, mode) in variants.items():
-                rates[mask, variant] += measure(code, densities, mode, args.epochs)
+                rates[mask, variant] += measure(code, densities, mode, args.epochs, args.train_subset)
     print("| mask | variant | samples/s (median) | sparse auto is faster by |\n|---|---|---|---|")
     for mask in MASKS:
         auto = statistics.median(rates[mask, "sparse_kernels auto"])

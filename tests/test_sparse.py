@@ -1,4 +1,6 @@
 """CSR kernels for fixed-mask training: the same numbers as dense masked compute, nothing at absent weights."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -217,3 +219,16 @@ def test_a_training_job_never_imports_dynamo(tmp_path, data_root):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["False", "False"]  # 1.2 s and 1.4 s of start-up saved per job
+
+
+def test_fixed_mask_speed_benchmark_prints_its_table(data_root, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fixed_mask_speed.py"
+    spec = importlib.util.spec_from_file_location("fixed_mask_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--repeats", "1", "--epochs", "1", "--train-subset", "1280"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| imp round |")
+            or line.startswith("| snfs mask")]
+    assert len(rows) == 4 and all(float(r.split("|")[4].strip().rstrip("x")) > 0 for r in rows)
