@@ -5,8 +5,9 @@ the variants interleaved, medians printed (issue 11's figure: samples/s of an im
 
 Variants: this checkout with `sparse_kernels: auto` and `off` (the dense masked path of the same code), and with
 `--old PATH` a checkout of older code (e.g. `git worktree add /tmp/old bf316fb`, the parent of the first
-sparse-kernel commit), whose dense masked path is the one the issue measured against. Masks: random, with the
-layer densities (fc1, fc2, fc3) of the default study's final imp and snfs masks at 5%, as bench section 2c.
+sparse-kernel commit), whose dense masked path is the one the issue measured against. Masks: each weight kept
+with the probability of its layer's density (fc1, fc2, fc3) in the default study's final imp and snfs masks at
+5% (bench section 2c draws exact counts with the same densities).
 Each process trains LeNet-300-100 on MNIST (batch 128, 1 thread) and reports its history's samples/s.
 """
 from __future__ import annotations

@@ -207,3 +207,6 @@ def resnet20(input_shape, num_classes):
 @register("resnet18")
 def resnet18(input_shape, num_classes):
     return ResNet(input_shape, num_classes, [64, 128, 256, 512], [2, 2, 2, 2])
+
+
+BUILTIN = tuple(MODELS)  # this package's models (a user's own join MODELS when first resolved by import path)

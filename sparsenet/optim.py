@@ -57,6 +57,8 @@ class SGD:
                 p.grad = None
             elif p.grad is not None:
                 p.grad.zero_()
+        for routed in self.routed.values():  # the compact gradients a routed layer's backward passes sum into
+            routed.grad = None
 
     @torch.no_grad()
     def step(self) -> None:

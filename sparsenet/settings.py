@@ -64,8 +64,8 @@ HELP: dict[str, tuple[str, str]] = {
     "deterministic": ("on CUDA: deterministic kernels and no cuDNN autotuning; false is faster and not "
                       "repeatable (no effect on a CPU)", ""),
     "eval_batch_size": ("batch size of evaluation (speed only)", "samples"),
-    "sparse_kernels": ("CSR kernels for linear layers while the mask is fixed, on a CPU: auto (where they pay), "
-                       "on, off", ""),
+    "sparse_kernels": ("CSR kernels for linear layers while the mask is fixed, on a CPU in fp32: auto (where they "
+                       "pay), on, off", ""),
     "seed": ("seed of initialisation, data order and random masks", ""),
 }
 
@@ -86,10 +86,10 @@ def _defaults() -> dict[str, tuple[str, object]]:
 
 
 def allowed(key: str) -> str:
-    if key == "model":
-        from sparsenet.models import MODELS
+    if key == "model":  # the package's own: the registry also grows with models resolved by import path
+        from sparsenet.models import BUILTIN
 
-        return ", ".join(MODELS)
+        return ", ".join(BUILTIN)
     return ", ".join(CHOICES.get(key, ()))
 
 

@@ -38,7 +38,8 @@ class Structure:
 
     Indices are int32: MKL's sparse routines take 32-bit indices, and torch converts 64-bit ones on every call.
     The kept values gathered for a forward are reused by the optimizer and, after its write-back, by the next
-    forward, as long as the weight's version counter says nothing else has written to it since.
+    forward, as long as the weight's version counter says nothing else has written to it since. Writes through
+    `.data` do not count as writes there: change a routed weight in place under torch.no_grad() instead.
     """
 
     def __init__(self, mask: torch.Tensor):
@@ -102,8 +103,9 @@ class _CSRLinear(torch.autograd.Function):
         x_t, weight = ctx.saved_tensors
         s, grad_t = ctx.structure, grad.t().contiguous()
         grad_x = torch.sparse.mm(s.matrix_t(weight), grad_t).t() if ctx.needs_input_grad[0] else None
-        if ctx.needs_input_grad[1]:
-            s.grad = torch.sparse.sampled_addmm(s.pattern, grad_t, x_t.t(), beta=0.0).values()
+        if ctx.needs_input_grad[1]:  # summed, as autograd sums .grad: a layer may run twice in one graph
+            kept = torch.sparse.sampled_addmm(s.pattern, grad_t, x_t.t(), beta=0.0).values()
+            s.grad = kept if s.grad is None else s.grad.add_(kept)
         grad_b = grad_t.sum(1) if ctx.needs_input_grad[2] else None
         return grad_x, None, grad_b, None
 

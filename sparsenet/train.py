@@ -168,7 +168,9 @@ class Run:
         self.ckpt_path = out / "checkpoint.pt"
         self.code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
         self._resume_or_start(init_state)
-        self.sparse_mode = cfg.execution.sparse_kernels if sparse_kernels else "off"
+        # MKL's CSR kernels have no bfloat16 (CPU autocast would hand them bf16 matrices): bf16 runs stay dense
+        routable = sparse_kernels and cfg.execution.precision == "fp32"
+        self.sparse_mode = cfg.execution.sparse_kernels if routable else "off"
         self.sparse_layers: list[str] | None = None
         self.feature_major = False  # batches with one sample per column: for a routed first layer
         self.route_sparse()

@@ -49,6 +49,29 @@ def test_csr_layer_equals_dense_masked(shape, density, batch, bias):
     torch.testing.assert_close(structure.grad, gw[mask], atol=1e-5, rtol=1e-5)
 
 
+def test_a_layer_run_twice_in_one_graph_sums_its_gradients():
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(20, 20, generator=g) < 0.3
+    weight = torch.randn(20, 20, generator=g, requires_grad=True)
+    x = torch.randn(5, 20, generator=g)
+    dense = x @ (weight * mask).t()
+    (dense @ (weight * mask).t()).sum().backward()  # a tied layer: the same weight applied twice
+    structure = sparse.Structure(mask)
+    out = sparse._CSRLinear.apply(sparse._CSRLinear.apply(x, weight, None, structure), weight, None, structure)
+    out.sum().backward()
+    torch.testing.assert_close(structure.grad, weight.grad[mask], atol=1e-4, rtol=1e-4)
+    sgd = SGD([weight], lr=0.1)
+    sgd.route(weight, structure)
+    sgd.zero_grad()
+    assert structure.grad is None  # zero_grad clears what the next backward passes sum into
+
+
+def test_bf16_runs_stay_dense_on_the_cpu(tmp_path, data_root):
+    record = train(tiny(algorithm="fixed", density=0.05, epochs=1, sparse_kernels="on", precision="bf16"),
+                   tmp_path / "run", mask=_mask(0.05))
+    assert record["sparse_layers"] == [] and record["status"] == "ok"  # MKL's CSR kernels have no bfloat16
+
+
 def test_kept_values_are_gathered_again_once_the_weight_changes():
     mask = torch.rand(30, 20, generator=torch.Generator().manual_seed(0)) < 0.2
     weight = torch.randn(30, 20) * mask

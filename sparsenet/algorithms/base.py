@@ -28,8 +28,8 @@ class Algorithm:
     takes_optimizer_step = True  # rigl: False at an update step, which replaces the optimizer step
     # the trainer's optimizer, set by the trainer: for algorithms that reset the momentum of weights they grow
     optimizer: torch.optim.Optimizer | None = None
-    # layers whose kernels give absent weights an exact zero gradient (sparsenet.sparse): with zero weights and
-    # zero momentum there, SGD keeps them zero, so masking their gradients and weights each step is skipped
+    # layers routed through CSR kernels (sparsenet.sparse): their absent weights get no gradient and no momentum
+    # (sparsenet.optim.SGD updates kept entries only), so they stay zero without being masked each step
     exact_layers: frozenset[str] = frozenset()
 
     def __init__(self, hp: AlgorithmHparams, weights: dict[str, torch.nn.Parameter], epochs: int,

@@ -65,8 +65,8 @@ def freezing(base: type[Algorithm]) -> type[Algorithm]:
             self._mask = super().mask()
             self.frozen = True
             self._mask.apply(self.weights)
-            # absent weights are zeroed after every step from now on, so their momentum has no effect; clearing it
-            # lets kernels that never touch absent weights (sparsenet.sparse) keep them exactly zero without that
+            # absent weights are zeroed after every step from now on, so their momentum has no effect on training;
+            # it is cleared so that the run's state says so too (a CSR-routed layer drops it anyway)
             for name, m in self._mask.layers.items():
                 buf = optimizer.state.get(self.weights[name], {}).get("momentum_buffer")
                 if buf is not None:
