@@ -6,8 +6,8 @@ the variants interleaved, medians printed (issue 11's figure: samples/s of an im
 Variants: this checkout with `sparse_kernels: auto` and `off` (the dense masked path of the same code), and with
 `--old PATH` a checkout of older code (e.g. `git worktree add /tmp/old bf316fb`, the parent of the first
 sparse-kernel commit), whose dense masked path is the one the issue measured against. Masks: each weight kept
-with the probability of its layer's density (fc1, fc2, fc3) in the default study's final imp and snfs masks at
-5% (bench section 2c draws exact counts with the same densities).
+with the probability of its layer's density in bench section 2c's STUDY_MASKS (the default study's final imp
+and snfs masks at 5%; 2c draws exact counts with the same densities).
 Each process trains LeNet-300-100 on MNIST (batch 128, 1 thread) and reports its history's samples/s.
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MASKS = {"imp round": (0.0339, 0.1764, 1.0), "snfs mask (E1)": (0.0376, 0.1156, 0.998)}
 
 # run in a child process against whichever code PYTHONPATH names; only API that older checkouts share
 CHILD = r"""
@@ -72,16 +71,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train-subset", type=int, default=0, help="train on the first N samples (0: all; tests)")
     args = p.parse_args(argv)
+    from sparsenet.bench import STUDY_MASKS  # this checkout's; the child processes may run older code
     variants = {"sparse_kernels auto": (REPO, "auto"), "dense masked (same code)": (REPO, "off")}
     if args.old:
         variants["dense masked (--old code)"] = (args.old.resolve(), None)
-    rates = {(m, v): [] for m in MASKS for v in variants}
+    rates = {(m, v): [] for m in STUDY_MASKS for v in variants}
     for _ in range(args.repeats):  # interleaved, so a noisy neighbour hits every variant alike
-        for mask, densities in MASKS.items():
+        for mask, densities in STUDY_MASKS.items():
             for variant, (code, mode) in variants.items():
                 rates[mask, variant] += measure(code, densities, mode, args.epochs, args.train_subset)
     print("| mask | variant | samples/s (median) | sparse auto is faster by |\n|---|---|---|---|")
-    for mask in MASKS:
+    for mask in STUDY_MASKS:
         auto = statistics.median(rates[mask, "sparse_kernels auto"])
         for variant in variants:
             rate = statistics.median(rates[mask, variant])

@@ -115,10 +115,11 @@ def _forward(module: nn.Linear, structure: Structure, x: torch.Tensor) -> torch.
     return out.reshape(*x.shape[:-1], module.out_features)
 
 
-def chosen(mode: str, mask: torch.Tensor, device: torch.device) -> bool:
-    """Whether a linear layer with this mask takes the sparse path under `mode`."""
+def chosen(mode: str, mask: torch.Tensor, device: torch.device, precision: str = "fp32") -> bool:
+    """Whether a linear layer with this mask takes the sparse path under `mode` (never on a GPU, nor in bf16:
+    MKL's CSR kernels have no bfloat16, and CPU autocast would hand them bf16 matrices)."""
     kept = int(mask.sum())
-    if mode == "off" or kept == mask.numel() or device.type != "cpu":
+    if mode == "off" or kept == mask.numel() or device.type != "cpu" or precision != "fp32":
         return False
     return mode == "on" or any(mask.numel() >= size and kept <= density * mask.numel() for size, density in LIMITS)
 
@@ -134,12 +135,12 @@ def takes_the_input(model: nn.Module, routed: dict[str, Structure]) -> bool:
     return False
 
 
-def install(model: nn.Module, mask: Mask, mode: str) -> dict[str, Structure]:
+def install(model: nn.Module, mask: Mask, mode: str, precision: str = "fp32") -> dict[str, Structure]:
     """Route the chosen linear layers of `model` through CSR kernels for `mask`; their structures by weight name."""
     routed = {}
     for key, module in models.prunable_modules(model).items():
         if isinstance(module, nn.Linear) and key in mask.layers and chosen(mode, mask.layers[key],
-                                                                          module.weight.device):
+                                                                          module.weight.device, precision):
             routed[key] = Structure(mask.layers[key].cpu())
             module.forward = partial(_forward, module, routed[key])  # this instance only
     return routed

@@ -168,9 +168,7 @@ class Run:
         self.ckpt_path = out / "checkpoint.pt"
         self.code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
         self._resume_or_start(init_state)
-        # MKL's CSR kernels have no bfloat16 (CPU autocast would hand them bf16 matrices): bf16 runs stay dense
-        routable = sparse_kernels and cfg.execution.precision == "fp32"
-        self.sparse_mode = cfg.execution.sparse_kernels if routable else "off"
+        self.sparse_mode = cfg.execution.sparse_kernels if sparse_kernels else "off"
         self.sparse_layers: list[str] | None = None
         self.feature_major = False  # batches with one sample per column: for a routed first layer
         self.route_sparse()
@@ -179,7 +177,7 @@ class Run:
     def route_sparse(self) -> None:
         """Once the mask is fixed for the rest of the run, route the chosen layers through CSR kernels."""
         if self.sparse_layers is None and self.algo.mask_fixed:
-            routed = sparse.install(self.model, self.algo.mask(), self.sparse_mode)
+            routed = sparse.install(self.model, self.algo.mask(), self.sparse_mode, self.cfg.execution.precision)
             self.sparse_layers = list(routed)
             self.feature_major = sparse.takes_the_input(self.model, routed)
             self.algo.exact_layers = frozenset(routed)

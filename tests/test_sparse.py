@@ -165,6 +165,7 @@ def test_automatic_choice():
     assert sparse.chosen("auto", torch.rand(100, 300, generator=g) < 0.18, cpu)  # imp's fc2 at 5% overall
     assert not sparse.chosen("auto", torch.rand(100, 300, generator=g) < 0.3, cpu)  # a smaller layer: up to 0.2
     assert not sparse.chosen("on", big, torch.device("meta"))  # GPUs (any non-CPU device) stay dense
+    assert not sparse.chosen("on", big, cpu, "bf16")  # MKL's CSR kernels have no bfloat16
 
 
 def test_a_routed_first_layer_gets_feature_major_batches_with_the_same_values(tmp_path, data_root):
@@ -252,6 +253,6 @@ def test_fixed_mask_speed_benchmark_prints_its_table(data_root, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     bench.main(["--repeats", "1", "--epochs", "1", "--train-subset", "1280"])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| imp round |")
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| imp round")
             or line.startswith("| snfs mask")]
     assert len(rows) == 4 and all(float(r.split("|")[4].strip().rstrip("x")) > 0 for r in rows)
