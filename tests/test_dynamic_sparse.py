@@ -25,8 +25,7 @@ def test_drop_and_grow_the_same_number_per_layer_and_grown_weights_start_at_zero
     h = Harness(algorithm, density=0.2, update_interval=3)
     for _ in range(3):
         before, _ = update_step(h)
-        assert (h.algo.step - 1) % 3 == 0  # the batches with index 0, 3, 6, ... update
-        fraction = h.algo.drop_fraction(h.algo.step - 1)
+        fraction = h.algo.drop_fraction(h.algo.last_update)  # the global step the update read
         for n, m in h.algo.mask().layers.items():
             old = before.layers[n]
             assert int(m.sum()) == int(old.sum())
@@ -57,20 +56,35 @@ def test_rigl_needs_dense_gradients_only_at_update_steps_until_update_end():
     for _ in range(20):
         flags.append(h.algo.dense_gradients)
         h.step()
-    # batches 0..19; updates at multiples of 3 up to 0.5 * 20 = 10, the first batch included (as the reference's
-    # last_mask_update_step starts at -frequency)
-    assert [i for i, f in enumerate(flags) if f] == [0, 3, 6, 9]
+    # batches 0..19; an update batch takes no optimizer step, so the global step reaches 3, 6, 9 at batches 4, 8,
+    # 12; the first batch updates (last_mask_update_step starts at -frequency), none after global step 0.5 * 20
+    assert [i for i, f in enumerate(flags) if f] == [0, 4, 8, 12]
+
+
+@pytest.mark.parametrize("algorithm, batches, read_at", [("rigl", [0, 101, 202], [0, 100, 200]),
+                                                         ("set", [0, 100, 200], [1, 101, 201])])
+def test_update_batches_and_drop_fraction_follow_the_global_step(algorithm, batches, read_at):
+    """rigl's update replaces its batch's optimizer step, so the global step skips it; set's follows the step."""
+    h = Harness(algorithm, density=0.2, epochs=1, steps_per_epoch=1000, update_interval=100)
+    seen, update, batch = [], h.algo.update, [0]
+    h.algo.update = lambda fraction: (seen.append((batch[0], fraction)), update(fraction))
+    for batch[0] in range(250):
+        h.step()
+    assert [b for b, _ in seen] == batches
+    assert [f for _, f in seen] == pytest.approx([h.algo.drop_fraction(g) for g in read_at])
+    assert len(set(f for _, f in seen)) == 3  # the cosine decays between updates
 
 
 @pytest.mark.parametrize("algorithm", ["rigl", "set"])
 def test_rigl_updates_instead_of_the_optimizer_step_set_after_it(algorithm):
     h = Harness(algorithm, density=0.2, update_interval=4)
     h.step()  # batch 0 updates
-    for _ in range(3):
+    for _ in range(3 if algorithm == "set" else 4):
         h.step()
+    assert h.algo.update_due()  # batch 4 (set) or 5 (rigl: batch 0 took no optimizer step)
     weights = {n: w.detach().clone() for n, w in h.weights.items()}
     before = h.algo.mask().clone()
-    h.step()  # batch 4 updates
+    h.step()
     for n, m in h.algo.mask().layers.items():
         stayed = m & before.layers[n]
         assert torch.equal(h.weights[n][stayed], weights[n][stayed]) == (algorithm == "rigl")

@@ -1,23 +1,25 @@
 """Rigging the Lottery, RigL (Evci et al. 2020): drop by magnitude, grow where the dense gradient is largest.
 
 Follows google-research/rigl, rigl/sparse_optimizers_base.py (SparseRigLOptimizerBase: apply_gradients,
-generic_mask_update; SparseSETOptimizerBase: _get_update_op, get_drop_fraction, is_mask_update_iter), with
+generic_mask_update; SparseSETOptimizerBase: cond_mask_update_op, is_mask_update_iter, get_drop_fraction), with
 rigl/mnist/mnist_train_eval.py's defaults (drop_fraction 0.3 annealed by cosine, maskupdate_frequency 100):
 
-- the mask keeps its per-layer counts from the start (`distribution`: uniform or ERK);
-- the batches with index t = 0, `update_interval`, 2 `update_interval`, ... up to `update_end` of training are
-  update steps (the reference's last_mask_update_step starts at -frequency: the first batch updates); there the
-  mask update *replaces* the optimizer step (cond_mask_update_op(global_step, apply_gradient_op));
+- the mask keeps its per-layer counts from the start (`distribution`: uniform or ERK; which layers stay dense and
+  how sparse each is: `rigl_layers`, sparsenet.models.RIGL_LAYERS);
+- a batch is an update step when the global step g (optimizer steps taken so far) has reached the last update's
+  g plus `update_interval`, and g <= `update_end` of training (last_mask_update_step starts at -frequency, so the
+  first batch updates); there the mask update *replaces* the optimizer step (cond_mask_update_op(global_step,
+  apply_gradient_op)), so g does not advance: with an interval of 100 the update batches are 0, 101, 202, ...;
 - an update drops, in each sparse layer, floor(f * kept) of the kept weights, smallest magnitude first, with
-  f = drop_fraction * (1 + cos(pi t / T_end)) / 2, and grows as many among the weights not kept after the drop,
+  f = drop_fraction * (1 + cos(pi g / T_end)) / 2, and grows as many among the weights not kept after the drop,
   largest magnitude of that batch's dense gradient first (the only steps that need a dense gradient);
 - grown weights start at zero and their momentum is reset; a weight dropped and grown again keeps its value
   (reinit_when_same=False);
 - between updates, absent weights are zero and get no gradient.
 
-Deviations: the reference adds noise of std 1e-5 to the drop score to break ties; here ties go by position.
-`update_end` defaults to 0.75 of training, the RigL paper's choice (its MNIST script stops at 50000 of
-120000 steps).
+Deviations: the reference adds noise of std 1e-5 to the drop score to break ties; here ties go in the order
+torch.topk returns them. `update_end` defaults to 0.75 of training, the RigL paper's choice (its MNIST script
+stops at 50000 of 120000 steps).
 """
 from __future__ import annotations
 
@@ -32,18 +34,22 @@ from sparsenet.masks import Mask, topk_mask
 class RigL(Algorithm):
     mask_fixed, mask_changes = False, True
 
-    def __init__(self, *args, **kwargs):
-        self.step = 0  # batches done: the index of the batch under way
+    step_first = 0  # set: 1, its batch's optimizer step comes first and the global step counts it
+
+    def __init__(self, hp, *args, **kwargs):
+        self.global_step = 0  # optimizer steps taken: the reference's global_step, which an update batch skips
+        self.last_update = -hp.update_interval  # last_mask_update_step's initial value
         self._grad: dict[str, torch.Tensor] = {}
-        super().__init__(*args, **kwargs)
+        super().__init__(hp, *args, **kwargs)
 
     @property
     def end_step(self) -> int:
         return int(self.hp.update_end * self.epochs * self.steps_per_epoch)
 
     def update_due(self) -> bool:
-        """Whether the batch under way is an update step."""
-        return self.step % self.hp.update_interval == 0 and self.step <= self.end_step
+        """Whether the batch under way is an update step (is_mask_update_iter at the global step it reads)."""
+        g = self.global_step + self.step_first
+        return g - self.last_update >= self.hp.update_interval and g <= self.end_step
 
     @property
     def dense_gradients(self) -> bool:
@@ -66,12 +72,13 @@ class RigL(Algorithm):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        update, fraction = self.update_due(), self.drop_fraction(self.step)
-        self.step += 1
+        update, g = self.update_due(), self.global_step + self.step_first
         super().after_step()
         if update:
-            self.update(fraction)
-            self._grad = {}
+            self.update(self.drop_fraction(g))
+            self.last_update, self._grad = g, {}
+        if self.step_first or not update:  # rigl's update batch takes no optimizer step
+            self.global_step += 1
 
     def grow_score(self, name: str) -> torch.Tensor:
         return self._grad[name]
@@ -100,8 +107,8 @@ class RigL(Algorithm):
         self._mask = Mask(new)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "step": self.step}
+        return {**super().state_dict(), "global_step": self.global_step, "last_update": self.last_update}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.step = state["step"]
+        self.global_step, self.last_update = state["global_step"], state["last_update"]

@@ -3,7 +3,8 @@
 As google-research/rigl implements it (rigl/sparse_optimizers_base.py, SparseSETOptimizerBase): the update
 rule, schedule and defaults of `rigl` (sparsenet.algorithms.rigl), with random grow scores, and the update made
 *after* the optimizer step of its batch (apply_gradients, then cond_mask_update_op with global_step already
-counting that batch): so the drop fraction is read at t + 1. No gradient is read. Growth is drawn from a
+counting that batch): every batch advances the global step, the update batches are 0, 100, 200, ... and the
+drop fraction is read at global step t + 1 of batch t. No gradient is read. Growth is drawn from a
 generator seeded by the run's seed and saved with the checkpoint, so a resumed run grows the same weights.
 """
 from __future__ import annotations
@@ -16,14 +17,12 @@ from sparsenet.algorithms.rigl import RigL
 class SET(RigL):
     dense_gradients = False  # random growth reads no gradient
     takes_optimizer_step = True
+    step_first = 1
 
     def __init__(self, *args, generator: torch.Generator | None = None, **kwargs):
         super().__init__(*args, generator=generator, **kwargs)
         seed = int(torch.randint(2**62, (1,), generator=generator)) if generator is not None else 0
         self.grow_generator = torch.Generator().manual_seed(seed)
-
-    def drop_fraction(self, t: int) -> float:
-        return super().drop_fraction(t + 1)
 
     def grow_score(self, name: str) -> torch.Tensor:
         w = self.weights[name]
