@@ -22,6 +22,9 @@ SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
 IMP_SCOPES = ("global", "layerwise")
 IMP_OUTPUTS = ("reference", "dense", "half", "global")
+RIGL_LAYER_RULES = ("reference", "all")
+# the algorithms that follow google-research/rigl's scripts, whose layer treatment `rigl_layers` sets
+RIGL_LAYERED = ("rigl", "set", "rigl_freeze", "set_freeze", "static", "gmp")
 INITS = ("kaiming_normal", "kaiming_uniform", "pytorch", "variance_scaling")
 BN_INITS = ("uniform", "fixed")
 PRECISIONS = ("fp32", "bf16")
@@ -119,6 +122,8 @@ class AlgorithmHparams:
     density: float = 1.0  # kept / prunable over the sparse layers (layers in dense_layers stay whole)
     distribution: str = "uniform"  # per-layer densities of the initial mask (snfs, dnw, set, rigl, static; gmp's)
     dense_layers: tuple[str, ...] = ()  # prunable weights kept dense, by parameter name
+    sparsity_scales: tuple[tuple[str, float], ...] = ()  # a layer's sparsity as a multiple of the others' (uniform)
+    rigl_layers: str = "reference"  # rigl, set, gmp, static: dense layers and scales of rigl's scripts, or all sparse
     prune_rate: float = 0.5  # snfs: fraction of kept weights pruned at the first epoch end, cosine-decayed
     freeze_epoch: int = 1  # <dynamic>_freeze: the mask is fixed after this many epochs
     update_interval: int = 100  # rigl, set: optimizer steps between mask updates
@@ -142,6 +147,10 @@ class AlgorithmHparams:
                f"the dense algorithm has density 1.0, got {self.density!r}")
         _check(self.distribution in DISTRIBUTIONS, "distribution",
                f"must be one of {', '.join(DISTRIBUTIONS)}; got {self.distribution!r}")
+        for name, scale in self.sparsity_scales:
+            _check(scale > 0, "sparsity_scales", f"the scale of {name!r} must be > 0, got {scale!r}")
+        _check(self.rigl_layers in RIGL_LAYER_RULES, "rigl_layers",
+               f"must be one of {', '.join(RIGL_LAYER_RULES)}; got {self.rigl_layers!r}")
         _check_fraction(self.prune_rate, "prune_rate", low_open=False, high_open=True)
         _check(self.freeze_epoch >= 1, "freeze_epoch", f"must be >= 1, got {self.freeze_epoch!r}")
         _check(self.update_interval >= 1, "update_interval", f"must be >= 1, got {self.update_interval!r}")
@@ -202,6 +211,8 @@ class RunConfig:
                    f"must be < epochs={self.train.epochs}, got {self.algorithm.rewind_epoch}")
             # written out into dense_layers / imp_layer_rates, so run.json and every later stage see it
             object.__setattr__(self, "algorithm", _resolve_imp_output(self.algorithm, self.model.model))
+        if self.algorithm.algorithm in RIGL_LAYERED:  # written out as imp's output layer is
+            object.__setattr__(self, "algorithm", _resolve_rigl_layers(self.algorithm, self.model.model))
 
     def to_dict(self) -> dict[str, Any]:
         """Nested sections as JSON would store them (tuples become lists)."""
@@ -328,6 +339,24 @@ def _resolve_imp_output(hp: AlgorithmHparams, model: str) -> AlgorithmHparams:
     if mode == "half" and out not in dict(hp.imp_layer_rates):
         return dataclasses.replace(hp, imp_layer_rates=(*hp.imp_layer_rates, (out, 0.5)))
     return hp
+
+
+def _resolve_rigl_layers(hp: AlgorithmHparams, model: str) -> AlgorithmHparams:
+    """Write the layer treatment of google-research/rigl's scripts into dense_layers / sparsity_scales (idempotent).
+
+    `reference` takes sparsenet.models.RIGL_LAYERS for the model (nothing for a user's own model); the scales
+    apply to uniform layer densities only, as ERK sets every ratio itself. `all`: every prunable weight sparse.
+    """
+    from sparsenet.models import RIGL_LAYERS
+
+    if hp.rigl_layers == "all" or hp.density == 1:
+        return hp
+    dense, scales = RIGL_LAYERS.get(model, ((), ()))
+    dense_layers = (*hp.dense_layers, *(n for n in dense if n not in hp.dense_layers))
+    named = dict(hp.sparsity_scales)
+    extra = tuple((n, v) for n, v in scales if n not in named and n not in dense_layers)
+    return dataclasses.replace(hp, dense_layers=dense_layers, sparsity_scales=(
+        *hp.sparsity_scales, *(extra if hp.distribution == "uniform" else ())))
 
 
 def presets() -> list[str]:

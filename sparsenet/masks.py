@@ -145,7 +145,7 @@ class Mask:
 
     @classmethod
     def from_magnitude(cls, weights: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> Mask:
-        """Keep the `counts[name]` largest-magnitude entries of each weight (ties broken by position)."""
+        """Keep the `counts[name]` largest-magnitude entries of each weight (ties in torch.topk's order)."""
         out = {}
         for name, w in weights.items():
             out[name] = topk_mask(w.detach().abs(), counts[name])
@@ -209,18 +209,30 @@ def topk_mask(score: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def layer_counts(shapes: Mapping[str, torch.Size], density: float, distribution: str,
-                 dense_layers: Iterable[str] = ()) -> dict[str, int]:
+                 dense_layers: Iterable[str] = (), sparsity_scales: Iterable[tuple[str, float]] = ()) -> dict[str, int]:
     """Kept weights per layer for a total `density` over the layers not in `dense_layers` (which stay whole).
 
     `uniform` gives every sparse layer the same density; `erk` (Erdos-Renyi-Kernel, Evci et al. 2020) makes a
-    layer's density proportional to sum(shape)/prod(shape), capping layers at 1. The total is exact.
+    layer's density proportional to sum(shape)/prod(shape), capping layers at 1. `sparsity_scales` (uniform only)
+    give named layers a sparsity that multiple of the other layers' (google-research/rigl's MNIST script: layer 2
+    at 0.9 of layer 1's), the common sparsity solved so that the total stays exact. The total is exact.
     """
-    dense = set(dense_layers)
+    dense, scales = set(dense_layers), dict(sparsity_scales)
     unknown = dense - set(shapes)
     if unknown:
         raise ConfigError(f"dense_layers: {sorted(unknown)} are not prunable weights; prunable: {', '.join(shapes)}")
     sparse = {n: math.prod(s) for n, s in shapes.items() if n not in dense}
     budget = round(density * sum(sparse.values()))
+    if scales:
+        exact = _scaled_counts(sparse, scales, budget, distribution)
+    else:
+        exact = _proportional_counts(sparse, shapes, budget, distribution)
+    counts = apportion(exact, budget)
+    return {n: (math.prod(shapes[n]) if n in dense else counts[n]) for n in shapes}
+
+
+def _proportional_counts(sparse: dict[str, int], shapes: Mapping[str, torch.Size], budget: int,
+                         distribution: str) -> dict[str, float]:
     raw = {n: (sum(shapes[n]) / size if distribution == "erk" else 1.0) for n, size in sparse.items()}
     full: set[str] = set()
     while True:  # cap layers whose density would exceed 1, then share the rest among the others
@@ -230,8 +242,27 @@ def layer_counts(shapes: Mapping[str, torch.Size], density: float, distribution:
         if not over:
             break
         full.add(max(over, key=lambda n: raw[n]))
-    counts = apportion({n: (sparse[n] if n in full else eps * raw[n] * sparse[n]) for n in sparse}, budget)
-    return {n: (math.prod(shapes[n]) if n in dense else counts[n]) for n in shapes}
+    return {n: (sparse[n] if n in full else eps * raw[n] * sparse[n]) for n in sparse}
+
+
+def _scaled_counts(sparse: dict[str, int], scales: dict[str, float], budget: int,
+                   distribution: str) -> dict[str, float]:
+    """Layer n at density clip(1 - scales[n] * s, 0, 1) (scale 1 for the others), s found by bisection."""
+    unknown = set(scales) - set(sparse)
+    if unknown:
+        raise ConfigError(f"sparsity_scales: {sorted(unknown)} are not sparse layers of this model; sparse: "
+                          f"{', '.join(sparse)}")
+    if distribution != "uniform":
+        raise ConfigError(f"sparsity_scales: apply to distribution 'uniform' only, got {distribution!r}")
+
+    def exact(s: float) -> dict[str, float]:
+        return {n: size * min(max(1 - scales.get(n, 1.0) * s, 0.0), 1.0) for n, size in sparse.items()}
+
+    lo, hi = 0.0, 1 / min(scales.get(n, 1.0) for n in sparse)  # the kept total falls as s grows, to 0 at hi
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sum(exact(mid).values()) > budget else (lo, mid)
+    return exact(hi)
 
 
 def apportion(exact: Mapping[str, float], total: int) -> dict[str, int]:

@@ -25,6 +25,17 @@ OUTPUT_LAYER: dict[str, str | None] = {}  # model -> the output layer's weight (
 # pruning_layers_to_ignore='fc.weight' for mnist_lenet and cifar_vgg (none for cifar_resnet); Frankle & Carbin
 # (2019, Table 1) prune Conv-2/4/6's output layer at half the rate of the other fully connected layers.
 IMP_OUTPUT = {"lenet300_100": "dense", "vgg16": "dense", "conv2": "half", "conv4": "half", "conv6": "half"}
+# How google-research/rigl's scripts treat the layers of rigl, set, gmp and static (`rigl_layers: reference`):
+# model -> (layers kept dense, (layer, sparsity scale) pairs). Its MNIST script keeps the output layer dense and
+# gives layer 2 0.9 of layer 1's sparsity (rigl/mnist/mnist_train_eval.py, custom_sparsities and gmp's
+# weight_sparsity_map); its CIFAR-10 and ImageNet scripts keep the first conv dense (prune_first_layer=False in
+# rigl/cifar_resnet/resnet_train_eval.py; first_layer_sparsity=0 in rigl/imagenet_resnet/imagenet_train_eval.py)
+# and prune the output layer. Conv-2/4/6 have no rigl script: they take the CIFAR-10 rule.
+RIGL_LAYERS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, float], ...]]] = {
+    "lenet300_100": (("fc3.weight",), (("fc2.weight", 0.9),)),
+    **{m: (("conv1.weight",), ()) for m in ("conv2", "conv4", "conv6")},
+    "vgg16": (("layers.0.conv.weight",), ()),
+    **{m: (("conv.weight",), ()) for m in ("resnet20", "resnet18")}}
 
 
 def register(name: str, output: str | None = "fc.weight"):

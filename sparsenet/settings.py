@@ -39,6 +39,11 @@ HELP: dict[str, tuple[str, str]] = {
                      ""),
     "dense_layers": ("prunable weights kept whole, by name (`sparsenet layers MODEL` lists them, e.g. fc3.weight); "
                      "comma-separated", ""),
+    "sparsity_scales": ("a layer's sparsity as a multiple of the other sparse layers' (uniform densities; the total "
+                        "stays exact), as name:scale pairs (e.g. fc2.weight:0.9)", ""),
+    "rigl_layers": ("rigl, set, gmp, static: the layers google-research/rigl's scripts keep dense and their "
+                    "sparsity scales (reference: LeNet-300-100's output layer dense and fc2.weight:0.9, a conv "
+                    "net's first conv dense), or every prunable weight sparse (all)", ""),
     "prune_rate": ("snfs: fraction of kept weights pruned and regrown at the first update, decaying by cosine, "
                    "in [0, 1)", "fraction"),
     "freeze_epoch": ("snfs_freeze, dnw_freeze, set_freeze, rigl_freeze: the mask is fixed after this many epochs, "
@@ -74,7 +79,7 @@ LIST_TYPES = {"tuple[tuple[str, float], ...]": "name:float list", "tuple[int, ..
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": c.DATASETS, "algorithm": c.ALGORITHMS, "schedule": c.SCHEDULES, "distribution": c.DISTRIBUTIONS,
     "imp_scope": c.IMP_SCOPES, "precision": c.PRECISIONS, "sparse_kernels": c.SPARSE_KERNELS,
-    "init": c.INITS, "bn_init": c.BN_INITS, "imp_output": c.IMP_OUTPUTS,
+    "init": c.INITS, "bn_init": c.BN_INITS, "imp_output": c.IMP_OUTPUTS, "rigl_layers": c.RIGL_LAYER_RULES,
 }
 
 

@@ -43,10 +43,11 @@ class Algorithm:
         if self.masks_weights:
             self._mask.apply(self.weights)
 
-    def counts(self) -> dict[str, int]:
-        """Kept weights per layer at the configured density and distribution."""
+    def counts(self, density: float | None = None) -> dict[str, int]:
+        """Kept weights per layer at `density` (default: the configured one), by the run's layer settings."""
         shapes = {n: w.shape for n, w in self.weights.items()}
-        return layer_counts(shapes, self.hp.density, self.hp.distribution, self.hp.dense_layers)
+        return layer_counts(shapes, self.hp.density if density is None else density, self.hp.distribution,
+                            self.hp.dense_layers, self.hp.sparsity_scales)
 
     def initial_mask(self, generator: torch.Generator | None) -> Mask:
         if self.hp.density == 1:

@@ -8,15 +8,20 @@ and at the end step, each sparse layer keeps its largest-magnitude kept weights 
     d(t) = d_f + (1 - d_f) (1 - (t - start) / (end - start))^3
 
 (model_pruning's _get_sparsity with exponent 3, initial sparsity 0), the same in every layer (the library
-prunes each layer by its own threshold) or by `distribution`. Pruned weights stay zero and get no gradient, so
-they never return; the target is reached exactly at the end step.
+prunes each layer by its own threshold) or by `distribution`, with the layers and sparsity scales of
+`rigl_layers` (the script's weight_sparsity_map: each layer's sparsity follows the cubic toward its own target,
+so the scales hold at every step). The CIFAR-10 presets carry rigl's CIFAR-10 schedule (sparsenet/recipes).
+
+Deviation: pruned weights stay zero and get no gradient, so they never return; model_pruning thresholds the raw
+kernel variable (pruning.py, _update_mask), which keeps its value under the mask, so there a pruned weight can
+come back at a later pruning step. The target is reached exactly at the end step.
 """
 from __future__ import annotations
 
 import torch
 
 from sparsenet.algorithms.base import Algorithm
-from sparsenet.masks import Mask, layer_counts, topk_mask
+from sparsenet.masks import Mask, topk_mask
 
 
 class GMP(Algorithm):
@@ -53,8 +58,7 @@ class GMP(Algorithm):
         self.step += 1
         super().after_step()
         if self.update_due(self.step):
-            shapes = {n: w.shape for n, w in self.weights.items()}
-            counts = layer_counts(shapes, self.density_at(self.step), self.hp.distribution, self.hp.dense_layers)
+            counts = self.counts(self.density_at(self.step))
             self._mask = Mask({n: topk_mask(torch.where(m, self.weights[n].abs(), torch.full_like(m, -1.0,
                                                                                            dtype=self.weights[n].dtype)),
                                             min(counts[n], int(m.sum())))

@@ -1,8 +1,12 @@
 """Static sparse training: a random mask, drawn at initialisation (uniform or ERK per layer) and never changed.
 
-The baseline every claim about learned structure needs: google-research/rigl's `static` mask method
-(rigl/imagenet_resnet/imagenet_train_eval.py, mask_init_method random with no mask updates). The base class's
-fixed-mask training does all of it; the mask comes from `Algorithm.initial_mask`.
+The baseline every claim about learned structure needs: google-research/rigl's `scratch` training method
+("`scratch` means initial mask is kept during training": rigl/mnist/mnist_train_eval.py,
+rigl/cifar_resnet/resnet_train_eval.py, rigl/imagenet_resnet/imagenet_train_eval.py; mask_init_method random or
+erdos_renyi, no mask updates), with those scripts' layer treatment (`rigl_layers`). Not rigl's `static`
+(SparseStaticOptimizer, rigl/sparse_optimizers.py), which at every update step re-initialises the drop fraction of
+the weakest kept weights in place. The base class's fixed-mask training does all of it; the mask comes from
+`Algorithm.initial_mask`.
 """
 from __future__ import annotations
 
