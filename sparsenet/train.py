@@ -147,9 +147,10 @@ class Run:
         self.weights = models.prunable(self.model)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
         algorithm = ALGORITHMS[cfg.algorithm.algorithm]
-        batch = None  # pruning at initialisation scores on the run's first training batch
+        batch = None  # pruning at initialisation scores on data of the run's first epoch
         if mask is None and getattr(algorithm, "needs_batch", False):
-            batch = next(iter(self.batcher.epoch(self.train_split, epoch_generator(cfg.seed, 0))))
+            batch = algorithm.scoring_batch(self.batcher.epoch(self.train_split, epoch_generator(cfg.seed, 0)),
+                                            spec.num_classes)
         self.algo = algorithm(cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,
                               generator=torch.Generator().manual_seed(cfg.seed),
                               steps_per_epoch=self.steps_per_epoch, model=self.model, batch=batch)

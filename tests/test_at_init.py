@@ -26,16 +26,16 @@ def algorithm(name, model, density=0.3, **hp):
                             generator=torch.Generator().manual_seed(0), model=model, batch=BATCH)
 
 
-def flat_loss(model, flat, temperature=1.0):
+def flat_loss(model, flat, temperature=1.0, batch=BATCH):
     """The loss as a function of the three weight matrices, flattened into one vector (biases fixed)."""
     shapes = [model[i].weight.shape for i in (0, 2, 4)]
     parts, offset = [], 0
     for s in shapes:
         parts.append(flat[offset:offset + s.numel()].view(s))
         offset += s.numel()
-    x = torch.relu(nn.functional.linear(BATCH[0], parts[0], model[0].bias))
+    x = torch.relu(nn.functional.linear(batch[0], parts[0], model[0].bias))
     x = torch.relu(nn.functional.linear(x, parts[1], model[2].bias))
-    return nn.functional.cross_entropy(nn.functional.linear(x, parts[2], model[4].bias) / temperature, BATCH[1])
+    return nn.functional.cross_entropy(nn.functional.linear(x, parts[2], model[4].bias) / temperature, batch[1])
 
 
 def flat_weights(model):
@@ -63,14 +63,55 @@ def test_snip_keeps_the_largest_connection_sensitivity():
     assert mask.equal(expected_mask(model, (g * w).abs().detach(), 0.3))
 
 
-def test_grasp_removes_the_largest_minus_w_hg():
+def test_grasp_scores_redrawn_linear_weights_on_two_halves_and_removes_the_largest_minus_w_hg():
+    """GraSP.py with reinit=True: Xavier-normal linear weights in the scoring copy; g and Hg summed over the two
+    halves of the batch; the trained weights are the model's own."""
     model = tiny()
-    w = flat_weights(model)
-    g = torch.autograd.functional.jacobian(lambda v: flat_loss(model, v, TEMPERATURE), w)
-    hessian = torch.autograd.functional.hessian(lambda v: flat_loss(model, v, TEMPERATURE), w)
-    score = -w * (hessian @ g)
+    own = flat_weights(model)
+    g = torch.Generator().manual_seed(0)  # the generator `algorithm` gives the run
+    drawn = torch.cat([(torch.randn(model[i].weight.shape, generator=g) *
+                        (2 / sum(model[i].weight.shape)) ** 0.5).flatten() for i in (0, 2, 4)])
+    halves = [tuple(t[:8] for t in BATCH), tuple(t[8:] for t in BATCH)]
+    grad = sum(torch.autograd.functional.jacobian(lambda v, b=b: flat_loss(model, v, TEMPERATURE, b), drawn)
+               for b in halves)
+    hg = sum(torch.autograd.functional.hessian(lambda v, b=b: flat_loss(model, v, TEMPERATURE, b), drawn) @ grad
+             for b in halves)
     mask = algorithm("grasp", model).mask()
-    assert mask.equal(expected_mask(model, -score, 0.3))  # kept: the smallest -w*Hg
+    assert mask.equal(expected_mask(model, drawn * hg, 0.3))  # kept: the smallest -w*Hg
+    assert torch.equal(flat_weights(model)[mask_flat(mask)], own[mask_flat(mask)])  # trained: its own weights
+
+
+def mask_flat(mask):
+    return torch.cat([m.flatten() for m in mask.layers.values()])
+
+
+def test_grasp_scores_the_first_ten_samples_of_each_class_in_class_order():
+    labels = torch.arange(100) % 4  # classes 0..3, 25 each, interleaved
+    batches = [(torch.arange(100)[i:i + 16, None].float(), labels[i:i + 16]) for i in range(0, 100, 16)]
+    x, y = ALGORITHMS["grasp"].scoring_batch(batches, num_classes=4)
+    assert y.tolist() == [c for c in range(4) for _ in range(10)]
+    assert x[:, 0].tolist() == [float(c + 4 * k) for c in range(4) for k in range(10)]  # the first 10 of each
+
+
+def test_snip_scores_with_batch_norm_running_statistics():
+    """snip-public scores with is_train=False: batch norm uses its running statistics (0 and 1 at init)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[1].weight.uniform_()
+    own = prunable(model)
+    w1, w2 = (t.detach().clone().requires_grad_() for t in own.values())
+    bn = model[1]
+    h = (nn.functional.linear(BATCH[0], w1, model[0].bias) - 0) / (1 + bn.eps) ** 0.5 * bn.weight + bn.bias
+    loss = nn.functional.cross_entropy(nn.functional.linear(torch.relu(h), w2, model[3].bias), BATCH[1] % 3)
+    g1, g2 = torch.autograd.grad(loss, [w1, w2])
+    batch = (BATCH[0], BATCH[1] % 3)
+    algo = ALGORITHMS["snip"](AlgorithmHparams(algorithm="snip", density=0.3), own, 3,
+                              generator=torch.Generator().manual_seed(0), model=model, batch=batch)
+    expected = global_topk({n: (g * w).abs().detach() for n, g, w in zip(own, (g1, g2), (w1, w2))},
+                           round(0.3 * (48 + 24)), own)
+    assert algo.mask().equal(expected)
+    assert model.training and bn.num_batches_tracked == 0  # the run's model and statistics are untouched
 
 
 def test_magnitude_init_keeps_the_largest_initial_weights_globally():

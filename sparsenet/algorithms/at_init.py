@@ -23,9 +23,15 @@ from sparsenet.models import prunable
 class AtInit(Algorithm):
     """Each subclass defines `scores(mask)`: a score per weight of every prunable layer, under `mask` (None: all)."""
 
-    needs_batch = True  # the trainer passes the run's first training batch
+    needs_batch = True  # the trainer passes `scoring_batch` of the run's first epoch
+
+    @classmethod
+    def scoring_batch(cls, batches, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The data the scores read, from the run's first epoch of training batches: its first batch."""
+        return next(iter(batches))
 
     def initial_mask(self, generator):
+        self.generator = generator  # for scores that draw (GraSP's redrawn scoring weights)
         if self.hp.density == 1:
             return Mask.ones_like(self.weights)
         if self.model is None or (self.needs_batch and self.batch is None):
