@@ -285,6 +285,8 @@ def _coerce(key: str, value: Any, type_name: str) -> Any:
                 raise ValueError
             return value
         if type_name.startswith("tuple[tuple[str, float]"):
+            if isinstance(value, str):  # the command line's name:float,name:float
+                value = [v.rsplit(":", 1) for v in value.split(",") if v.strip()]
             items = value.items() if isinstance(value, dict) else value
             return tuple((str(k), float(v)) for k, v in items)
         if type_name.startswith("tuple["):

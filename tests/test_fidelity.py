@@ -259,3 +259,75 @@ def test_preset_values_and_overrides(tmp_path):
     code = cli_main(["train", "--preset", "open_lth_mnist_lenet_300_100", "--epochs", "1", "--train-subset", "500",
                      "--out", str(out), "--device", "cpu"])
     assert code == 0 and run_config(out).train.momentum == 0.0 and run_config(out).data.train_subset == 500
+
+
+# --- beyond the paper: the layers and scoring of rigl's, GraSP's and SNIP's code (issue 25) ------------------
+RIGL_FAMILY = ("rigl", "set", "gmp", "static", "rigl_freeze", "set_freeze")
+FIRST_CONV = {"conv2": "conv1.weight", "conv4": "conv1.weight", "conv6": "conv1.weight",
+              "vgg16": "layers.0.conv.weight", "resnet20": "conv.weight", "resnet18": "conv.weight"}
+
+
+def initial_counts(cfg):
+    spec = (3, 32, 32) if cfg.data.dataset == "cifar10" else (1, 28, 28)
+    weights = models.prunable(models.build(cfg.model.model, spec, 10))
+    algo = ALGORITHMS[cfg.algorithm.algorithm](cfg.algorithm, weights, 3, generator=torch.Generator().manual_seed(0))
+    return weights, algo.counts(), algo.mask()
+
+
+@pytest.mark.parametrize("algorithm", RIGL_FAMILY)
+def test_rigl_family_on_lenet_keeps_the_output_dense_and_fc2_at_nine_tenths_of_fc1s_sparsity(algorithm):
+    """rigl/mnist/mnist_train_eval.py: custom_sparsities layer2 0.9 s, layer3 0; the total over fc1 and fc2 exact."""
+    cfg = tiny(algorithm=algorithm, density=0.05, freeze_epoch=1)
+    assert cfg.algorithm.dense_layers == ("fc3.weight",)
+    assert cfg.algorithm.sparsity_scales == (("fc2.weight", 0.9),)
+    weights, counts, mask = initial_counts(cfg)
+    assert counts["fc3.weight"] == 1000
+    assert counts["fc1.weight"] + counts["fc2.weight"] == round(0.05 * (235200 + 30000))
+    s1, s2 = 1 - counts["fc1.weight"] / 235200, 1 - counts["fc2.weight"] / 30000
+    assert s2 == pytest.approx(0.9 * s1, abs=1 / 30000)
+    if algorithm != "gmp":  # gmp starts dense
+        assert {n: int(m.sum()) for n, m in mask.layers.items()} == counts
+    assert RunConfig.from_nested(cfg.to_dict()) == cfg  # resolving is idempotent (run.json round trip)
+
+
+@pytest.mark.parametrize("model", list(FIRST_CONV))
+def test_rigl_family_on_conv_nets_keeps_the_first_conv_dense_and_prunes_the_output(model):
+    cifar = model in ("vgg16", "resnet20", "resnet18")
+    cfg = RunConfig.from_flat({"algorithm": "static", "density": 0.1, "model": model,
+                               "dataset": "cifar10" if cifar else "mnist"})
+    assert cfg.algorithm.dense_layers == (FIRST_CONV[model],) and cfg.algorithm.sparsity_scales == ()
+    weights, counts, _ = initial_counts(cfg)
+    assert counts[FIRST_CONV[model]] == weights[FIRST_CONV[model]].numel()
+    out = models.OUTPUT_LAYER[model]
+    assert counts[out] < weights[out].numel()
+    sparse = [n for n in weights if n != FIRST_CONV[model]]
+    assert sum(counts[n] for n in sparse) == round(0.1 * sum(weights[n].numel() for n in sparse))
+
+
+@pytest.mark.parametrize("algorithm", ["snfs", "dnw", "snip", "grasp", "synflow", "imp"])
+def test_other_algorithms_keep_their_own_references_layers(algorithm):
+    expected = ("fc3.weight",) if algorithm == "imp" else ()  # imp: open_lth's output layer
+    cfg = tiny(algorithm=algorithm, density=0.05)
+    assert cfg.algorithm.dense_layers == expected and cfg.algorithm.sparsity_scales == ()
+
+
+def test_rigl_layers_all_and_erk_and_a_users_model():
+    assert tiny(algorithm="rigl", density=0.05, rigl_layers="all").algorithm.dense_layers == ()
+    erk = tiny(algorithm="rigl", density=0.05, distribution="erk").algorithm
+    assert erk.dense_layers == ("fc3.weight",) and erk.sparsity_scales == ()  # ERK sets every ratio itself
+    own = RunConfig.from_flat({"algorithm": "set", "density": 0.5, "model": "tests.custom_model:two_layer"})
+    assert own.algorithm.dense_layers == ()  # no reference for a user's model: every layer sparse
+    with pytest.raises(ConfigError, match="^rigl_layers: must be one of reference, all"):
+        tiny(algorithm="rigl", density=0.05, rigl_layers="first")
+    with pytest.raises(ConfigError, match="^sparsity_scales: the scale of 'fc1.weight' must be > 0"):
+        tiny(algorithm="snfs", density=0.05, sparsity_scales=(("fc1.weight", 0.0),))
+
+
+def test_gmp_on_cifar10_presets_follows_rigls_cifar_schedule():
+    """rigl/cifar_resnet/resnet_train_eval.py: sparsity_begin_step 20000, end 75000 of 97656, every 1000 steps."""
+    for preset in ("open_lth_cifar_vgg_16", "open_lth_cifar_resnet_20", "sparse_learning_cifar10"):
+        hp = RunConfig.from_flat({"preset": preset, "algorithm": "gmp", "density": 0.1}).algorithm
+        assert (hp.gmp_start, hp.gmp_end, hp.gmp_interval) == (pytest.approx(20000 / 97656, abs=1e-4),
+                                                               pytest.approx(75000 / 97656, abs=1e-4), 1000)
+    mnist = RunConfig.from_flat({"preset": "sparse_learning_mnist", "algorithm": "gmp", "density": 0.1}).algorithm
+    assert (mnist.gmp_start, mnist.gmp_end, mnist.gmp_interval) == (0.0167, 0.25, 500)  # the MNIST script's
