@@ -35,9 +35,10 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args) -> None:
-    from sparsenet import rounds, train
+    from sparsenet import provenance, rounds, train
 
     cfg = _run_config(args)
+    code = provenance.identity("train", cfg)
     if args.stack_seeds:
         from sparsenet import stacked
 
@@ -47,32 +48,34 @@ def cmd_train(args) -> None:
             raise ConfigError("algorithm: imp trains in rounds; stack seeds of any other algorithm")
         outs = [Path(str(args.out).format(seed=s)) for s in args.stack_seeds]
         for out, record in zip(outs, stacked.train_stacked(cfg, args.stack_seeds, outs, data_root=args.data_root,
-                                                           device=args.device)):
+                                                           device=args.device, code=code)):
             print(f"{out}: {record['status']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
         return
     if cfg.algorithm.algorithm == "imp" and cfg.algorithm.density < 1:
-        record = rounds.run_chain(cfg, args.out, data_root=args.data_root, device=args.device)
+        record = rounds.run_chain(cfg, args.out, data_root=args.data_root, device=args.device, code=code)
     else:
-        record = train.train(cfg, args.out, data_root=args.data_root, device=args.device)
+        record = train.train(cfg, args.out, data_root=args.data_root, device=args.device, code=code)
     print(f"{args.out}: {record['status']} test_acc {record['test_acc']:.4f} density {record['density']:.4f} "
           f"wall {record['wall_s']:.1f}s")
 
 
 def cmd_imp_round(args) -> None:
-    from sparsenet import rounds
+    from sparsenet import provenance, rounds
 
     cfg = _run_config(args)
     if args.prev is None:
         cfg = cfg.replace(density=1.0)
     record = rounds.run_round(cfg, args.out, prev=args.prev, next_density=args.next_density,
-                              data_root=args.data_root, device=args.device)
+                              data_root=args.data_root, device=args.device, code=provenance.identity("imp-round", cfg))
     print(f"{args.out}: round {record['imp_round']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
 
 
 def cmd_retrain(args) -> None:
-    from sparsenet import reinit
+    from sparsenet import provenance, reinit
+    from sparsenet.train import run_config
 
-    record = reinit.retrain(args.run, args.variant, args.out, data_root=args.data_root, device=args.device)
+    record = reinit.retrain(args.run, args.variant, args.out, data_root=args.data_root, device=args.device,
+                            code=provenance.identity("retrain", run_config(args.run)))
     print(f"{args.out}: {args.variant} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
 
 

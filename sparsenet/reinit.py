@@ -77,7 +77,8 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
     return own, mask
 
 
-def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, device=None) -> dict:
+def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, device=None,
+            code: str | None = None) -> dict:
     """Retrain run folder `run` under its final mask, reset by `variant`, with the run's own recipe."""
     run, out = Path(run), Path(out)
     source = run_config(run)
@@ -88,7 +89,7 @@ def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, d
         return _record_source(run, out, {**extra, "config": cfg.to_dict(), "copy_of_source": True})
     weights, mask = reset(source, load_weights(run / "init.safetensors"), mask, variant)
     return train(cfg, out, data_root=data_root, device=device, init_weights=weights, mask=mask,
-                 first_epoch=read_json(run / "run.json").get("first_epoch", 0), extra=extra)
+                 first_epoch=read_json(run / "run.json").get("first_epoch", 0), extra=extra, code=code)
 
 
 def replays_its_run(algorithm: str) -> bool:

@@ -23,14 +23,14 @@ from sparsenet.train import RUN_FILES, train
 
 
 def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_density: float | None,
-              data_root=None, device=None) -> dict:
+              data_root=None, device=None, code: str | None = None) -> dict:
     """Train one round into `out` (after the round in folder `prev`, or round 0 if None); prune for the next."""
     out = Path(out)
     if prev is None:
         if cfg.algorithm.density != 1.0:
             raise ConfigError(f"density: round 0 of imp trains dense (density 1.0), got {cfg.algorithm.density}")
         record = train(cfg, out, data_root=data_root, device=device, save_weights_at_epoch=cfg.algorithm.rewind_epoch,
-                       extra={"imp_round": 0})
+                       extra={"imp_round": 0}, code=code)
     else:
         prev = Path(prev)
         mask = Mask.load(prev / "next_mask.safetensors")
@@ -40,7 +40,7 @@ def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_
         cfg = cfg.replace(density=round(mask.density(exclude=cfg.algorithm.dense_layers), 6))
         k = cfg.algorithm.rewind_epoch
         record = train(cfg, out, data_root=data_root, device=device, init_weights=load_weights(rewind), mask=mask,
-                       first_epoch=k, extra={"imp_round": prev_round + 1, "first_epoch": k})
+                       first_epoch=k, extra={"imp_round": prev_round + 1, "first_epoch": k}, code=code)
     if next_density is not None and not (out / "next_mask.safetensors").exists():
         final = load_weights(out / "final.safetensors")
         imp.prune(final, Mask.load(out / "mask.safetensors"), next_density, cfg.algorithm).save(
@@ -48,7 +48,7 @@ def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_
     return record
 
 
-def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None) -> dict:
+def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None, code: str | None = None) -> dict:
     """All rounds down to cfg's density in out/rounds/rNN; the last round's files become the run in `out`."""
     out = Path(out)
     densities = imp.schedule([cfg.algorithm.density], cfg.algorithm.imp_rate)
@@ -57,7 +57,7 @@ def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None) -
         folder = out / "rounds" / f"r{r:02d}"
         nxt = densities[r + 1] if r + 1 < len(densities) else None
         record = run_round(cfg.replace(density=1.0) if r == 0 else cfg, folder, prev=prev, next_density=nxt,
-                           data_root=data_root, device=device)
+                           data_root=data_root, device=device, code=code)
         print(f"imp round {r}: density {record['density']:.4f} test_acc {record['test_acc']:.4f}", file=sys.stderr)
         prev = folder
     for name in RUN_FILES:  # run.json last: it marks the run complete

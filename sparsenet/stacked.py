@@ -22,7 +22,8 @@ from sparsenet.train import Run, finished_record, load_data, resolve_device, tra
 
 
 def train_stacked(cfg: RunConfig, seeds: list[int], outs: list[str | Path], *, data_root=None,
-                  device: str | None = None, masks: list | None = None, init_weights: list | None = None) -> list[dict]:
+                  device: str | None = None, masks: list | None = None, init_weights: list | None = None,
+                  code: str | None = None) -> list[dict]:
     """Train `cfg` for every seed in `seeds` into the matching folder of `outs`; return their run records.
 
     `masks` and `init_weights`, one per seed, start each seed from given structure and weights (as `train`).
@@ -39,11 +40,11 @@ def train_stacked(cfg: RunConfig, seeds: list[int], outs: list[str | Path], *, d
     data = load_data(cfg, dev, data_root)
     masks, init_weights = masks or [None] * len(seeds), init_weights or [None] * len(seeds)
     runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i],
-                   sparse_kernels=False) for i in todo}  # vmap calls the shared template's forward
+                   sparse_kernels=False, code=code) for i in todo}  # vmap calls the shared template's forward
     if len({r.start_epoch for r in runs.values()}) > 1:  # resumed from different epochs: train them one by one
         print("checkpoints of different epochs: training the seeds one after another", file=sys.stderr)
         return [records[i] or train(cfgs[i], outs[i], data_root=data_root, device=device, mask=masks[i],
-                                    init_weights=init_weights[i]) for i in range(len(seeds))]
+                                    init_weights=init_weights[i], code=code) for i in range(len(seeds))]
     active = list(runs.values())
     if active:
         _loop(active, cfg.train.epochs)

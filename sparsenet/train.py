@@ -124,8 +124,9 @@ class Run:
     def __init__(self, cfg: RunConfig, out: Path, dev: torch.device, data: tuple, *,
                  init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
                  save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None,
-                 sparse_kernels: bool = True):
-        """`sparse_kernels=False` keeps every layer dense whatever the settings say (the stacked loop's vmap)."""
+                 sparse_kernels: bool = True, code: str | None = None):
+        """`sparse_kernels=False` keeps every layer dense whatever the settings say (the stacked loop's vmap);
+        `code` is the job's code identity (sparsenet.provenance), by default a `train` job's."""
         if cfg.algorithm.algorithm == "fixed" and mask is None:
             raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
         self.cfg, self.out, self.dev, self.extra = cfg, out, dev, extra or {}
@@ -167,7 +168,7 @@ class Run:
         self.labels: list[dict] = []
         self.start_epoch, self.diverged, self.prior_wall = first_epoch, False, 0.0
         self.ckpt_path = out / "checkpoint.pt"
-        self.code = provenance.code_hash(provenance.training_code(cfg.algorithm.algorithm))
+        self.code = code or provenance.identity("train", cfg)
         self._resume_or_start(init_state)
         self.sparse_mode = cfg.execution.sparse_kernels if sparse_kernels else "off"
         self.sparse_layers: list[str] | None = None
@@ -313,7 +314,7 @@ class Run:
             "wall_s": self.prior_wall + time.time() - self.started,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "sparse_layers": self.sparse_layers or [],
-            **provenance.describe(self.dev), **self.extra,
+            **provenance.describe(self.dev, self.code), **self.extra,
         }
         write_json(self.out / "run.json", record)
         self.ckpt_path.unlink(missing_ok=True)
@@ -328,14 +329,16 @@ def load_data(cfg: RunConfig, dev: torch.device, data_root) -> tuple:
 
 def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
-          save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None) -> dict:
+          save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None,
+          code: str | None = None) -> dict:
     """Train one run into folder `out` and return its run.json record; resume if a checkpoint is there.
 
     `init_weights` and `mask` start the run from given weights and structure (imp rounds, reinit retraining);
     `save_weights_at_epoch` > 0 also saves the weights after that epoch as rewind.safetensors (imp round 0);
     `first_epoch` k starts at epoch k, data order and learning-rate schedule as if k epochs had passed (imp
     rounds after late rewinding, as open_lth's `start_step`).
-    `extra` is stored in run.json (e.g. the variant and source run of a retraining).
+    `extra` is stored in run.json (e.g. the variant and source run of a retraining); `code` is the job's code
+    identity (sparsenet.provenance.identity), kept in run.json and the checkpoint.
     """
     out = Path(out)
     record = finished_record(cfg, out)
@@ -343,7 +346,7 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
         return record
     dev = resolve_device(device)
     run = Run(cfg, out, dev, load_data(cfg, dev, data_root), init_weights=init_weights, mask=mask,
-              save_weights_at_epoch=save_weights_at_epoch, first_epoch=first_epoch, extra=extra)
+              save_weights_at_epoch=save_weights_at_epoch, first_epoch=first_epoch, extra=extra, code=code)
     bar = tqdm(total=cfg.train.epochs * run.steps_per_epoch, initial=run.start_epoch * run.steps_per_epoch,
                disable=None, desc=f"{cfg.algorithm.algorithm} d={cfg.algorithm.density:g} s={cfg.seed}",
                file=sys.stderr, leave=False)

@@ -49,8 +49,14 @@ def tiny(**changes):
     return RunConfig.from_flat(settings)
 
 
-def snakemake(workdir, *args, repo=REPO, check=True):
+TRACE = REPO / "tests" / "trace"  # its sitecustomize records what each `python -m sparsenet` job imports
+
+
+def snakemake(workdir, *args, repo=REPO, check=True, trace=None):
+    """Snakemake on `workdir` with the Snakefile of `repo`; `trace`: a folder for the jobs' import traces."""
     env = {**os.environ, "PYTHONPATH": str(repo)}
+    if trace is not None:
+        env.update(PYTHONPATH=os.pathsep.join([str(repo), str(TRACE)]), SPARSENET_TRACE_IMPORTS=str(trace))
     out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args],
                          capture_output=True, text=True, env=env, cwd=workdir)
     if check and out.returncode != 0:
@@ -67,9 +73,10 @@ def study(tmp_path_factory):
         shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "Snakefile", repo / "Snakefile")
     shutil.copy(REPO / "config.yaml", repo / "config.yaml")
-    work = root / "work"
+    work, trace = root / "work", root / "trace"
     work.mkdir()
-    snakemake(work, "--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo)
+    trace.mkdir()
+    snakemake(work, "--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo, trace=trace)
     return repo, work
 
 

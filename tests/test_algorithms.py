@@ -218,13 +218,14 @@ def test_every_algorithm_is_registered_configurable_and_in_the_study_schema():
     import yaml
 
     from sparsenet import config
-    from sparsenet.algorithms import DYNAMIC
-    from sparsenet.provenance import ALGORITHM_CODE
+    from sparsenet.algorithms import WHERE, Algorithm
     from tests.conftest import REPO
 
-    assert list(ALGORITHMS) == sorted(config.ALGORITHMS, key=list(ALGORITHMS).index) and \
-        set(ALGORITHMS) == set(config.ALGORITHMS)
-    assert tuple(DYNAMIC) == config.DYNAMIC and set(ALGORITHM_CODE) == set(ALGORITHMS)
+    assert list(ALGORITHMS) == list(config.ALGORITHMS)
+    assert set(WHERE) == {a for a in ALGORITHMS if not a.endswith("_freeze")}
+    assert all(issubclass(ALGORITHMS[a], Algorithm) and ALGORITHMS[a].__name__.lower().startswith(
+        WHERE[a.removesuffix("_freeze")][1].lower()) for a in ALGORITHMS)  # each name imports its own class
+    DYNAMIC = config.DYNAMIC
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
     sparse = {a for a in ALGORITHMS if a not in ("dense", "fixed") and not a.endswith("_freeze")}
     assert set(schema["algorithms"]["items"]["enum"]) == sparse

@@ -1,26 +1,62 @@
-"""Sparse-training algorithms by name, all behind the protocol of `base.Algorithm`.
+"""Sparse-training algorithms by name, all behind the protocol of `base.Algorithm`, each in its own module.
 
-`<name>_freeze` is a dynamic algorithm whose mask is frozen after `freeze_epoch` epochs (sparsenet.algorithms.freeze).
+A module is imported when its algorithm is first asked for, so a job imports only the algorithm it runs, and its
+code identity (sparsenet.provenance) holds only that one. `<name>_freeze` is a dynamic algorithm whose mask is
+frozen after `freeze_epoch` epochs (sparsenet.algorithms.freeze).
 """
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+
 from sparsenet.algorithms.base import Algorithm
-from sparsenet.algorithms.dense import Dense
-from sparsenet.algorithms.dnw import DNW
-from sparsenet.algorithms.freeze import freezing
-from sparsenet.algorithms.gmp import GMP
-from sparsenet.algorithms.grasp import GraSP
-from sparsenet.algorithms.imp import IMP
-from sparsenet.algorithms.magnitude_init import MagnitudeInit
-from sparsenet.algorithms.rigl import RigL
-from sparsenet.algorithms.set import SET
-from sparsenet.algorithms.snfs import SNFS
-from sparsenet.algorithms.snip import SNIP
-from sparsenet.algorithms.static import Static
-from sparsenet.algorithms.synflow import SynFlow
+from sparsenet.config import ALGORITHMS as NAMES
+from sparsenet.config import DYNAMIC  # freezable: <name>_freeze
 
-DYNAMIC: dict[str, type[Algorithm]] = {"snfs": SNFS, "dnw": DNW, "set": SET, "rigl": RigL}  # freezable
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    "dense": Dense, "imp": IMP, **DYNAMIC, **{f"{n}_freeze": freezing(cls) for n, cls in DYNAMIC.items()},
-    "static": Static, "gmp": GMP, "snip": SNIP, "grasp": GraSP, "synflow": SynFlow, "magnitude_init": MagnitudeInit,
-    "fixed": Algorithm}
+# name -> (module in this package, class); `fixed` trains under a given mask (retraining)
+WHERE = {"dense": ("dense", "Dense"), "imp": ("imp", "IMP"), "snfs": ("snfs", "SNFS"), "dnw": ("dnw", "DNW"),
+         "set": ("set", "SET"), "rigl": ("rigl", "RigL"), "static": ("static", "Static"), "gmp": ("gmp", "GMP"),
+         "snip": ("snip", "SNIP"), "grasp": ("grasp", "GraSP"), "synflow": ("synflow", "SynFlow"),
+         "magnitude_init": ("magnitude_init", "MagnitudeInit"), "fixed": ("base", "Algorithm")}
 
-__all__ = ["ALGORITHMS", "DYNAMIC", "Algorithm"]
+
+def _base(name: str) -> tuple[str, bool]:
+    """(the algorithm `name` runs, whether it freezes it)."""
+    frozen = name.endswith("_freeze") and name.removesuffix("_freeze") in DYNAMIC
+    return (name.removesuffix("_freeze") if frozen else name), frozen
+
+
+def modules(name: str) -> list[str]:
+    """The modules algorithm `name` is imported from."""
+    base, frozen = _base(name)
+    return [f"{__name__}.{WHERE[base][0]}"] + ([f"{__name__}.freeze"] if frozen else [])
+
+
+class _Registry(Mapping):
+    """name -> class, in the config's order; a class is imported on first use."""
+
+    def __init__(self):
+        self._classes: dict[str, type[Algorithm]] = {}
+
+    def __getitem__(self, name: str) -> type[Algorithm]:
+        if name not in self._classes:
+            if name not in NAMES:
+                raise KeyError(name)
+            base, frozen = _base(name)
+            module, cls = WHERE[base]
+            algorithm = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+            if frozen:
+                algorithm = importlib.import_module(f"{__name__}.freeze").freezing(algorithm)
+            self._classes[name] = algorithm
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(NAMES)
+
+    def __len__(self) -> int:
+        return len(NAMES)
+
+
+ALGORITHMS: Mapping[str, type[Algorithm]] = _Registry()
+
+__all__ = ["ALGORITHMS", "DYNAMIC", "WHERE", "Algorithm", "modules"]

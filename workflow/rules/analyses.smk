@@ -12,7 +12,7 @@ rule mask_stats:
     conda:
         ENV
     params:
-        code=code("wiring.py"),
+        code=lambda w: code("mask-stats", run_of(w.run)),
         run=lambda w: f"{RUNS}/{w.run}",
     shell:
         "python -m sparsenet mask-stats --run {params.run} --out {output} > {log} 2>&1"
@@ -34,7 +34,7 @@ rule retrain:
         gpu=RES["gpus"],
     params:
         device=config["device"],
-        code=code("reinit.py"),
+        code=lambda w: code("retrain", run_of(w.run)),
         run=lambda w: f"{RUNS}/{w.run}",
         out=lambda w, output: Path(output[0]).parent,
     shell:
@@ -57,7 +57,7 @@ rule record_rewind:
     conda:
         ENV
     params:
-        code=code("reinit.py"),
+        code=lambda w: code("retrain", (w.model, w.label, w.density, w.seed)),
         run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}",
         out=lambda w, output: Path(output[0]).parent,
     shell:
@@ -81,7 +81,7 @@ rule prune_sweep:
         gpu=RES["gpus"],
     params:
         device=config["device"],
-        code=code("prune.py", algorithm="imp"),
+        code=lambda w: code("prune-sweep", run_of(w.run)),
         run=lambda w: f"{RUNS}/{w.run}",
         fractions=" ".join(str(q) for q in config["prune_sweep"]["fractions"]),
         methods=" ".join(config["prune_sweep"]["methods"]),
@@ -103,7 +103,7 @@ rule emergence:
     conda:
         ENV
     params:
-        code=code("emergence.py"),
+        code=lambda w: code("emergence", run_of(w.run)),
         run=lambda w: f"{RUNS}/{w.run}",
     shell:
         "python -m sparsenet emergence --run {params.run} --out {output} > {log} 2>&1"

@@ -11,7 +11,7 @@ from sparsenet import datasets, models
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig, expand_preset
-from sparsenet.provenance import code_hash, training_code
+from sparsenet.provenance import identity
 
 REPO = Path(workflow.basedir)
 RUNS = "results/runs"
@@ -29,12 +29,22 @@ RES = config["resources"]
 DATASET = config["dataset"]
 WORKFLOW_KEYS = {"dataset", "model", "algorithm", "density", "seed", "freeze_epoch"}
 
-# --- the code each kind of job runs: its hash is a parameter, so an edit reruns exactly the jobs it affects ---
+# --- the code each job runs: its identity is a parameter, so an edit reruns exactly the jobs it affects ---
 PKG = REPO / "sparsenet"
 
 
-def code(*files, algorithm="fixed"):
-    return code_hash(training_code(algorithm, PKG) + [PKG / f for f in files])
+def code(command, run=None):
+    """The code identity of a job of `sparsenet <command>` (sparsenet.provenance.identity): the modules the
+    command imports, and those the settings of its run import (`run`: (model, label, density, seed))."""
+    return identity(command, RunConfig.from_flat(run_settings(*run)) if run else None, PKG)
+
+
+def run_of(path):
+    """(model, label, density, seed) of a trained run's folder under RUNS (an analysis job's `run` wildcard)."""
+    found = re.fullmatch(rf"{re.escape(DATASET)}-(.+?)/(\w+)/d([0-9.e-]+)/s(\d+)", path)
+    if found is None:
+        raise WorkflowError(f"not a run folder of this study: {RUNS}/{path}")
+    return found.groups()
 
 
 # --- the runs of the study ---

@@ -25,7 +25,7 @@ rule tables:
     conda:
         ENV
     params:
-        code=code("tables.py"),
+        code=code("tables"),
         runs=lambda w, input: " ".join(str(Path(p).parent) for p in input.runs),
         retrains=lambda w, input: " ".join(str(Path(p).parent) for p in input.retrains),
     shell:
@@ -44,7 +44,7 @@ rule similarity:
     conda:
         ENV
     params:
-        code=code("similarity.py", "tables.py"),
+        code=code("similarity"),
         runs=" ".join(MASKED_RUNS),
     shell:
         "python -m sparsenet similarity --runs {params.runs} --out results/tables > {log} 2>&1"
@@ -65,7 +65,7 @@ rule figures:
     conda:
         ENV
     params:
-        code=code("figures.py"),
+        code=code("figures"),
     shell:
         "python -m sparsenet figures --tables results/tables --out results/figures > {log} 2>&1"
 
@@ -82,7 +82,7 @@ rule summary:
     conda:
         ENV
     params:
-        code=code("summary.py", "figures.py"),
+        code=code("summary"),
     shell:
         "python -m sparsenet summary --tables results/tables --out {output.markdown} --html {output.html} "
         "> {log} 2>&1"

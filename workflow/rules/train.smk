@@ -20,7 +20,7 @@ if not config["stack_seeds"]:
         params:
             device=config["device"],
             settings=lambda w: cli_flags(run_settings(w.model, w.label, w.density, w.seed)),
-            code=lambda w: code(algorithm=split_label(w.label)[0]),
+            code=lambda w: code("train", (w.model, w.label, w.density, w.seed)),
             out=lambda w, output: Path(output[0]).parent,
         shell:
             "python -m sparsenet train --out {params.out} {params.settings} --device {params.device} "
@@ -51,7 +51,7 @@ else:
             device=config["device"],
             settings=stacked_settings,
             seeds=",".join(str(s) for s in config["seeds"]),
-            code=lambda w: code("stacked.py", algorithm=split_label(w.label)[0]),
+            code=lambda w: code("train", (w.model, w.label, w.density, config["seeds"][0])),
             out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{{seed}}",
         shell:
             "python -m sparsenet train --out '{params.out}' --stack-seeds {params.seeds} {params.settings} "
@@ -82,7 +82,7 @@ rule imp_round:
         settings=imp_round_settings,
         prev=lambda w, input: f"--prev {Path(input[0]).parent}" if input else "",
         next=lambda w: f"--next-density {SCHEDULE[int(w.round) + 1]}",
-        code=code("rounds.py", algorithm="imp"),
+        code=lambda w: code("imp-round", (w.model, "imp", SCHEDULE[int(w.round)], w.seed)),
         out=lambda w, output: Path(output[0]).parent,
     shell:
         "python -m sparsenet imp-round --out {params.out} {params.prev} {params.next} {params.settings} "
@@ -99,7 +99,7 @@ use rule imp_round as imp_last_round with:
         settings=imp_round_settings,
         prev=lambda w, input: f"--prev {Path(input[0]).parent}" if input else "",
         next="",
-        code=code("rounds.py", algorithm="imp"),
+        code=lambda w: code("imp-round", (w.model, "imp", SCHEDULE[int(w.round)], w.seed)),
         out=lambda w, output: Path(output[0]).parent,
 
 
