@@ -23,6 +23,13 @@ def _hint(path: Path) -> str:
     return f"delete {path} and rerun the job that writes it (with Snakemake: rerun it, or `-R` its rule)"
 
 
+def _missing(path: Path) -> str:
+    """A missing file is not a corrupt one: say what is absent, and nothing about deleting it."""
+    if not path.parent.exists():
+        return f"{path.parent} does not exist (no run or result folder there)"
+    return f"{path} does not exist: the job that writes it has not finished (with Snakemake: run it)"
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
@@ -49,7 +56,7 @@ def read_json(path: str | Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ResultFileError(f"{path} does not exist; {_hint(path)}") from None
+        raise ResultFileError(_missing(path)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ResultFileError(f"{path} is corrupt ({e}); {_hint(path)}") from None
 
@@ -62,7 +69,7 @@ def read_parquet(path: str | Path):
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:
-        raise ResultFileError(f"{path} does not exist; {_hint(path)}") from None
+        raise ResultFileError(_missing(path)) from None
     except (pa.ArrowException, OSError, ValueError) as e:
         raise ResultFileError(f"{path} is corrupt ({e}); {_hint(path)}") from None
 

@@ -57,7 +57,8 @@ def test_load_file_accepts_flat_yaml_and_run_json(tmp_path):
 
 def test_name_float_lists_parse_from_command_line_text():
     cfg = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "imp_output": "global",
-                               "imp_layer_rates": "fc3.weight:0.5,fc2.weight:0.25", "sparsity_scales": "fc2.weight:0.9"})
+                               "imp_layer_rates": "fc3.weight:0.5,fc2.weight:0.25",
+                               "sparsity_scales": "fc2.weight:0.9"})
     assert cfg.algorithm.imp_layer_rates == (("fc3.weight", 0.5), ("fc2.weight", 0.25))
     assert cfg.algorithm.sparsity_scales == (("fc2.weight", 0.9),)
     with pytest.raises(ConfigError, match="^imp_layer_rates: expected"):

@@ -132,6 +132,16 @@ def test_corrupt_run_files_give_one_clear_error(tmp_path, reference, victim, com
     assert "Traceback" not in err
 
 
+def test_a_missing_run_folder_is_reported_missing_not_corrupt(tmp_path, capsys):
+    assert main(["show", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nowhere'} does not exist" in err and "delete" not in err and "Traceback" not in err
+    (tmp_path / "unfinished").mkdir()
+    assert main(["show", str(tmp_path / "unfinished")]) == 2
+    err = capsys.readouterr().err
+    assert "run.json does not exist: the job that writes it has not finished" in err and "delete" not in err
+
+
 def test_corrupt_table_names_the_file_and_the_rule(tmp_path, capsys):
     tables = tmp_path / "tables"
     tables.mkdir()
