@@ -1,10 +1,12 @@
-"""The study's numbers at a glance, from the Parquet tables alone: one table per experiment, mean +- std over seeds.
+"""The study's numbers at a glance, from the Parquet tables alone: one table per experiment, each number the mean
+over seeds with its 95% t-interval and n (sparsenet.stats; no interval for n = 1). Differences are paired: per
+seed, then averaged, so their interval is the paired one.
 
 E0 accuracy per algorithm and density; E1 accuracy per variant and its gap to the trained run of the same seed;
 E2 accuracy after pruning a further q = 0.25 / 0.5 / 0.75 (linear in q between the measured fractions; random
 draws averaged first) and the area under accuracy-vs-q; E3 overlap with the final mask after 0.1, 0.5, 1, 2, 5
-epochs (where snapshotted); E4 accuracy, weight-gradient work and measured training time per k against the
-unfrozen algorithm;
+epochs (where snapshotted); E4 accuracy, its gap to the unfrozen algorithm's run of the same seed, and
+weight-gradient work and measured training time per k relative to that run;
 E5 chance-corrected overlap and IoU of final masks per pair of algorithms (the same algorithm: across seeds);
 E6 effective density, dead units and fan-in spread of the final masks.
 Diverged runs are left out, as in the figures.
@@ -18,6 +20,7 @@ import pandas as pd
 
 from sparsenet.figures import without_diverged
 from sparsenet.files import read_parquet
+from sparsenet.stats import mean_ci
 
 Q = (0.25, 0.5, 0.75)
 EPOCHS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -25,11 +28,16 @@ TABLES = ("runs", "reinit", "prune", "emergence", "freeze", "similarity", "layer
 
 
 def _stats(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
-    """mean, std and n over seeds of each column, per group."""
-    grouped = frame.groupby(by, dropna=False)[columns]
-    out = grouped.agg(["mean", "std", "count"])
-    out.columns = [f"{c}_{s}" if s != "count" else f"{c}_n" for c, s in out.columns]
-    return out.reset_index()
+    """Per group: n, mean and the 95% t-interval (low, high) over seeds of each column."""
+    rows = []
+    for key, group in frame.groupby(by, dropna=False, sort=True):
+        row = dict(zip(by, key))
+        for column in columns:
+            n, mean, low, high = mean_ci(group[column].dropna())
+            row.update({f"{column}_mean": mean, f"{column}_low": low, f"{column}_high": high, f"{column}_n": n})
+        rows.append(row)
+    names = [f"{c}_{part}" for c in columns for part in ("mean", "low", "high", "n")]
+    return pd.DataFrame(rows, columns=[*by, *names])
 
 
 def accuracy(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -71,7 +79,11 @@ def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frame = t["freeze"].copy()
     frame["frozen"] = frame["algorithm"].str.removesuffix("_freeze")
     frame["k"] = frame["freeze_epoch"].astype("Float64").fillna(-1).astype(int)  # the unfrozen run as -1
-    out = _stats(frame, ["frozen", "density", "k"], ["test_acc", "grad_macs_vs_unfrozen", "train_s_vs_unfrozen"])
+    unfrozen = frame[frame["k"] == -1].set_index(["frozen", "density", "seed"])["test_acc"]
+    frame["gap"] = frame["test_acc"] - unfrozen.reindex(pd.MultiIndex.from_frame(
+        frame[["frozen", "density", "seed"]])).to_numpy()
+    out = _stats(frame, ["frozen", "density", "k"],
+                 ["test_acc", "gap", "grad_macs_vs_unfrozen", "train_s_vs_unfrozen"])
     out["k"] = [name if k == -1 else str(k) for name, k in zip(out["frozen"], out["k"])]
     return out.rename(columns={"frozen": "algorithm"})
 
@@ -109,25 +121,32 @@ def summarise(tables_dir: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each measured column as 'mean +- std (n)'; fractions as percentages where they are accuracies."""
-    out = frame[[c for c in frame.columns if not c.endswith(("_mean", "_std", "_n"))]].copy()
+    """Each measured column as 'mean [low, high] (n)', or 'mean (n=1)'; accuracies and their gaps in percent."""
+    out = frame[[c for c in frame.columns if not c.endswith(("_mean", "_low", "_high", "_n"))]].copy()
     for column in [c[:-5] for c in frame.columns if c.endswith("_mean")]:
         scale = 100 if column.startswith(("test_acc", "acc_q", "auc", "gap")) else 1
-        mean, std, n = frame[f"{column}_mean"] * scale, frame[f"{column}_std"].fillna(0) * scale, frame[f"{column}_n"]
         digits = 2 if scale == 100 else 3
-        out[column + (" (%)" if scale == 100 else "")] = [
-            f"{m:.{digits}f} ± {s:.{digits}f} ({k})" if k else "" for m, s, k in zip(mean, std, n)]
+        cells = []
+        for m, lo, hi, n in zip(*(frame[f"{column}_{p}"] for p in ("mean", "low", "high", "n"))):
+            m, lo, hi = m * scale, lo * scale, hi * scale
+            cells.append("" if not n else f"{m:.{digits}f} (n=1)" if n == 1 else
+                         f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}] (n={n})")
+        out[column + (" (%)" if scale == 100 else "")] = cells
     return out
 
 
+LEGEND = "Each cell: mean over seeds [95% t-interval] (n seeds); gaps are paired differences, per seed."
+
+
 def markdown(summary: dict[str, pd.DataFrame]) -> str:
-    parts = []
+    parts = [LEGEND]
     for title, frame in summary.items():
         parts.append(f"### {title}\n\n" + (_formatted(frame).to_markdown(index=False) if len(frame) else "(none)"))
     return "\n\n".join(parts) + "\n"
 
 
 def html(summary: dict[str, pd.DataFrame]) -> str:
-    body = "".join(f"<h3>{title}</h3>" + (_formatted(frame).to_html(index=False) if len(frame) else "<p>(none)</p>")
-                   for title, frame in summary.items())
+    body = f"<p>{LEGEND}</p>" + "".join(
+        f"<h3>{title}</h3>" + (_formatted(frame).to_html(index=False) if len(frame) else "<p>(none)</p>")
+        for title, frame in summary.items())
     return f"<html><head><meta charset='utf-8'><title>Summary</title></head><body>{body}</body></html>\n"

@@ -234,7 +234,8 @@ def test_summary_gives_every_experiment_with_means_over_seeds(study):
                                                               / whole.loc[algorithm, "size"])
         assert 0 < row["effective_fraction_mean"] <= 1
     text = (work / "results" / "summary.md").read_text()
-    assert text == summary.markdown(result) and "±" in text and (work / "results" / "summary.html").exists()
+    assert text == summary.markdown(result) and "(n=1)" in text and "±" not in text  # one seed: no spread
+    assert (work / "results" / "summary.html").exists()
 
 
 def test_finished_study_has_nothing_to_do(study):
@@ -326,3 +327,28 @@ def summary_of(work):
     from sparsenet import summary
 
     return summary.summarise(work / "results" / "tables")
+
+
+def test_summary_statistics_are_t_intervals_over_seeds_and_paired_gaps():
+    from scipy import stats
+
+    from sparsenet import summary
+
+    acc = [0.90, 0.92, 0.97]
+    frame = pd.DataFrame({"algorithm": ["a"] * 3 + ["b"], "seed": [0, 1, 2, 0], "test_acc": acc + [0.5]})
+    out = summary._stats(frame, ["algorithm"], ["test_acc"]).set_index("algorithm")
+    low, high = stats.t.interval(0.95, 2, loc=sum(acc) / 3, scale=stats.sem(acc))
+    assert out.loc["a", ["test_acc_mean", "test_acc_low", "test_acc_high", "test_acc_n"]].tolist() == \
+        pytest.approx([sum(acc) / 3, low, high, 3])
+    cells = summary._formatted(out.reset_index())["test_acc (%)"].tolist()
+    assert cells == [f"{100 * sum(acc) / 3:.2f} [{100 * low:.2f}, {100 * high:.2f}] (n=3)", "50.00 (n=1)"]
+    # E4: the gap to the unfrozen run is taken per seed, then averaged (a paired difference)
+    freeze = pd.DataFrame({"algorithm": ["dnw", "dnw", "dnw_freeze", "dnw_freeze"], "density": [0.1] * 4,
+                           "seed": [0, 1, 0, 1], "freeze_epoch": [None, None, 1, 1],
+                           "test_acc": [0.90, 0.80, 0.89, 0.77], "grad_macs_vs_unfrozen": [1, 1, 0.2, 0.2],
+                           "train_s_vs_unfrozen": [1, 1, 0.5, 0.5]})
+    e4 = summary.freeze({"freeze": freeze}).set_index("k")
+    gaps = [-0.01, -0.03]
+    low, high = stats.t.interval(0.95, 1, loc=-0.02, scale=stats.sem(gaps))
+    assert e4.loc["1", ["gap_mean", "gap_low", "gap_high"]].tolist() == pytest.approx([-0.02, low, high])
+    assert e4.loc["dnw", "gap_mean"] == 0
