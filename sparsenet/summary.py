@@ -2,11 +2,14 @@
 over seeds with its 95% t-interval and n (sparsenet.stats; no interval for n = 1). Differences are paired: per
 seed, then averaged, so their interval is the paired one.
 
-E0 accuracy per algorithm and density; E1 accuracy per variant and its gap to the trained run of the same seed;
+E0 accuracy per algorithm and density;
+E1 accuracy per variant and its gap to the trained run of the same seed;
 E2 accuracy after pruning a further q = 0.25 / 0.5 / 0.75 (linear in q between the measured fractions; random
-draws averaged first) and the area under accuracy-vs-q; E3 overlap with the final mask after 0.1, 0.5, 1, 2, 5
-epochs (where snapshotted); E4 accuracy, its gap to the unfrozen algorithm's run of the same seed, and
-weight-gradient work and measured training time per k relative to that run;
+draws averaged first) and the area under accuracy-vs-q;
+E3 recall of the final mask, IoU, Cohen's kappa and Hamming distance with its chance value after 0.1, 0.5, 1, 2
+and 5 epochs (where snapshotted);
+E4 accuracy, its gap to the unfrozen algorithm's run of the same seed, and weight-gradient work and measured
+training time per k relative to that run;
 E5 chance-corrected overlap and IoU of final masks per pair of algorithms (the same algorithm: across seeds);
 E6 effective density, dead units and fan-in spread of the final masks.
 Diverged runs are left out, as in the figures.
@@ -72,7 +75,8 @@ def prune(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def emergence(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frame = t["emergence"]
     frame = frame[(frame["layer"] == "all") & frame["epoch"].round(6).isin(EPOCHS)]
-    return _stats(frame, ["algorithm", "density", "epoch"], ["overlap_final"])
+    return _stats(frame, ["algorithm", "density", "epoch"],
+                  ["overlap_final", "iou_final", "kappa_final", "hamming_final", "hamming_chance"])
 
 
 def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -108,7 +112,8 @@ def wiring(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 SECTIONS = {"E0 accuracy": accuracy, "E1 structure alone (retrained from a reset)": reinit,
-            "E2 robustness to further pruning": prune, "E3 emergence (overlap with the final mask)": emergence,
+            "E2 robustness to further pruning": prune,
+            "E3 emergence (against the final mask; kappa corrects the agreement for chance)": emergence,
             "E4 freezing the mask after k epochs": freeze,
             "E5 similarity of final masks (pairs of runs; corrected for chance)": similarity,
             "E6 wiring of final masks (effective = on an input-output path)": wiring}

@@ -222,8 +222,9 @@ def test_summary_gives_every_experiment_with_means_over_seeds(study):
     snfs = e2.loc[("snfs", "magnitude_global")]
     assert snfs["acc_q0.5_mean"] == pytest.approx(magnitude["test_acc"].iloc[1])
     assert snfs["acc_q0.25_mean"] == pytest.approx(magnitude["test_acc"].iloc[:2].mean())
-    e3 = result["E3 emergence (overlap with the final mask)"]
+    e3 = result["E3 emergence (against the final mask; kappa corrects the agreement for chance)"]
     assert set(e3["epoch"]) == {0.5, 1.0, 2.0} and (e3["overlap_final_mean"] <= 1).all()
+    assert (e3["kappa_final_mean"] <= 1).all() and (e3["hamming_chance_mean"] > 0).all()
     e4 = result["E4 freezing the mask after k epochs"].set_index("k")
     assert e4.loc["dnw", "grad_macs_vs_unfrozen_mean"] == 1 and e4.loc["1", "grad_macs_vs_unfrozen_mean"] < 0.7
     whole = pd.read_parquet(tables / "layers.parquet").query("layer == 'all'").set_index("algorithm")

@@ -1,0 +1,48 @@
+"""E3's positional measures: Hamming distance, its chance value and Cohen's kappa, against direct computations."""
+import pytest
+import torch
+
+from sparsenet.emergence import agreement
+from sparsenet.masks import Mask
+
+
+def masks(seed, counts, shapes):
+    g = torch.Generator().manual_seed(seed)
+    return Mask.random({n: torch.zeros(s) for n, s in shapes.items()}, counts, g)
+
+
+SHAPES = {"a": (30, 40), "b": (10, 20)}
+
+
+def test_hamming_and_kappa_equal_their_elementwise_definitions():
+    a, b = masks(0, {"a": 60, "b": 50}, SHAPES), masks(1, {"a": 200, "b": 20}, SHAPES)
+    x = torch.cat([m.flatten() for m in a.layers.values()]).float()
+    y = torch.cat([m.flatten() for m in b.layers.values()]).float()
+    got = agreement(a, b)
+    assert got["hamming"] == pytest.approx(float((x != y).float().mean()))
+    # chance: independent random masks with these per-layer densities
+    expected = sum(a.layers[n].numel() * (da * (1 - db) + db * (1 - da)) for n in SHAPES
+                   for da, db in [(a.layers[n].float().mean().item(), b.layers[n].float().mean().item())]) / a.size()
+    assert got["hamming_chance"] == pytest.approx(expected)
+    p_o, p_e = 1 - got["hamming"], 1 - expected
+    assert got["kappa"] == pytest.approx((p_o - p_e) / (1 - p_e))
+
+
+def test_chance_is_the_mean_distance_of_random_masks_and_kappa_is_zero_there():
+    counts = {"a": 60, "b": 50}
+    draws = [agreement(masks(2 * i, counts, SHAPES), masks(2 * i + 1, counts, SHAPES)) for i in range(300)]
+    chance = draws[0]["hamming_chance"]
+    assert sum(d["hamming"] for d in draws) / len(draws) == pytest.approx(chance, rel=0.02)
+    assert abs(sum(d["kappa"] for d in draws) / len(draws)) < 0.01
+
+
+def test_kappa_of_one_layer_is_the_chance_corrected_recall():
+    """For masks of equal size in one layer: kappa = (recall - d) / (1 - d)."""
+    shape = {"a": (50, 40)}
+    a, b = masks(3, {"a": 100}, shape), masks(4, {"a": 100}, shape)
+    b = Mask({"a": b.layers["a"] | a.layers["a"]})  # share some
+    b = Mask({"a": torch.zeros_like(b.layers["a"]).flatten().scatter(
+        0, torch.nonzero(b.layers["a"].flatten()).flatten()[:100], True).view(50, 40)})
+    d, recall = 100 / 2000, b.overlap(a)
+    assert agreement(a, b)["kappa"] == pytest.approx((recall - d) / (1 - d))
+    assert agreement(a, a) == {"hamming": 0.0, "hamming_chance": pytest.approx(2 * d * (1 - d)), "kappa": 1.0}
