@@ -153,7 +153,7 @@ def cmd_layers(args) -> None:
         net = models.build(args.model, spec.input_shape, spec.num_classes, init="pytorch")
     except KeyError as e:
         raise ConfigError(e.args[0]) from None
-    output = models.OUTPUT_LAYER[args.model]
+    output = models.OUTPUT_LAYER.get(args.model)
     print("| layer | kind | shape | weights |\n|---|---|---|---:|")
     for name, w in models.prunable(net).items():
         kind = ("conv" if w.dim() == 4 else "linear") + (" (output)" if name == output else "")

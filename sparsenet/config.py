@@ -332,7 +332,7 @@ def _resolve_imp_output(hp: AlgorithmHparams, model: str) -> AlgorithmHparams:
     from sparsenet.models import IMP_OUTPUT, OUTPUT_LAYER
 
     mode = IMP_OUTPUT.get(model, "global") if hp.imp_output == "reference" else hp.imp_output
-    out = OUTPUT_LAYER[model]
+    out = OUTPUT_LAYER.get(model)  # None for a model by import path: its output layer is not known by name
     if mode != "global" and out is None:
         raise ConfigError(f"imp_output: the output layer of model {model} is not known by name; use 'global' and "
                           "name it in dense_layers or imp_layer_rates")

@@ -49,11 +49,11 @@ def register(name: str, output: str | None = "fc.weight"):
 
 def resolve(name: str) -> Callable[[tuple[int, int, int], int], nn.Module]:
     """The builder of a registered model, or of one named by import path ('my_pkg.models:wide_resnet': a function
-    of (input_shape, num_classes) returning an nn.Module), which is then registered under that name."""
+    of (input_shape, num_classes) returning an nn.Module). A model by path is not registered: the registry holds
+    this package's models only, whatever a process has resolved before."""
     if name in MODELS:
         return MODELS[name]
-    builder = by_path.function(name, "model", f"registered: {', '.join(MODELS)}", "(input_shape, num_classes)")
-    return register(name, output=None)(builder)  # its output layer is not known by name
+    return by_path.function(name, "model", f"registered: {', '.join(MODELS)}", "(input_shape, num_classes)")
 
 
 def build(name: str, input_shape: tuple[int, int, int], num_classes: int, init: str = "kaiming_normal",
@@ -220,4 +220,4 @@ def resnet18(input_shape, num_classes):
     return ResNet(input_shape, num_classes, [64, 128, 256, 512], [2, 2, 2, 2])
 
 
-BUILTIN = tuple(MODELS)  # this package's models (a user's own join MODELS when first resolved by import path)
+BUILTIN = tuple(MODELS)  # this package's models

@@ -4,9 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis
 import pandas as pd
 import pytest
 
+pytest_plugins = ["tests.leaks", "pytester"]  # tests.leaks: every test must leave no trace
+hypothesis.settings.register_profile("sparsenet", database=None)  # no .hypothesis/ folder in the checkout
+hypothesis.settings.load_profile("sparsenet")
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "config" / "tiny.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -14,21 +18,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tests read the offline copies beside the checkout unless SPARSENET_DATA points elsewhere.
 if "SPARSENET_DATA" not in os.environ and SHARED_DATA.exists():
     os.environ["SPARSENET_DATA"] = str(SHARED_DATA)
-
-
-def _untracked() -> set[str]:
-    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True,
-                         text=True)
-    return {line[3:] for line in out.stdout.splitlines() if line.startswith("??")} if out.returncode == 0 else set()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def checkout_stays_clean():
-    """Tests write into temporary folders only: the suite fails if it leaves new files in the checkout."""
-    before = _untracked()
-    yield
-    left = sorted(_untracked() - before)
-    assert not left, f"the tests left files in the checkout: {left[:10]}"
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Execution settings (precision, memory format, compile, determinism, evaluation batch), the study plan, and the
 GPU check script's CPU smoke mode."""
+import os
 import subprocess
 import sys
 
@@ -73,11 +74,14 @@ def test_evaluation_batch_size_changes_nothing_but_speed(tmp_path, data_root):
 
 
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_cuda_kernel_choices_follow_the_deterministic_setting(deterministic):
+def test_cuda_kernel_choices_follow_the_deterministic_setting(deterministic, monkeypatch):
     saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
              torch.are_deterministic_algorithms_enabled())
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # recorded, so that what configure sets is undone after
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     try:
         execution.configure(ExecutionHparams(deterministic=deterministic), torch.device("cuda"))
+        assert (os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8") is deterministic
         assert torch.backends.cudnn.deterministic is deterministic
         assert torch.backends.cudnn.benchmark is not deterministic
         assert torch.are_deterministic_algorithms_enabled() is deterministic

@@ -88,30 +88,34 @@ def test_corrupt_checkpoint_is_named_not_loaded(tmp_path, reference, garble, cap
         torch.save({"epoch": 1, "weights": torch.zeros(1000)}, out / "full.pt")
         data = (out / "full.pt").read_bytes()[:500]
     (out / "checkpoint.pt").write_bytes(data)
-    assert main(["train", "--out", str(out), *ARGS]) == 2
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "--out", str(out), *ARGS]) == 2
+    finally:
+        torch.set_num_threads(threads)  # --threads sets the process's: restore it for the tests after this one
     err = capsys.readouterr().err
     assert str(out / "checkpoint.pt") in err and "delete it" in err
 
 
 class Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, (f"touch {MARKER}",))
-
-
-MARKER = Path("/tmp/sparsenet-payload-ran")
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_crafted_pickle_in_a_checkpoint_is_refused_not_run(tmp_path):
-    MARKER.unlink(missing_ok=True)
+    marker = tmp_path / "payload-ran"
     path = tmp_path / "checkpoint.pt"
     with open(path, "wb") as f:
-        pickle.dump({"epoch": 1, "model": Payload()}, f)
+        pickle.dump({"epoch": 1, "model": Payload(marker)}, f)
     with pytest.raises(CheckpointError, match="holds objects other than tensors"):
         load_checkpoint(path)
-    torch.save({"epoch": 1, "model": Payload()}, path)  # the same inside torch's zip format
+    torch.save({"epoch": 1, "model": Payload(marker)}, path)  # the same inside torch's zip format
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
-    assert not MARKER.exists()
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("victim,command", [
