@@ -1,0 +1,55 @@
+"""Numbers published in README come from code over committed tables: a number typed by hand fails here."""
+import importlib.util
+import re
+
+import pandas as pd
+
+from .conftest import REPO
+
+README = REPO / "README.md"
+ACCURACY_ROWS = REPO / "docs" / "tables" / "mnist_accuracy.csv"
+
+
+def accuracy_module():
+    spec = importlib.util.spec_from_file_location("mnist_accuracy", REPO / "benchmarks" / "mnist_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end > 0 else None]
+
+
+NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+)(?:%| pp)")  # a result: percent or points, with decimals
+
+
+def hand_typed(text: str, generated: str, cited: set[str]) -> set[str]:
+    """The percentages of `text` that are neither in the generated text nor cited from a source."""
+    return set(NUMBER.findall(text)) - set(NUMBER.findall(generated)) - cited
+
+
+def generated() -> str:
+    """README's accuracy tables as the benchmark renders them from the committed rows."""
+    module, rows = accuracy_module(), pd.read_csv(ACCURACY_ROWS)
+    return module.markdown(rows) + "\n" + module.differences(rows)
+
+
+def test_readme_accuracy_tables_are_rendered_from_their_committed_rows():
+    module, rows, readme = accuracy_module(), pd.read_csv(ACCURACY_ROWS), README.read_text()
+    # regenerate: python benchmarks/mnist_accuracy.py --markdown docs/tables/mnist_accuracy.csv
+    assert module.markdown(rows) in readme and module.differences(rows) in readme
+
+
+def test_every_number_of_the_accuracy_section_is_generated_or_cited():
+    cited = {f"{v:g}" for v in accuracy_module().PUBLISHED.values()}
+    assert hand_typed(section(README.read_text(), "## Accuracy at full length"), generated(), cited) == set()
+
+
+def test_the_number_check_fails_on_a_number_edited_by_hand():
+    table = generated()
+    first = NUMBER.findall(table.split("\n")[2])[0]  # the first row's mean accuracy
+    typed = next(v for k in range(1, 100) if (v := f"{float(first) + k / 100:.2f}") not in NUMBER.findall(table))
+    assert hand_typed(table.replace(first, typed, 1), table, set()) == {typed}
