@@ -110,7 +110,11 @@ def e3_emergence(t):
     for ax, algorithm in zip(axes, algorithms):
         for density, sub in em[em["algorithm"] == algorithm].groupby("density"):
             _line(ax, sub, "epoch", "overlap_final", f"density {density:g}")
-        ax.set(xlabel="epoch", ylabel="overlap with final mask", ylim=(0, 1.02),
+            # a random mask of the snapshot's density keeps that share of the final mask in expectation
+            chance = sub.groupby("epoch")["snapshot_density"].mean()
+            ax.plot(chance.index, chance.to_numpy(), ls=":", lw=1, color=ax.lines[-1].get_color(),
+                    label=f"chance (random mask), density {density:g}")
+        ax.set(xlabel="epoch", ylabel="overlap with final mask (recall)", ylim=(0, 1.02),
                title=f"E3: when {algorithm}'s structure emerges")
         ax.legend(fontsize=7)
     return fig
