@@ -146,3 +146,14 @@ def test_a_users_own_model_module_is_part_of_its_runs_identity(tmp_path, monkeyp
     finally:
         for name in ("own_pkg", "own_pkg.nets"):
             sys.modules.pop(name, None)
+
+
+def test_every_file_of_the_package_is_in_the_identity_or_left_out_by_name():
+    """Identities hash the package's modules; any other file it ships must be named, with a reason, as left out."""
+    package_dir = provenance.PACKAGE_DIR
+    others = [f.relative_to(package_dir.parent) for f in package_dir.rglob("*")
+              if f.is_file() and f.suffix not in (".py", ".pyc")]
+    assert others, "the package ships its presets"
+    unnamed = [f for f in others if not any(f.match(pattern) for pattern in provenance.NOT_IN_IDENTITY)]
+    assert unnamed == [], f"add these to the identity or to provenance.NOT_IN_IDENTITY with a reason: {unnamed}"
+    assert all(reason for reason in provenance.NOT_IN_IDENTITY.values())
