@@ -16,7 +16,8 @@ import yaml
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DYNAMIC = ("snfs", "dnw", "set", "rigl")  # mask-changing algorithms that can freeze: <name>_freeze
 # fixed: a given mask, as in retraining (sparsenet.algorithms.ALGORITHMS holds the classes; a test holds the two)
-ALGORITHMS = ("dense", "imp", *DYNAMIC, *(f"{n}_freeze" for n in DYNAMIC), "static", "gmp", "snip", "grasp",
+FROZEN = {f"{n}_freeze": n for n in DYNAMIC}  # <name>_freeze -> the algorithm it runs until its mask is frozen
+ALGORITHMS = ("dense", "imp", *DYNAMIC, *FROZEN, "static", "gmp", "snip", "grasp",
               "synflow", "magnitude_init", "fixed")
 SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
@@ -24,7 +25,7 @@ IMP_SCOPES = ("global", "layerwise")
 IMP_OUTPUTS = ("reference", "dense", "half", "global")
 RIGL_LAYER_RULES = ("reference", "all")
 # the algorithms that follow google-research/rigl's scripts, whose layer treatment `rigl_layers` sets
-RIGL_LAYERED = ("rigl", "set", "rigl_freeze", "set_freeze", "static", "gmp")
+RIGL_LAYERED = ("rigl", "set", "static", "gmp")  # and their freezes
 INITS = ("kaiming_normal", "kaiming_uniform", "pytorch", "variance_scaling")
 BN_INITS = ("uniform", "fixed")
 PRECISIONS = ("fp32", "bf16")
@@ -149,6 +150,8 @@ class AlgorithmHparams:
                f"must be one of {', '.join(DISTRIBUTIONS)}; got {self.distribution!r}")
         for name, scale in self.sparsity_scales:
             _check(scale > 0, "sparsity_scales", f"the scale of {name!r} must be > 0, got {scale!r}")
+        _check(not self.sparsity_scales or self.distribution == "uniform", "sparsity_scales",
+               f"apply to distribution 'uniform' only, got distribution {self.distribution!r}")
         _check(self.rigl_layers in RIGL_LAYER_RULES, "rigl_layers",
                f"must be one of {', '.join(RIGL_LAYER_RULES)}; got {self.rigl_layers!r}")
         _check_fraction(self.prune_rate, "prune_rate", low_open=False, high_open=True)
@@ -203,7 +206,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
-        if self.algorithm.algorithm.endswith("_freeze"):
+        if self.algorithm.algorithm in FROZEN:
             _check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
                    f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
         if self.algorithm.algorithm == "imp":
@@ -211,7 +214,7 @@ class RunConfig:
                    f"must be < epochs={self.train.epochs}, got {self.algorithm.rewind_epoch}")
             # written out into dense_layers / imp_layer_rates, so run.json and every later stage see it
             object.__setattr__(self, "algorithm", _resolve_imp_output(self.algorithm, self.model.model))
-        if self.algorithm.algorithm in RIGL_LAYERED:  # written out as imp's output layer is
+        if FROZEN.get(self.algorithm.algorithm, self.algorithm.algorithm) in RIGL_LAYERED:  # written out as imp's is
             object.__setattr__(self, "algorithm", _resolve_rigl_layers(self.algorithm, self.model.model))
 
     def to_dict(self) -> dict[str, Any]:

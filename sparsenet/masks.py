@@ -224,7 +224,7 @@ def layer_counts(shapes: Mapping[str, torch.Size], density: float, distribution:
     sparse = {n: math.prod(s) for n, s in shapes.items() if n not in dense}
     budget = round(density * sum(sparse.values()))
     if scales:
-        exact = _scaled_counts(sparse, scales, budget, distribution)
+        exact = _scaled_counts(sparse, scales, budget)
     else:
         exact = _proportional_counts(sparse, shapes, budget, distribution)
     counts = apportion(exact, budget)
@@ -245,15 +245,13 @@ def _proportional_counts(sparse: dict[str, int], shapes: Mapping[str, torch.Size
     return {n: (sparse[n] if n in full else eps * raw[n] * sparse[n]) for n in sparse}
 
 
-def _scaled_counts(sparse: dict[str, int], scales: dict[str, float], budget: int,
-                   distribution: str) -> dict[str, float]:
-    """Layer n at density clip(1 - scales[n] * s, 0, 1) (scale 1 for the others), s found by bisection."""
+def _scaled_counts(sparse: dict[str, int], scales: dict[str, float], budget: int) -> dict[str, float]:
+    """Layer n at density clip(1 - scales[n] * s, 0, 1) (scale 1 for the others), s found by bisection (uniform
+    densities only: AlgorithmHparams rejects scales with another distribution)."""
     unknown = set(scales) - set(sparse)
     if unknown:
         raise ConfigError(f"sparsity_scales: {sorted(unknown)} are not sparse layers of this model; sparse: "
                           f"{', '.join(sparse)}")
-    if distribution != "uniform":
-        raise ConfigError(f"sparsity_scales: apply to distribution 'uniform' only, got {distribution!r}")
 
     def exact(s: float) -> dict[str, float]:
         return {n: size * min(max(1 - scales.get(n, 1.0) * s, 0.0), 1.0) for n, size in sparse.items()}

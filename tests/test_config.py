@@ -63,3 +63,9 @@ def test_name_float_lists_parse_from_command_line_text():
     assert cfg.algorithm.sparsity_scales == (("fc2.weight", 0.9),)
     with pytest.raises(ConfigError, match="^imp_layer_rates: expected"):
         RunConfig.from_flat({"imp_layer_rates": "fc3.weight"})
+
+
+def test_sparsity_scales_with_erk_are_rejected_when_the_config_is_read():
+    with pytest.raises(ConfigError, match="^sparsity_scales: apply to distribution 'uniform' only"):
+        RunConfig.from_flat({"algorithm": "snfs", "density": 0.1, "distribution": "erk",
+                             "sparsity_scales": "fc2.weight:0.9"})

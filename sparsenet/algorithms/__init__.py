@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 
 from sparsenet.algorithms.base import Algorithm
 from sparsenet.config import ALGORITHMS as NAMES
-from sparsenet.config import DYNAMIC  # freezable: <name>_freeze
+from sparsenet.config import DYNAMIC, FROZEN  # freezable: <name>_freeze
 
 # name -> (module in this package, class); `fixed` trains under a given mask (retraining)
 WHERE = {"dense": ("dense", "Dense"), "imp": ("imp", "IMP"), "snfs": ("snfs", "SNFS"), "dnw": ("dnw", "DNW"),
@@ -22,8 +22,7 @@ WHERE = {"dense": ("dense", "Dense"), "imp": ("imp", "IMP"), "snfs": ("snfs", "S
 
 def _base(name: str) -> tuple[str, bool]:
     """(the algorithm `name` runs, whether it freezes it)."""
-    frozen = name.endswith("_freeze") and name.removesuffix("_freeze") in DYNAMIC
-    return (name.removesuffix("_freeze") if frozen else name), frozen
+    return FROZEN.get(name, name), name in FROZEN
 
 
 def modules(name: str) -> list[str]:
