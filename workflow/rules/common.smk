@@ -1,4 +1,5 @@
 # Shared by every rule: the planned runs, their paths and settings, and the code each rule runs.
+import functools
 import os
 import re
 import shlex
@@ -39,12 +40,16 @@ def code(command, run=None):
     return identity(command, RunConfig.from_flat(run_settings(*run)) if run else None, PKG)
 
 
+@functools.cache
+def _run_folders():
+    return {run_dir(*r).removeprefix(f"{RUNS}/"): r for r in planned_runs()}
+
+
 def run_of(path):
-    """(model, label, density, seed) of a trained run's folder under RUNS (an analysis job's `run` wildcard)."""
-    found = re.fullmatch(rf"{re.escape(DATASET)}-(.+?)/(\w+)/d([0-9.e-]+)/s(\d+)", path)
-    if found is None:
+    """(model, label, density, seed) of a planned run's folder under RUNS (an analysis job's `run` wildcard)."""
+    if path not in _run_folders():
         raise WorkflowError(f"not a run folder of this study: {RUNS}/{path}")
-    return found.groups()
+    return _run_folders()[path]
 
 
 # --- the runs of the study ---
