@@ -20,7 +20,6 @@ t-interval (sparsenet.stats).
 from __future__ import annotations
 
 import argparse
-import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -58,12 +57,13 @@ def one(algorithm: str, seed: int, density: float, epochs: int | None, out: Path
 
 def row(folder: Path) -> dict:
     """One finished run (or imp chain) as a row of the table."""
+    from sparsenet.files import read_json
     from sparsenet.masks import Mask
 
-    record = json.loads((folder / "run.json").read_text())
+    record = read_json(folder / "run.json")
     alg = record["config"]["algorithm"]
     rounds = sorted(folder.glob("rounds/*/run.json"))
-    wall = sum(json.loads(f.read_text())["wall_s"] for f in rounds) if rounds else record["wall_s"]
+    wall = sum(read_json(f)["wall_s"] for f in rounds) if rounds else record["wall_s"]
     return {"algorithm": folder.parent.name, "seed": record["config"]["seed"], "recipe": RECIPES[folder.parent.name][0],
             "epochs": record["config"]["train"]["epochs"], "dense_layers": ",".join(alg["dense_layers"]),
             "density": record["density"], "all_weights_density": Mask.load(folder / "mask.safetensors").density(),
@@ -81,7 +81,7 @@ def markdown(table: pd.DataFrame) -> str:
         rows = table[table["algorithm"] == algorithm].sort_values("seed")
         n, mean, low, high = mean_ci(rows["test_acc"])
         r = rows.iloc[0]
-        dense = ", ".join(f"`{d}`" for d in str(r.dense_layers).split(",") if d and d != "nan") or "-"
+        dense = ", ".join(f"`{d}`" for d in ("" if pd.isna(r.dense_layers) else r.dense_layers).split(",") if d) or "-"
         ci = f"{100 * low:.2f}%–{100 * high:.2f}%" if n > 1 else "-"
         lines.append(f"| {algorithm} | `{r.recipe}` | {r.epochs}{' per round' if algorithm == 'imp' else ''} | "
                      f"{dense} | {rows['density'].mean():.4f} ({rows['all_weights_density'].mean():.4f}) | {n} | "

@@ -53,3 +53,16 @@ def test_the_number_check_fails_on_a_number_edited_by_hand():
     first = NUMBER.findall(table.split("\n")[2])[0]  # the first row's mean accuracy
     typed = next(v for k in range(1, 100) if (v := f"{float(first) + k / 100:.2f}") not in NUMBER.findall(table))
     assert hand_typed(table.replace(first, typed, 1), table, set()) == {typed}
+
+
+def test_fidelity_row_on_rigls_layers_quotes_the_counts_the_code_gives():
+    from sparsenet.masks import layer_counts
+
+    shapes = {"fc1.weight": (300, 784), "fc2.weight": (100, 300), "fc3.weight": (10, 100)}
+    counts = layer_counts(shapes, 0.05, "uniform", ["fc3.weight"], [("fc2.weight", 0.9)])
+    sizes = {n: a * b for n, (a, b) in shapes.items()}
+    ours = [100 * counts[n] / sizes[n] for n in ("fc1.weight", "fc2.weight")] + [100 * sum(counts.values()) / 266200]
+    script = sizes["fc1.weight"] * (1 - 0.95) + sizes["fc2.weight"] * (1 - 0.9 * 0.95)  # the flag's s = 0.95
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| layers of rigl, set, gmp"))
+    for value in [*ours, 100 * script / (sizes["fc1.weight"] + sizes["fc2.weight"])]:
+        assert f"{value:.2f}%" in row, value
