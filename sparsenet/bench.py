@@ -2,7 +2,7 @@
 
 Sections: (1) the trainer against a reference loop written the usual way (torchvision dataset, DataLoader,
 per-sample transforms, mask multiplied in after each step); (2) each algorithm's step and epoch-end cost
-relative to dense, (2b) several seeds stacked against one after another, and (2c) fixed-mask steps on CSR
+relative to dense, (2b) fused runs against the same runs one after another, and (2c) fixed-mask steps on CSR
 kernels against dense masked ones; (3) the E4 cost model
 (weight-gradient work of dnw_freeze vs dnw); (4) pipeline overheads; (5) how cost grows with data, model and
 number of jobs. One row per figure, printed and written as Parquet.
@@ -28,7 +28,6 @@ from sparsenet.config import RunConfig
 from sparsenet.files import write_parquet
 from sparsenet.masks import Mask, layer_counts, random_for_model
 from sparsenet.provenance import device_name
-from sparsenet.stacked import train_stacked
 from sparsenet.train import resolve_device, train, weight_grad_macs_per_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,17 +185,51 @@ def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
     rows.add("2 algorithm cost", "imp: pruning step (global)", imp_ms, "ms")
 
 
-def bench_stacked(rows: Rows, device, data_root, quick: bool, seeds: int = 8) -> None:
-    """Section 2b: K seeds in one batched forward/backward against the same K seeds one after another."""
-    cfg = _settings(train_subset=10000 if quick else 30000)
-    single = _trainer_throughput(cfg, device, data_root)
-    with tempfile.TemporaryDirectory() as tmp:
-        train_stacked(cfg, list(range(seeds)), [Path(tmp) / f"s{s}" for s in range(seeds)], data_root=data_root,
-                      device=str(device))
-        per_seed = float(pd.read_parquet(Path(tmp) / "s0" / "history.parquet")["samples_per_s"].iloc[-1])
-    rows.add("2b stacked seeds", f"lenet300_100: {seeds} seeds one after another", single, "samples/s")
-    rows.add("2b stacked seeds", f"lenet300_100: {seeds} seeds stacked", per_seed * seeds, "samples/s (all seeds)")
-    rows.add("2b stacked seeds", "ratio", per_seed * seeds / single, "x", "goal >= 4 on a GPU")
+def _training_seconds(out: Path) -> float:
+    """A finished run's seconds in its training loops (its history's train_s)."""
+    return float(pd.read_parquet(out / "history.parquet")["train_s"].sum())
+
+
+def bench_fused(rows: Rows, device, data_root, quick: bool, runs: int = 8) -> None:
+    """Section 2b: `runs` runs of LeNet-300-100 as one fused group against the same runs one after another (each
+    on its fastest path: CSR kernels for a fixed mask under `sparse_kernels: auto`), side by side, the order of the
+    two arms alternating, medians of the repeats. Per-run samples/s = the runs' training samples over the seconds
+    their training loops took (set-up and evaluation excluded, as in every samples/s here); wall = whole calls."""
+    from sparsenet.fused import train_fused
+
+    n, repeats = (2000, 1) if quick else (10000, 5)
+    arms = {"dense": (_settings(train_subset=n), None),
+            "dnw, density 0.05": (_settings(algorithm="dnw", density=0.05, train_subset=n), None),
+            "fixed mask, density 0.05 (erk)": (_settings(algorithm="fixed", density=0.05, train_subset=n), [
+                random_for_model("lenet300_100", "mnist", 0.05, "erk", seed=s)
+                for s in range(runs)])}
+    for label, (cfg, masks) in arms.items():
+        cfgs = [cfg.replace(seed=s) for s in range(runs)]
+        speed: dict[str, list[float]] = {"single": [], "fused": []}
+        wall: dict[str, list[float]] = {"single": [], "fused": []}
+        for repeat in range(repeats + 1):  # the first pass warms both arms up and is not counted
+            for arm in ("single", "fused") if repeat % 2 else ("fused", "single"):
+                with tempfile.TemporaryDirectory() as tmp:
+                    outs = [Path(tmp) / f"s{s}" for s in range(runs)]
+                    start = time.perf_counter()
+                    if arm == "fused":
+                        train_fused(cfgs, outs, data_root=data_root, device=str(device), masks=masks)
+                        seconds = _training_seconds(outs[0])
+                    else:
+                        for k, (c, o) in enumerate(zip(cfgs, outs)):
+                            train(c, o, data_root=data_root, device=str(device), mask=masks[k] if masks else None)
+                        seconds = sum(_training_seconds(o) for o in outs)
+                    if repeat:
+                        wall[arm].append(time.perf_counter() - start)
+                        speed[arm].append(runs * n / seconds / runs)
+        single, fused = statistics.median(speed["single"]), statistics.median(speed["fused"])
+        name = f"lenet300_100 {label}"
+        rows.add("2b fused runs", f"{name}: {runs} single runs, per run", single, "samples/s")
+        rows.add("2b fused runs", f"{name}: {runs} fused runs, per run", fused, "samples/s")
+        rows.add("2b fused runs", f"{name}: fused / single (training loops)", fused / single, "x",
+                 f"median of {repeats}")
+        rows.add("2b fused runs", f"{name}: fused / single (wall of the calls)",
+                 statistics.median(wall["single"]) / statistics.median(wall["fused"]), "x", f"median of {repeats}")
 
 
 # layer densities (fc1, fc2, fc3) of the default study's final masks at density 0.05, seed 0: an imp round at 5%
@@ -343,7 +376,7 @@ def run(out: Path, *, data_root=None, device=None, quick: bool = False, study: b
     rows = Rows(dev)
     bench_reference(rows, dev, data_root, quick)
     bench_algorithms(rows, dev, data_root, quick)
-    bench_stacked(rows, dev, data_root, quick)
+    bench_fused(rows, dev, data_root, quick)
     bench_sparse(rows, dev, data_root, quick)
     bench_cost_model(rows)
     bench_pipeline(rows, data_root, study)

@@ -40,15 +40,16 @@ def cmd_train(args) -> None:
     cfg = _run_config(args)
     code = provenance.identity("train", cfg)
     if args.stack_seeds:
-        from sparsenet import stacked
+        from sparsenet import fused
 
         if "{seed}" not in str(args.out):
             raise ConfigError(f"--out must contain {{seed}} with --stack-seeds, got {args.out}")
         if cfg.algorithm.algorithm == "imp":
             raise ConfigError("algorithm: imp trains in rounds; stack seeds of any other algorithm")
         outs = [Path(str(args.out).format(seed=s)) for s in args.stack_seeds]
-        for out, record in zip(outs, stacked.train_stacked(cfg, args.stack_seeds, outs, data_root=args.data_root,
-                                                           device=args.device, code=code)):
+        cfgs = [cfg.replace(seed=s) for s in args.stack_seeds]
+        for out, record in zip(outs, fused.train_fused(cfgs, outs, data_root=args.data_root, device=args.device,
+                                                       code=code)):
             print(f"{out}: {record['status']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
         return
     if cfg.algorithm.algorithm == "imp" and cfg.algorithm.density < 1:
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "rounds runs in --out/rounds and the last round's files become the run.")
     _add_run_settings(p)
     p.add_argument("--stack-seeds", type=lambda s: [int(v) for v in s.split(",")], metavar="S1,S2,...",
-                   help="train these seeds at once, batched (--out must contain {seed}); overrides --seed")
+                   help="train these seeds at once, fused into one model (--out must contain {seed}); "
+                        "overrides --seed")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("imp-round", help="train one lottery-ticket round and prune for the next",

@@ -43,14 +43,29 @@ class Structure:
     """
 
     def __init__(self, mask: torch.Tensor):
-        out_f, in_f = mask.shape
-        self.shape = (out_f, in_f)
-        csr, csr_t = mask.float().to_sparse_csr(), mask.t().contiguous().float().to_sparse_csr()
-        self.crow, self.col = csr.crow_indices().int(), csr.col_indices().int()
-        self.crow_t, self.col_t = csr_t.crow_indices().int(), csr_t.col_indices().int()
-        self.kept = mask.flatten().nonzero().squeeze(1)  # W's flat positions in CSR (row-major) order
-        flat_t = mask.t().flatten().nonzero().squeeze(1)  # the same entries in W^T's row-major order
-        self.order_t = torch.searchsorted(self.kept, (flat_t % out_f) * in_f + flat_t // out_f)  # ... in kept order
+        """`mask` [out, in], or [runs, out, in] for fused runs (sparsenet.fused): then the matrix is block-diagonal,
+        run k's block mapping its inputs k*in.. to its outputs k*out.., and the weight is the runs' stacked
+        weights (any shape with runs * out * in entries in that order)."""
+        blocks = mask.reshape(-1, *mask.shape[-2:])
+        runs, out_f, in_f = blocks.shape
+        self.shape = (runs * out_f, runs * in_f)
+        crow, col, crow_t, col_t, order_t = [], [], [], [], []
+        kept_before = 0
+        for k, block in enumerate(blocks):  # each block's CSR, shifted to its place on the diagonal
+            csr, csr_t = block.float().to_sparse_csr(), block.t().contiguous().float().to_sparse_csr()
+            crow.append(csr.crow_indices()[1:] + kept_before)
+            crow_t.append(csr_t.crow_indices()[1:] + kept_before)
+            col.append(csr.col_indices() + k * in_f)
+            col_t.append(csr_t.col_indices() + k * out_f)
+            kept = block.flatten().nonzero().squeeze(1)  # the block's flat positions in CSR (row-major) order
+            flat_t = block.t().flatten().nonzero().squeeze(1)  # the same entries in the block's W^T order
+            order_t.append(torch.searchsorted(kept, (flat_t % out_f) * in_f + flat_t // out_f) + kept_before)
+            kept_before += len(kept)
+        zero = torch.zeros(1, dtype=torch.long)
+        self.crow, self.col = torch.cat([zero, *crow]).int(), torch.cat(col).int()
+        self.crow_t, self.col_t = torch.cat([zero, *crow_t]).int(), torch.cat(col_t).int()
+        self.order_t = torch.cat(order_t)  # W^T's entries in kept order
+        self.kept = blocks.flatten().nonzero().squeeze(1)  # the weight's flat positions in CSR order
         self.pattern = self.csr(self.crow, self.col, torch.zeros(len(self.kept)), self.shape)
         self.grad: torch.Tensor | None = None  # the weight's gradient at the kept positions, set by backward
         self._values, self._version = None, None
@@ -78,7 +93,7 @@ class Structure:
         return self.csr(self.crow_t, self.col_t, self.values(weight).index_select(0, self.order_t), self.shape[::-1])
 
 
-class _CSRLinear(torch.autograd.Function):
+class CSRLinear(torch.autograd.Function):
     """x @ (W * mask)^T + b, with W's gradient at the kept positions only, handed to the optimizer through the
     layer's Structure (autograd gets None for W: a dense gradient would cost a scatter and a gather per step).
 
@@ -111,7 +126,7 @@ class _CSRLinear(torch.autograd.Function):
 
 
 def _forward(module: nn.Linear, structure: Structure, x: torch.Tensor) -> torch.Tensor:
-    out = _CSRLinear.apply(x.reshape(-1, module.in_features), module.weight, module.bias, structure)
+    out = CSRLinear.apply(x.reshape(-1, module.in_features), module.weight, module.bias, structure)
     return out.reshape(*x.shape[:-1], module.out_features)
 
 

@@ -117,7 +117,7 @@ def finished_record(cfg: RunConfig, out: Path) -> dict | None:
 class Run:
     """One run in training: model, algorithm, optimizer, history and snapshots, resumed from its checkpoint.
 
-    The loops (`train` here, `sparsenet.stacked` for several seeds at once) drive it; everything a run
+    The loops (`train` here, `sparsenet.fused` for several runs at once) drive it; everything a run
     writes is written here.
     """
 
@@ -125,7 +125,8 @@ class Run:
                  init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
                  save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None,
                  sparse_kernels: bool = True, code: str | None = None):
-        """`sparse_kernels=False` keeps every layer dense whatever the settings say (the stacked loop's vmap);
+        """`sparse_kernels=False` keeps every layer dense whatever the settings say (fused runs choose kernels for
+        the fused layers);
         `code` is the job's code identity (sparsenet.provenance), by default a `train` job's."""
         if cfg.algorithm.algorithm == "fixed" and mask is None:
             raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
@@ -227,7 +228,7 @@ class Run:
         self.dense_steps = 0
         self.loss_sum = torch.zeros((), device=self.dev)
         self.correct = torch.zeros((), device=self.dev, dtype=torch.long)
-        self.epoch_start = time.perf_counter()
+        self.epoch_start, self.train_s = time.perf_counter(), None
         return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch), self.feature_major)
 
     def before_step(self, epoch: int, i: int) -> None:
@@ -237,30 +238,51 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
 
     def after_step(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
-        """After the backward pass: the algorithm's hooks around the optimizer step, then bookkeeping."""
-        dense, kept = self.algo.dense_gradients, self.algo.kept_counts()
-        self.dense_steps += dense
-        for name, w in self.weights.items():  # all weights at steps that need dense gradients, kept ones else
-            self.grad_work[name] += len(y) * (w.numel() if dense else kept[name])
+        """After the backward pass: the step, then bookkeeping."""
+        self.step(len(y))
+        self.record(epoch, i, loss, output, y)
+
+    def step(self, samples: int) -> None:
+        """The algorithm's hooks around the optimizer step, given the gradients of a batch of `samples`."""
+        self.count_work(samples)
         self.algo.after_backward()
         if self.algo.takes_optimizer_step:
             self.optimizer.step()
         self.algo.after_step()
+
+    def count_work(self, samples: int) -> None:
+        """The step's weight-gradient work (E4): all weights at steps that need dense gradients, kept ones else
+        (read before the hooks, which may change the mask)."""
+        dense, kept = self.algo.dense_gradients, self.algo.kept_counts()
+        self.dense_steps += dense
+        for name, w in self.weights.items():
+            self.grad_work[name] += samples * (w.numel() if dense else kept[name])
+
+    def record(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
+        """The step's loss and accuracy into the epoch's sums, and a snapshot where epoch 1 takes one."""
         self.loss_sum += loss.detach() * len(y)
         self.correct += (output.argmax(1) == y).sum()
         if epoch == 0 and (i + 1) in self.snapshot_steps:
             self.snapshot(self.snapshot_steps[i + 1], epoch * self.steps_per_epoch + i + 1)
 
-    def end_epoch(self, epoch: int) -> bool:
-        """Algorithm update, snapshot, evaluation, history, checkpoint; False once the run has diverged."""
-        train_s = time.perf_counter() - self.epoch_start
-        n = len(self.train_split)
+    def stop_clock(self) -> None:
+        """The epoch's training loop has ended (its seconds go into the history)."""
+        self.train_s = time.perf_counter() - self.epoch_start
+
+    def end_epoch(self, epoch: int, evaluated: tuple | None = None) -> bool:
+        """Algorithm update, snapshot, evaluation, history, checkpoint; False once the run has diverged.
+        `evaluated` is (test, validation or None), each (loss, accuracy), where the caller evaluated already."""
+        if self.train_s is None:
+            self.stop_clock()
+        train_s, n = self.train_s, len(self.train_split)
         train_loss = self.loss_sum.item() / n
         grad_macs = sum(self.macs[k] * work for k, work in self.grad_work.items())
         self.diverged = not math.isfinite(train_loss)
         # evaluate before the algorithm's epoch-end update, as sparse_learning's mnist_cifar/main.py does
-        test_loss, test_acc = self.evaluate(self.test_split)
-        val = self.evaluate(self.val_split) if self.val_split is not None else None
+        if evaluated is None:
+            evaluated = (self.evaluate(self.test_split),
+                         self.evaluate(self.val_split) if self.val_split is not None else None)
+        (test_loss, test_acc), val = evaluated
         if not self.diverged:
             self.algo.end_of_epoch(epoch + 1, self.optimizer)
             self.route_sparse()
@@ -283,7 +305,8 @@ class Run:
             save_weights(self.out / "rewind.safetensors", self.model.state_dict())
         save_checkpoint(self.ckpt_path, {
             "epoch": epoch + 1, "config": config_mod.dumps(self.cfg), "code": self.code,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            # cloned: a fused run's tensors are views, and torch.save would write the fused storage whole
+            "model": {k: v.clone() for k, v in self.model.state_dict().items()}, "optimizer": self.optimizer.state_dict(),
             "algorithm": self.algo.state_dict(), "history": self.history,
             "snapshots": self.snapshots, "density": self.density, "snapshot_labels": self.labels,
             "wall_s": self.prior_wall + time.time() - self.started})

@@ -10,7 +10,6 @@ from sparsenet import train as train_mod
 from sparsenet.checkpoint import load_weights
 from sparsenet.masks import Mask, layer_counts
 from sparsenet.optim import SGD
-from sparsenet.stacked import train_stacked
 from sparsenet.train import train
 
 from .conftest import tiny
@@ -38,7 +37,7 @@ def test_csr_layer_equals_dense_masked(shape, density, batch, bias):
     if bias:
         b.grad = None
     structure = sparse.Structure(mask)
-    out = sparse._CSRLinear.apply(x, weight, b, structure)
+    out = sparse.CSRLinear.apply(x, weight, b, structure)
     out.sum().backward()
     torch.testing.assert_close(out, dense, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(x.grad, gx, atol=1e-5, rtol=1e-5)
@@ -57,7 +56,7 @@ def test_a_layer_run_twice_in_one_graph_sums_its_gradients():
     dense = x @ (weight * mask).t()
     (dense @ (weight * mask).t()).sum().backward()  # a tied layer: the same weight applied twice
     structure = sparse.Structure(mask)
-    out = sparse._CSRLinear.apply(sparse._CSRLinear.apply(x, weight, None, structure), weight, None, structure)
+    out = sparse.CSRLinear.apply(sparse.CSRLinear.apply(x, weight, None, structure), weight, None, structure)
     out.sum().backward()
     torch.testing.assert_close(structure.grad, weight.grad[mask], atol=1e-4, rtol=1e-4)
     sgd = SGD([weight], lr=0.1)
@@ -186,13 +185,6 @@ def test_a_routed_first_layer_gets_feature_major_batches_with_the_same_values(tm
     routed = sparse.install(conv, Mask.random(weights, counts, torch.Generator().manual_seed(0)), "on")
     assert list(routed) == ["fc1.weight", "fc2.weight", "fc3.weight"]
     assert not sparse.takes_the_input(conv, routed)  # a convolution comes first: plain batches
-
-
-def test_stacked_seeds_stay_on_dense_kernels(tmp_path, data_root):
-    masks = [_mask(0.05, s) for s in (0, 1)]
-    records = train_stacked(tiny(algorithm="fixed", density=0.05, epochs=1, sparse_kernels="on"), [0, 1],
-                            [tmp_path / "s0", tmp_path / "s1"], masks=masks)
-    assert [r["sparse_layers"] for r in records] == [[], []]
 
 
 @pytest.mark.parametrize("settings", [{"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},

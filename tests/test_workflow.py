@@ -160,7 +160,7 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"recipe": {"preset": "no_such_recipe"}}, "preset: must be one of"),
     ({"settings": {"snfs": {"preset": "no_such_recipe"}}}, "preset: must be one of"),
     ({"device": "tpu"}, "device"),
-    ({"stack_seeds": True, "models": ["resnet20"]}, "stack_seeds: models with batch norm"),
+    ({"stack_seeds": True, "models": ["tests.custom_model:two_layer"]}, "stack_seeds: fused runs take the package's"),
 ]
 
 

@@ -9,8 +9,8 @@ rest of the run (sparse kernels need that); ``mask_changes`` whether the algorit
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import ContextManager
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -63,9 +63,28 @@ class Algorithm:
             self._counted, self._kept = self._mask, {n: int(m.sum()) for n, m in self._mask.layers.items()}
         return self._kept
 
-    def forward_weights(self) -> ContextManager:
-        """The weights the forward pass must see, for the duration of the context."""
-        return nullcontext()
+    def forward_mask(self) -> Mask | None:
+        """The mask the forward pass applies to the weights while they themselves stay dense, the gradient passing
+        straight through to every weight (dnw); None where the forward sees the weights as they are."""
+        return None
+
+    @contextmanager
+    def forward_weights(self) -> Iterator[None]:
+        """The weights the forward pass must see, for the duration of the context: each weight of `forward_mask`
+        gets, for the forward and backward, a storage holding its kept entries only (no copy of the dense
+        weights), and its dense storage back at the end (sparsenet.fused applies the same mask to fused layers)."""
+        keep = self.forward_mask()
+        dense = {}
+        if keep is not None:
+            with torch.no_grad():
+                for name, m in keep.layers.items():
+                    w = self.weights[name]
+                    dense[name], w.data = w.data, torch.where(m, w, 0.0)
+        try:
+            yield
+        finally:
+            for name, tensor in dense.items():
+                self.weights[name].data = tensor
 
     def _to_mask(self) -> Mask:
         """The layers masking must act on: not those that keep every weight, nor the exact layers (cached per

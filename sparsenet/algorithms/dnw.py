@@ -3,14 +3,10 @@
 Every forward keeps each layer's top-k weights by magnitude; the backward is straight-through: the gradient
 with respect to the kept-weights tensor is applied to the dense weights, so every weight, kept or not, learns
 and can re-enter. Implemented by giving each weight, for the forward and backward, a storage that holds only
-its top-k entries, and handing the dense storage back before the optimizer step.
+its top-k entries, and handing the dense storage back before the optimizer step (`Algorithm.forward_weights`).
 Reference: allenai/dnw, imagenet_sparsity_experiments/image_classification/sparse_util.py (ChooseTopEdges).
 """
 from __future__ import annotations
-
-from contextlib import contextmanager
-
-import torch
 
 from sparsenet.algorithms.base import Algorithm
 from sparsenet.masks import Mask, topk_mask
@@ -33,20 +29,10 @@ class DNW(Algorithm):
     def kept_counts(self) -> dict[str, int]:
         return self._counts
 
-    @contextmanager
-    def forward_weights(self):
-        dense = {}
-        with torch.no_grad():
-            for name, w in self.weights.items():
-                if self._counts[name] == w.numel():
-                    continue
-                keep = topk_mask(w.abs(), self._counts[name])
-                dense[name], w.data = w.data, torch.where(keep, w, 0.0)  # swap storage: no copy of the dense weights
-        try:
-            yield
-        finally:
-            for name, tensor in dense.items():
-                self.weights[name].data = tensor
+    def forward_mask(self) -> Mask:
+        """Each layer's top-k weights by magnitude, for layers that do not keep every weight."""
+        return Mask({name: topk_mask(w.detach().abs(), self._counts[name]) for name, w in self.weights.items()
+                     if self._counts[name] < w.numel()})
 
     def after_backward(self) -> None:
         pass  # straight-through: every weight keeps its gradient

@@ -7,8 +7,6 @@ sparse kernels may run the rest of the run.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 
 from sparsenet.algorithms.base import Algorithm
@@ -38,8 +36,8 @@ def freezing(base: type[Algorithm]) -> type[Algorithm]:
         def kept_counts(self):
             return Algorithm.kept_counts(self) if self.frozen else super().kept_counts()
 
-        def forward_weights(self):
-            return nullcontext() if self.frozen else super().forward_weights()
+        def forward_mask(self):
+            return None if self.frozen else super().forward_mask()
 
         def after_backward(self) -> None:
             if self.frozen:

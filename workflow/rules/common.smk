@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sparsenet import datasets, models
+from sparsenet import models
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig, expand_preset
@@ -151,12 +151,10 @@ def check_config():
             algorithm = split_label(label)[0]
             where = f"recipe or settings.{algorithm}" if algorithm in config["settings"] else "recipe"
             raise WorkflowError(f"config.yaml: {e} (in {where}, for run {run_dir(model, label, density, seed)})")
-    if config["stack_seeds"]:
-        spec = datasets.spec(DATASET)
-        built = {m: models.build(m, spec.input_shape, spec.num_classes) for m in config["models"]}
-        with_buffers = [m for m, net in built.items() if dict(net.named_buffers())]
-        if with_buffers:
-            raise WorkflowError(f"config.yaml: stack_seeds: models with batch norm cannot be stacked: {with_buffers}")
+    own_models = [m for m in config["models"] if m not in models.BUILTIN]
+    if config["stack_seeds"] and own_models:
+        raise WorkflowError(f"config.yaml: stack_seeds: fused runs take the package's models; {own_models} "
+                            "train their runs one by one (stack_seeds: false)")
     missing = [a for a in config["freeze_algorithms"] if a not in SPARSE]
     if config["freeze_epochs"] and missing:
         raise WorkflowError(

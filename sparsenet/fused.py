@@ -1,0 +1,367 @@
+"""The fused engine: several runs of one model and recipe trained in one process as one model.
+
+The runs (seeds, densities, masks of one algorithm) each keep their own `Run`: initialisation, data order and
+augmentation, algorithm, mask, optimizer state, checkpoint and run folder, so each writes what it writes when
+trained alone. Their parameters live as slices of one fused model whose layers compute every run at once:
+- activations are laid out [batch, runs x features]: row b holds sample b of every run's batch, run k's
+  channels or features as its k-th block, so activations, pooling, residual additions and flattening act per
+  run unchanged;
+- a linear layer holds the runs' weights stacked [runs x out, in] and runs as one batched matmul, or, once
+  every run's mask is fixed, as one block-diagonal CSR product over the runs (sparsenet.sparse);
+- a convolution is one grouped convolution (groups = runs x its own groups);
+- batch norm is one BatchNorm2d over runs x channels: exactly the runs' own batch norms, running statistics
+  included;
+- the loss is the sum of the runs' mean losses, so each run gets the gradient it gets alone.
+Each run's parameters and buffers are views into the fused ones. While an algorithm changes its mask, its own
+hooks and optimizer step act on those views in place, after the fused backward; once every run's mask is fixed
+(fixed-mask training, imp rounds, retraining, pruning at initialisation, frozen phases), one fused masked SGD
+step over the stacked tensors replaces the runs' own. Results equal training each run alone up to the float
+rounding of batched kernels (tested).
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from sparsenet import execution, models, sparse
+from sparsenet.config import ConfigError, RunConfig
+from sparsenet.optim import SGD
+from sparsenet.train import Run, finished_record, load_data, lr_at, resolve_device, train
+
+
+class _StraightThrough(torch.autograd.Function):
+    """The weight with its absent entries zeroed for the forward; the backward passes the gradient to every
+    entry (dnw's straight-through estimator, as `Algorithm.forward_weights` gives a single run)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return torch.where(keep, weight, 0.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+class _FusedLayer(nn.Module):
+    """A fused conv or linear layer: the runs' weights stacked along the first dimension."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.runs = len(layers)
+        self.weight = nn.Parameter(torch.cat([m.weight.detach() for m in layers]))
+        self.bias = nn.Parameter(torch.cat([m.bias.detach() for m in layers])) if layers[0].bias is not None else None
+        self.keep: torch.Tensor | None = None  # the forward mask (dnw), stacked as the weight
+        self.structure: sparse.Structure | None = None  # the block-diagonal CSR structure while routed
+
+    def forward_weight(self) -> torch.Tensor:
+        return self.weight if self.keep is None else _StraightThrough.apply(self.weight, self.keep)
+
+
+class FusedLinear(_FusedLayer):
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__(layers)
+        self.in_features, self.out_features = layers[0].in_features, layers[0].out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [batch, runs x in]
+        b = x.shape[0]
+        if self.structure is not None:
+            return sparse.CSRLinear.apply(x, self.weight, None if self.bias is None else self.bias.view(-1),
+                                          self.structure)
+        w = self.forward_weight().unflatten(0, (self.runs, -1)).transpose(1, 2)  # [runs, in, out]
+        xs = x.view(b, self.runs, self.in_features).transpose(0, 1)
+        out = torch.bmm(xs, w) if self.bias is None else torch.baddbmm(self.bias.view(self.runs, 1, -1), xs, w)
+        return out.transpose(0, 1).reshape(b, -1)
+
+
+class FusedConv2d(_FusedLayer):
+    def __init__(self, layers: list[nn.Conv2d]):
+        super().__init__(layers)
+        c = layers[0]
+        if c.padding_mode != "zeros":
+            raise ConfigError(f"model: fused runs need zero-padded convolutions; a layer pads with {c.padding_mode!r}")
+        self.stride, self.padding, self.dilation, self.groups = c.stride, c.padding, c.dilation, c.groups * self.runs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [batch, runs x channels, h, w]
+        return F.conv2d(x, self.forward_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def _fused_batch_norm(layers: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
+    """One batch norm over every run's channels (batch norm is per channel: the runs' own, stacked)."""
+    first = layers[0]
+    fused = nn.BatchNorm2d(first.num_features * len(layers), first.eps, first.momentum, first.affine,
+                           first.track_running_stats).to(first.weight.device)
+    with torch.no_grad():
+        for name, tensor in [*fused.named_parameters(recurse=False), *fused.named_buffers(recurse=False)]:
+            if name == "num_batches_tracked":
+                tensor.copy_(first.num_batches_tracked)
+            else:
+                tensor.copy_(torch.cat([getattr(m, name) for m in layers]))
+    return fused
+
+
+FUSERS = {nn.Linear: FusedLinear, nn.Conv2d: FusedConv2d, nn.BatchNorm2d: _fused_batch_norm}
+
+
+def fuse(runs: list[nn.Module], model: str) -> nn.Module:
+    """One model computing all of `runs` (models `model`, one of the package's) at once, its parameters and
+    buffers initialised from theirs."""
+    fused = copy.deepcopy(runs[0])
+    for name, module in list(runs[0].named_modules()):
+        if type(module) in FUSERS:
+            parent, _, child = name.rpartition(".")
+            setattr(fused.get_submodule(parent), child,
+                    FUSERS[type(module)]([r.get_submodule(name) for r in runs]))
+    stray = [n for n, m in fused.named_modules()
+             if list(m.parameters(recurse=False)) and not isinstance(m, (_FusedLayer, nn.BatchNorm2d))]
+    if stray:
+        raise ConfigError(f"model: {model} has layers fused runs cannot stack: {stray}")
+    return fused
+
+
+def _bind(runs: list[Run], fused: nn.Module) -> None:
+    """Make every run's parameters and buffers views of its slice of the fused ones."""
+    n = len(runs)
+    for name, tensor in [*fused.named_parameters(), *fused.named_buffers()]:
+        module_name, _, attr = name.rpartition(".")
+        for k, run in enumerate(runs):
+            module = run.model.get_submodule(module_name)
+            if attr == "num_batches_tracked":
+                module._buffers[attr] = tensor  # one counter: the runs step together
+            elif attr in module._parameters:
+                module._parameters[attr].data = tensor.detach().unflatten(0, (n, -1))[k]
+            else:
+                module._buffers[attr] = tensor.unflatten(0, (n, -1))[k]
+
+
+class FusedRuns:
+    """The runs of one fused group and their fused model: the step, evaluation and the fused optimizer."""
+
+    def __init__(self, runs: list[Run]):
+        self.runs, self.n = runs, len(runs)
+        first = runs[0]
+        self.cfg, self.dev, self.hp = first.cfg, first.dev, first.cfg.execution
+        self.model = fuse([r.model for r in runs], first.cfg.model.model)
+        execution.prepare_model(self.model, self.hp)
+        _bind(runs, self.model)
+        self.forward_fn = execution.forward_fn(self.model, self.hp)
+        self.layers = {f"{name}.weight": m for name, m in self.model.named_modules() if isinstance(m, _FusedLayer)}
+        self.optimizer: SGD | None = None  # the fused step, once every mask is fixed
+        self.masks: dict[str, torch.Tensor] = {}  # the stacked masks the fused step applies (unrouted layers)
+        self.feature_major = False
+        self.loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=first.cfg.train.label_smoothing)
+        self.fix_if_all_fixed()
+
+    # --- the fused step, once every mask is fixed -------------------------------------------------------------
+    def fix_if_all_fixed(self) -> None:
+        """Once every run's mask is fixed: one fused SGD step from now on (its momentum stacked from the runs'),
+        stacked masks, and the layers `sparse_kernels` chooses routed through block-diagonal CSR kernels."""
+        if self.optimizer is not None or not all(r.algo.mask_fixed for r in self.runs):
+            return
+        hp = self.cfg.train
+        params = list(self.model.parameters())
+        self.optimizer = SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0,
+                             weight_decay=hp.weight_decay)
+        for name, p in self.model.named_parameters():
+            own = [r.optimizer.state.get(r.model.get_parameter(name), {}) for r in self.runs]
+            if all("momentum_buffer" in state for state in own):
+                self.optimizer.state[p] = {"momentum_buffer": torch.cat([s["momentum_buffer"] for s in own])}
+        masks = [r.algo.mask() for r in self.runs]
+        mode = self.cfg.execution.sparse_kernels
+        for name, layer in self.layers.items():
+            stacked = torch.cat([m.layers[name] for m in masks]).to(layer.weight.device)
+            if bool(stacked.all()):
+                continue
+            per_run = [m.layers[name] for m in masks]
+            if isinstance(layer, FusedLinear) and all(
+                    sparse.chosen(mode, m, layer.weight.device, self.cfg.execution.precision) for m in per_run):
+                layer.structure = sparse.Structure(stacked.cpu().view(self.n, *per_run[0].shape))
+                self.optimizer.route(layer.weight, layer.structure)
+                for run in self.runs:
+                    run.sparse_layers = [*(run.sparse_layers or []), name]
+            else:
+                self.masks[name] = torch.empty_like(layer.weight, dtype=torch.bool).copy_(stacked)
+        self.feature_major = self._first_layer_routed()
+
+    def _first_layer_routed(self) -> bool:
+        """Whether the first layer, reached through flattening only, is routed (it then takes feature-major
+        batches: one sample per column, sparing it a transposed copy; sparsenet.sparse.takes_the_input)."""
+        routed = {name: None for name, layer in self.layers.items() if layer.structure is not None}
+        return sparse.takes_the_input(self.model, routed)
+
+    def sync_runs(self) -> None:
+        """Give each run's optimizer the fused step's momentum and learning rate (for its checkpoint)."""
+        if self.optimizer is None:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        for k, run in enumerate(self.runs):
+            run.optimizer.param_groups[0]["lr"] = lr
+            for name, fused_p in self.model.named_parameters():
+                buf = self.optimizer.momentum(fused_p)
+                if buf is not None:
+                    run.optimizer.state[run.model.get_parameter(name)] = {
+                        "momentum_buffer": buf.unflatten(0, (self.n, -1))[k].clone()}
+
+    # --- one step ------------------------------------------------------------------------------------------
+    def _forward_masks(self) -> None:
+        """Each layer's forward mask (dnw), stacked over the runs, or None."""
+        keeps = [r.algo.forward_mask() for r in self.runs]
+        for name, layer in self.layers.items():
+            if any(k is not None and name in k.layers for k in keeps):
+                w = [r.weights[name] for r in self.runs]
+                layer.keep = torch.cat([k.layers[name] if k is not None and name in k.layers
+                                        else torch.ones_like(w_k, dtype=torch.bool) for k, w_k in zip(keeps, w)])
+            else:
+                layer.keep = None
+
+    def batch(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The runs' batches as one: [batch, runs x channels, ...], or feature-major [batch, runs x features]."""
+        if self.feature_major:
+            stacked = torch.stack([x.reshape(len(x), -1) for x in xs])  # [runs, batch, features]
+            return stacked.transpose(1, 2).reshape(-1, len(xs[0])).t()
+        return torch.stack(xs, 1).flatten(1, 2)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(outputs [batch, runs, classes], per-run mean losses [runs]); `y` is [batch, runs]."""
+        with execution.autocast(self.hp, self.dev):
+            out = self.forward_fn(execution.prepare_input(x, self.hp))
+            out = out.view(len(y), self.n, -1)
+            return out, self.loss_fn(out.float().transpose(1, 2), y).mean(0)
+
+    def train_epoch(self, epoch: int, active: list[int], bar) -> None:
+        runs = [self.runs[k] for k in active]
+        batches = zip(*(r.begin_epoch(epoch) for r in self.runs))  # every run draws its order: all stay in step
+        spe = self.runs[0].steps_per_epoch
+        for i, per_run in enumerate(batches):
+            self._forward_masks()
+            y = torch.stack([b[1] for b in per_run], 1)
+            if self.optimizer is None:
+                for run in runs:
+                    run.before_step(epoch, i)
+                self.model.zero_grad(set_to_none=True)
+            else:
+                self.optimizer.param_groups[0]["lr"] = lr_at(self.cfg.train, epoch * spe + i, spe)
+                self.optimizer.zero_grad()
+            output, losses = self.forward(self.batch([b[0] for b in per_run]), y)
+            losses.sum().backward()  # runs share no weights: each run's gradient is its own loss's
+            if self.optimizer is None:
+                self._run_steps(runs, active, len(y))
+            else:
+                self._fused_step(runs, len(y))
+            for run, k in zip(runs, active):
+                run.record(epoch, i, losses[k], output[:, k], y[:, k])
+            bar.update()
+
+    def _run_steps(self, runs: list[Run], active: list[int], samples: int) -> None:
+        """Each run's own hooks and optimizer step on its views of the fused gradients and weights."""
+        for run, k in zip(runs, active):
+            for name, fused_p in self.model.named_parameters():
+                grad = fused_p.grad
+                run.model.get_parameter(name).grad = None if grad is None else grad.unflatten(0, (self.n, -1))[k]
+            run.step(samples)
+
+    @torch.no_grad()
+    def _fused_step(self, runs: list[Run], samples: int) -> None:
+        """Fixed masks: the runs' masked SGD step (sparsenet.algorithms.base.Algorithm) over the stacked tensors."""
+        for run in runs:
+            run.count_work(samples)  # the fixed-mask hooks, for all runs at once:
+        for name, m in self.masks.items():
+            grad = self.layers[name].weight.grad
+            if grad is not None:
+                grad.mul_(m)
+        self.optimizer.step()
+        for name, m in self.masks.items():
+            self.layers[name].weight.mul_(m)
+
+    @torch.no_grad()
+    def evaluate(self, split) -> list[tuple[float, float]]:
+        """(mean loss, accuracy) of every run over a split, each test batch through all runs at once."""
+        self.model.eval()
+        self._forward_masks()
+        loss_sum = torch.zeros(self.n, device=self.dev)
+        correct = torch.zeros(self.n, device=self.dev, dtype=torch.long)
+        batcher, batch_size = self.runs[0].batcher, self.hp.eval_batch_size
+        for x, y in batcher.ordered(split, batch_size):
+            ys = y.unsqueeze(1).expand(-1, self.n)
+            out, _ = self.forward(self.batch([x] * self.n), ys)
+            loss_sum += F.cross_entropy(out.float().transpose(1, 2), ys, reduction="none").sum(0)
+            correct += (out.argmax(2) == ys).sum(0)
+        self.model.train()
+        return [(loss / len(split), acc / len(split)) for loss, acc in zip(loss_sum.tolist(), correct.tolist())]
+
+
+def _check_group(cfgs: list[RunConfig]) -> None:
+    """Refuse, before anything is written, runs that cannot be fused."""
+    first = cfgs[0]
+    if first.model.model not in models.BUILTIN:  # a user's forward may reshape in ways the fused layout breaks
+        raise ConfigError(f"model: fused runs take the package's models ({', '.join(models.BUILTIN)}); "
+                          f"{first.model.model!r} trains its runs one by one")
+    for c in cfgs[1:]:
+        for part in ("model", "data", "train", "execution"):
+            if getattr(c, part) != getattr(first, part):
+                raise ConfigError(f"fused runs share model, data, recipe and execution settings; {part} differs "
+                                  f"between the runs of seed {first.seed} and {c.seed}")
+        if c.algorithm.algorithm != first.algorithm.algorithm:
+            raise ConfigError(f"fused runs share an algorithm; got {first.algorithm.algorithm} and "
+                              f"{c.algorithm.algorithm}")
+
+
+def train_fused(cfgs: list[RunConfig], outs: list[str | Path], *, data_root=None, device: str | None = None,
+                masks: list | None = None, init_weights: list | None = None, code: str | None = None) -> list[dict]:
+    """Train every run of `cfgs` into the matching folder of `outs` in one fused model; their run records.
+
+    The runs share model, data, recipe, execution settings and algorithm, and may differ in seed, density and
+    the algorithm's other settings; `masks` and `init_weights`, one per run, start each from given structure and
+    weights (as `train`). Runs resumed from checkpoints of different epochs train one after another.
+    """
+    if len(cfgs) != len(outs) or len({str(Path(o)) for o in outs}) != len(outs):
+        raise ConfigError(f"fused runs: need one distinct output folder per run; got {len(outs)} for {len(cfgs)}")
+    _check_group(cfgs)
+    masks, init_weights = masks or [None] * len(cfgs), init_weights or [None] * len(cfgs)
+    records = {i: finished_record(c, Path(o)) for i, (c, o) in enumerate(zip(cfgs, outs))}
+    todo = [i for i, r in records.items() if r is None]
+    dev = resolve_device(device)
+    data = load_data(cfgs[0], dev, data_root)
+    runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i],
+                   sparse_kernels=False, code=code) for i in todo}  # kernels are chosen for the fused layers
+    if len({r.start_epoch for r in runs.values()}) > 1:
+        print("checkpoints of different epochs: training the runs one after another", file=sys.stderr)
+        return [records[i] or train(cfgs[i], outs[i], data_root=data_root, device=device, mask=masks[i],
+                                    init_weights=init_weights[i], code=code) for i in range(len(cfgs))]
+    if runs:
+        records.update(zip(runs, _loop(list(runs.values()))))
+    return [records[i] for i in range(len(cfgs))]
+
+
+def _loop(runs: list[Run]) -> list[dict]:
+    """Train the fused group to its last epoch; each run's record."""
+    group = FusedRuns(runs)
+    first = runs[0]
+    epochs = first.cfg.train.epochs
+    active, records = list(range(len(runs))), {}
+    bar = tqdm(total=epochs * first.steps_per_epoch, initial=first.start_epoch * first.steps_per_epoch,
+               disable=None, desc=f"{len(runs)} fused {first.cfg.algorithm.algorithm} runs", file=sys.stderr,
+               leave=False)
+    for epoch in range(first.start_epoch, epochs):
+        group.train_epoch(epoch, active, bar)
+        for run in runs:
+            run.stop_clock()
+        test = group.evaluate(first.test_split)
+        val = group.evaluate(first.val_split) if first.val_split is not None else [None] * len(runs)
+        group.sync_runs()
+        for k in list(active):
+            if not runs[k].end_epoch(epoch, (test[k], val[k])):  # diverged: written now, before the fused
+                records[k] = runs[k].finish()                    # steps move its slice further
+                active.remove(k)
+        if not active:
+            break
+        group.fix_if_all_fixed()
+    bar.close()
+    for k in active:
+        records[k] = runs[k].finish()
+    return [records[k] for k in range(len(runs))]
