@@ -75,9 +75,16 @@ def cmd_retrain(args) -> None:
     from sparsenet import provenance, reinit
     from sparsenet.train import run_config
 
-    record = reinit.retrain(args.run, args.variant, args.out, data_root=args.data_root, device=args.device,
-                            code=provenance.identity("retrain", run_config(args.run)))
-    print(f"{args.out}: {args.variant} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
+    unknown = [v for v in args.variant if v not in reinit.VARIANTS]
+    if unknown or len(set(args.variant)) < len(args.variant):
+        raise ConfigError(f"--variant: distinct names of {', '.join(reinit.VARIANTS)}; got {','.join(args.variant)}")
+    if len(args.variant) > 1 and "{variant}" not in str(args.out):
+        raise ConfigError(f"--out must contain {{variant}} with several variants, got {args.out}")
+    outs = [Path(str(args.out).format(variant=v)) for v in args.variant]
+    records = reinit.retrain_variants(args.run, args.variant, outs, data_root=args.data_root, device=args.device,
+                                      code=provenance.identity("retrain", run_config(args.run)))
+    for variant, out, record in zip(args.variant, outs, records):
+        print(f"{out}: {variant} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
 
 
 def cmd_prune_sweep(args) -> None:
@@ -251,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("retrain", help="retrain a run under its final mask with weights reset by a variant (E1)")
     p.add_argument("--run", type=Path, required=True, help="the trained run folder")
-    p.add_argument("--variant", required=True,
-                   choices=["rewind", "reinit", "signed_constant", "reshuffle", "shuffle_fanin", "shuffle"])
-    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    p.add_argument("--variant", required=True, type=lambda s: s.split(","), metavar="V1,V2,...",
+                   help="one or more of sparsenet.reinit.VARIANTS; several train as one fused group")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder to write (with several variants it must contain {variant})")
     _add_common(p)
     p.set_defaults(func=cmd_retrain)
 

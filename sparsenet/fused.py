@@ -226,12 +226,15 @@ class FusedRuns:
             return stacked.transpose(1, 2).reshape(-1, len(xs[0])).t()
         return torch.stack(xs, 1).flatten(1, 2)
 
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused batch's outputs [batch, runs, classes], in the runs' precision and memory format."""
+        with execution.autocast(self.hp, self.dev):
+            return self.forward_fn(execution.prepare_input(x, self.hp)).view(len(x), self.n, -1)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(outputs [batch, runs, classes], per-run mean losses [runs]); `y` is [batch, runs]."""
-        with execution.autocast(self.hp, self.dev):
-            out = self.forward_fn(execution.prepare_input(x, self.hp))
-            out = out.view(len(y), self.n, -1)
-            return out, self.loss_fn(out.float().transpose(1, 2), y).mean(0)
+        out = self.outputs(x)
+        return out, self.loss_fn(out.float().transpose(1, 2), y).mean(0)
 
     def train_epoch(self, epoch: int, active: list[int], bar) -> None:
         runs = [self.runs[k] for k in active]
@@ -288,7 +291,7 @@ class FusedRuns:
         batcher, batch_size = self.runs[0].batcher, self.hp.eval_batch_size
         for x, y in batcher.ordered(split, batch_size):
             ys = y.unsqueeze(1).expand(-1, self.n)
-            out, _ = self.forward(self.batch([x] * self.n), ys)
+            out = self.outputs(self.batch([x] * self.n))
             loss_sum += F.cross_entropy(out.float().transpose(1, 2), ys, reduction="none").sum(0)
             correct += (out.argmax(2) == ys).sum(0)
         self.model.train()
@@ -312,27 +315,31 @@ def _check_group(cfgs: list[RunConfig]) -> None:
 
 
 def train_fused(cfgs: list[RunConfig], outs: list[str | Path], *, data_root=None, device: str | None = None,
-                masks: list | None = None, init_weights: list | None = None, code: str | None = None) -> list[dict]:
+                masks: list | None = None, init_weights: list | None = None, extras: list | None = None,
+                first_epoch: int = 0, code: str | None = None) -> list[dict]:
     """Train every run of `cfgs` into the matching folder of `outs` in one fused model; their run records.
 
     The runs share model, data, recipe, execution settings and algorithm, and may differ in seed, density and
     the algorithm's other settings; `masks` and `init_weights`, one per run, start each from given structure and
-    weights (as `train`). Runs resumed from checkpoints of different epochs train one after another.
+    weights, `extras` go into their run.json and all start at `first_epoch` (as `train`). Runs resumed from checkpoints of different epochs
+    train one after another.
     """
     if len(cfgs) != len(outs) or len({str(Path(o)) for o in outs}) != len(outs):
         raise ConfigError(f"fused runs: need one distinct output folder per run; got {len(outs)} for {len(cfgs)}")
     _check_group(cfgs)
-    masks, init_weights = masks or [None] * len(cfgs), init_weights or [None] * len(cfgs)
+    none = [None] * len(cfgs)
+    masks, init_weights, extras = masks or none, init_weights or none, extras or none
     records = {i: finished_record(c, Path(o)) for i, (c, o) in enumerate(zip(cfgs, outs))}
     todo = [i for i, r in records.items() if r is None]
     dev = resolve_device(device)
     data = load_data(cfgs[0], dev, data_root)
-    runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i],
-                   sparse_kernels=False, code=code) for i in todo}  # kernels are chosen for the fused layers
+    runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i], extra=extras[i],
+                   first_epoch=first_epoch, sparse_kernels=False, code=code) for i in todo}  # kernels are chosen for the fused layers
     if len({r.start_epoch for r in runs.values()}) > 1:
         print("checkpoints of different epochs: training the runs one after another", file=sys.stderr)
         return [records[i] or train(cfgs[i], outs[i], data_root=data_root, device=device, mask=masks[i],
-                                    init_weights=init_weights[i], code=code) for i in range(len(cfgs))]
+                                    init_weights=init_weights[i], extra=extras[i], first_epoch=first_epoch, code=code)
+                for i in range(len(cfgs))]
     if runs:
         records.update(zip(runs, _loop(list(runs.values()))))
     return [records[i] for i in range(len(cfgs))]

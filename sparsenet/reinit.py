@@ -80,16 +80,39 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
 def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, device=None,
             code: str | None = None) -> dict:
     """Retrain run folder `run` under its final mask, reset by `variant`, with the run's own recipe."""
-    run, out = Path(run), Path(out)
+    return retrain_variants(run, [variant], [out], data_root=data_root, device=device, code=code)[0]
+
+
+def retrain_variants(run: str | Path, variants: list[str], outs: list[str | Path], *, data_root=None, device=None,
+                     code: str | None = None) -> list[dict]:
+    """Retrain run folder `run` once per variant into the matching folder of `outs`; the retrainings share the
+    run's recipe, so two or more of them train as one fused group (sparsenet.fused) where the model allows."""
+    run = Path(run)
     source = run_config(run)
-    mask = Mask.load(run / "mask.safetensors")
-    cfg = source.replace(algorithm="fixed", density=round(mask.density(exclude=source.algorithm.dense_layers), 6))
-    extra = {"variant": variant, "source_algorithm": source.algorithm.algorithm, "source_run": str(run)}
-    if variant == "rewind" and replays_its_run(source.algorithm.algorithm):
-        return _record_source(run, out, {**extra, "config": cfg.to_dict(), "copy_of_source": True})
-    weights, mask = reset(source, load_weights(run / "init.safetensors"), mask, variant)
-    return train(cfg, out, data_root=data_root, device=device, init_weights=weights, mask=mask,
-                 first_epoch=read_json(run / "run.json").get("first_epoch", 0), extra=extra, code=code)
+    final_mask = Mask.load(run / "mask.safetensors")
+    cfg = source.replace(algorithm="fixed",
+                         density=round(final_mask.density(exclude=source.algorithm.dense_layers), 6))
+    own = load_weights(run / "init.safetensors")
+    first_epoch = read_json(run / "run.json").get("first_epoch", 0)
+    records, todo = {}, []
+    for k, (variant, out) in enumerate(zip(variants, outs)):
+        extra = {"variant": variant, "source_algorithm": source.algorithm.algorithm, "source_run": str(run)}
+        if variant == "rewind" and replays_its_run(source.algorithm.algorithm):
+            records[k] = _record_source(run, Path(out), {**extra, "config": cfg.to_dict(), "copy_of_source": True})
+        else:
+            todo.append((k, *reset(source, own, final_mask, variant), extra))
+    if len(todo) > 1 and cfg.model.model in models.BUILTIN:
+        from sparsenet.fused import train_fused
+
+        done = train_fused([cfg] * len(todo), [outs[k] for k, *_ in todo], data_root=data_root, device=device,
+                           masks=[m for _, _, m, _ in todo], init_weights=[w for _, w, _, _ in todo],
+                           extras=[e for *_, e in todo], first_epoch=first_epoch, code=code)
+        records.update({k: r for (k, *_), r in zip(todo, done)})
+    for k, weights, mask, extra in todo:
+        if k not in records:
+            records[k] = train(cfg, outs[k], data_root=data_root, device=device, init_weights=weights, mask=mask,
+                               first_epoch=first_epoch, extra=extra, code=code)
+    return [records[k] for k in range(len(variants))]
 
 
 def replays_its_run(algorithm: str) -> bool:

@@ -177,8 +177,10 @@ def job_counts(config: dict) -> Counter:
             chains = len(config["seeds"])
             counts["imp_round"] += row.trainings - chains
             counts["imp_last_round"] += chains
-        elif row.kind.startswith("retrain_"):
-            counts["retrain"] += row.trainings
+        elif row.kind.startswith("retrain_"):  # one job per trained run, for all the variants it trains
+            replayed = replays_its_run(row.kind.removeprefix("retrain_"))
+            trained = [v for v in config["reinit"]["variants"] if not (v == "rewind" and replayed)]
+            counts["retrain_replayed" if replayed else "retrain"] += row.trainings // len(trained)
         elif config["stack_seeds"]:
             counts["train_stacked"] += row.trainings // len(config["seeds"])
         else:

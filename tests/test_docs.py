@@ -8,13 +8,19 @@ from .conftest import REPO
 
 README = REPO / "README.md"
 ACCURACY_ROWS = REPO / "docs" / "tables" / "mnist_accuracy.csv"
+FUSED_ROWS = REPO / "docs" / "tables" / "fused_speed.csv"
 
 
-def accuracy_module():
-    spec = importlib.util.spec_from_file_location("mnist_accuracy", REPO / "benchmarks" / "mnist_accuracy.py")
+def benchmark(name: str):
+    """The module of benchmarks/<name>.py."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def accuracy_module():
+    return benchmark("mnist_accuracy")
 
 
 def section(text: str, heading: str) -> str:
@@ -66,3 +72,14 @@ def test_fidelity_row_on_rigls_layers_quotes_the_counts_the_code_gives():
     row = next(line for line in README.read_text().splitlines() if line.startswith("| layers of rigl, set, gmp"))
     for value in [*ours, 100 * script / (sizes["fc1.weight"] + sizes["fc2.weight"])]:
         assert f"{value:.2f}%" in row, value
+
+
+RATIO = re.compile(r"(?<![\w.])(\d+\.\d+)x")
+
+
+def test_readme_fused_speed_table_is_rendered_from_its_committed_rows():
+    # regenerate: python benchmarks/fused_speed.py --markdown docs/tables/fused_speed.csv
+    table = benchmark("fused_speed").markdown(pd.read_csv(FUSED_ROWS))
+    fused = section(README.read_text(), "### Fused runs").split("\n### ")[0]
+    assert table in fused
+    assert set(RATIO.findall(fused)) - set(RATIO.findall(table)) == set()  # no speed-up typed by hand

@@ -43,3 +43,17 @@ def test_shuffle_keeps_only_each_layers_count():
     _, moved = reinit.reset(tiny(), own, mask, "shuffle")
     m, s = mask.layers["fc1.weight"], moved.layers["fc1.weight"]
     assert int(s.sum()) == int(m.sum()) and not torch.equal(s.sum(1), m.sum(1))
+
+
+def test_variants_retrained_together_equal_each_retrained_alone(tmp_path, data_root):
+    from sparsenet.train import train
+
+    from .test_fused import _assert_same_run
+
+    train(tiny(algorithm="snfs", density=0.1, epochs=2), tmp_path / "run")
+    variants = ["rewind", "reinit", "signed_constant", "shuffle"]
+    together = reinit.retrain_variants(tmp_path / "run", variants, [tmp_path / "fused" / v for v in variants])
+    for variant, record in zip(variants, together):
+        alone = reinit.retrain(tmp_path / "run", variant, tmp_path / "alone" / variant)
+        assert record["variant"] == alone["variant"] == variant and record["config"] == alone["config"]
+        _assert_same_run(tmp_path / "fused" / variant, tmp_path / "alone" / variant)

@@ -18,28 +18,74 @@ rule mask_stats:
         "python -m sparsenet mask-stats --run {params.run} --out {output} > {log} 2>&1"
 
 
-rule retrain:
-    input:
-        multiext(f"{RUNS}/{{run}}/", "run.json", "init.safetensors", "mask.safetensors"),
-    output:
-        multiext(f"{RUNS}/{{run}}/reinit/{{variant}}/", *RUN_FILES),
-    log:
-        f"{RUNS}/{{run}}/reinit/{{variant}}/train.log",
-    conda:
-        ENV
-    threads: RES["threads"]
-    resources:
-        runtime=RES["train_runtime_min"],
-        mem_mb=RES["train_mem_mb"],
-        gpu=RES["gpus"],
-    params:
+# E1: all variants of one trained run in one job, trained as one fused group (sparsenet.fused): they share the
+# run's recipe. For a run whose rewind replays it, that variant is recorded by record_rewind instead.
+def retrain_rule_params(variants):
+    return dict(
         device=config["device"],
-        code=lambda w: code("retrain", run_of(w.run)),
-        run=lambda w: f"{RUNS}/{w.run}",
-        out=lambda w, output: Path(output[0]).parent,
-    shell:
-        "python -m sparsenet retrain --run {params.run} --variant {wildcards.variant} --out {params.out} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        code=lambda w: code("retrain", (w.model, w.label, w.density, w.seed)),
+        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}",
+        variants=",".join(variants),
+        out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}/reinit/{{variant}}",
+    )
+
+
+RUN_PATTERN = f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}"
+RETRAIN_CMD = (
+    "python -m sparsenet retrain --run {params.run} --variant {params.variants} --out '{params.out}' "
+    "--device {params.device} --threads {threads} > {log} 2>&1"
+)
+TRAINED_VARIANTS = {  # label kind -> the variants its runs train in E1
+    "changing": list(config["reinit"]["variants"]),
+    "replayed": [v for v in config["reinit"]["variants"] if v != "rewind"],
+}
+
+if TRAINED_VARIANTS["changing"]:
+
+    rule retrain:
+        input:
+            multiext(f"{RUN_PATTERN}/", "run.json", "init.safetensors", "mask.safetensors"),
+        output:
+            [f"{RUN_PATTERN}/reinit/{v}/{f}" for v in TRAINED_VARIANTS["changing"] for f in RUN_FILES],
+        log:
+            f"{RUN_PATTERN}/reinit/retrain.log",
+        wildcard_constraints:
+            label="|".join(re.escape(a) for a in SPARSE if a not in REPLAYED) or "^$",
+        conda:
+            ENV
+        threads: RES["threads"]
+        resources:
+            runtime=RES["train_runtime_min"],
+            mem_mb=RES["train_mem_mb"],
+            gpu=RES["gpus"],
+        params:
+            **retrain_rule_params(TRAINED_VARIANTS["changing"]),
+        shell:
+            RETRAIN_CMD
+
+
+if TRAINED_VARIANTS["replayed"]:
+
+    rule retrain_replayed:
+        input:
+            multiext(f"{RUN_PATTERN}/", "run.json", "init.safetensors", "mask.safetensors"),
+        output:
+            [f"{RUN_PATTERN}/reinit/{v}/{f}" for v in TRAINED_VARIANTS["replayed"] for f in RUN_FILES],
+        log:
+            f"{RUN_PATTERN}/reinit/retrain.log",
+        wildcard_constraints:
+            label="|".join(re.escape(a) for a in REPLAYED) or "^$",
+        conda:
+            ENV
+        threads: RES["threads"]
+        resources:
+            runtime=RES["train_runtime_min"],
+            mem_mb=RES["train_mem_mb"],
+            gpu=RES["gpus"],
+        params:
+            **retrain_rule_params(TRAINED_VARIANTS["replayed"]),
+        shell:
+            RETRAIN_CMD
 
 
 # The rewind variant of a run that trained its final mask from its initial weights (an imp round, a static or
@@ -62,9 +108,6 @@ rule record_rewind:
         out=lambda w, output: Path(output[0]).parent,
     shell:
         "python -m sparsenet retrain --run {params.run} --variant rewind --out {params.out} > {log} 2>&1"
-
-
-ruleorder: record_rewind > retrain
 
 
 rule prune_sweep:

@@ -13,6 +13,7 @@ from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig, expand_preset
 from sparsenet.provenance import identity
+from sparsenet.reinit import VARIANTS
 
 REPO = Path(workflow.basedir)
 RUNS = "results/runs"
@@ -199,4 +200,4 @@ wildcard_constraints:
     density=r"[0-9.e-]+",
     seed=r"\d+",
     round=r"\d\d",
-    variant="|".join(["rewind", "reinit", "signed_constant", "reshuffle", "shuffle_fanin", "shuffle"]),
+    variant="|".join(VARIANTS),
