@@ -9,12 +9,10 @@ that is not counted, the two arms alternating their order, medians of 5 repeats;
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from sparsenet import bench
 from sparsenet.train import resolve_device
@@ -29,8 +27,6 @@ def measure(device: str | None, quick: bool) -> pd.DataFrame:
     frame = pd.DataFrame(rows.rows)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     frame["commit"] = commit.stdout.strip()
-    frame["threads"] = torch.get_num_threads()
-    frame["cpu"] = platform.processor() or platform.machine()
     return frame
 
 
@@ -43,8 +39,8 @@ def markdown(rows: pd.DataFrame) -> str:
         lines.append(f"| {arm} | {value['8 single runs, per run']:,.0f} | {value['8 fused runs, per run']:,.0f} | "
                      f"{value['fused / single (training loops)']:.2f}x | {value['fused / single (wall of the calls)']:.2f}x |")
     first, repeats = rows.iloc[0], rows.loc[rows["name"].str.contains("training loops"), "note"].iloc[0]
-    return "\n".join(lines) + (f"\n\nMeasured on {first['device']}, {first['threads']} threads, commit "
-                               f"{first['commit']}; each figure the {repeats} repeats.")
+    return "\n".join(lines) + (f"\n\nMeasured on {first['device']}, commit {first['commit']}; each figure the "
+                               f"{repeats} repeats.")
 
 
 def main() -> None:
