@@ -10,7 +10,8 @@ Sections (each row names its unit; the header names the GPU and the versions):
                  those and cudnn autotuning (not deterministic); dnw's step time over dense's
   2 top-k        what dnw's per-step top-k over ResNet-18's layers costs
   3 reference    ResNet-18 with a DataLoader loop written the usual way (PIL transforms, workers) vs the trainer
-  4 stacked      8 LeNet-300-100 seeds on MNIST in one batched job vs one after another
+  4 fused        8 LeNet-300-100 runs fused vs one after another (sparsenet bench, 2b); per-run img/s of fused
+                 groups of N = 1, 4, 8, 16 dense ResNet-20 runs on CIFAR-10 (N = 1 is a single run's fused path)
   5 determinism  the same ResNet-20 dnw run twice: identical bytes with deterministic on, and with it off
   6 accuracy     ResNet-20, 15 epochs, bf16+cl+tuned: dense and dnw at 10%: test accuracy and wall time
   7 cost         the CIFAR-10 study (config/cifar10.yaml) in device hours, from the epoch times of section 1
@@ -149,8 +150,20 @@ class Check:
             self.rows.add("3 reference", f"{model} trainer / reference, {setting}", own / ref, "x", "goal >= 2")
 
     # --- 4 --------------------------------------------------------------------------------------------------
-    def stacked(self) -> None:
-        bench.bench_stacked(self.rows, self.dev, self.args.data_root, quick=self.smoke, seeds=2 if self.smoke else 8)
+    def fused(self) -> None:
+        from sparsenet.fused import train_fused
+
+        bench.bench_fused(self.rows, self.dev, self.args.data_root, quick=self.smoke, runs=2 if self.smoke else 8)
+        n = 256 if self.smoke else 5120
+        for runs in (1, 2) if self.smoke else (1, 4, 8, 16):
+            cfgs = [self.cfg(model="resnet20", algorithm="dense", density=1.0, epochs=2, train_subset=n, seed=s)
+                    for s in range(runs)]
+            with tempfile.TemporaryDirectory(dir=self.args.scratch) as tmp:
+                train_fused(cfgs, [Path(tmp) / f"r{s}" for s in range(runs)], data_root=self.args.data_root,
+                            device=str(self.dev))
+                seconds = float(pd.read_parquet(Path(tmp) / "r0" / "history.parquet")["train_s"].iloc[-1])
+            self.rows.add("4 fused", f"resnet20 dense, {runs} fused runs: per run", n / seconds, "img/s",
+                          "fp32, deterministic; the second of two epochs")
 
     # --- 5 --------------------------------------------------------------------------------------------------
     def determinism(self) -> None:
@@ -242,7 +255,7 @@ def main() -> None:
         # estimates (s) on an H100-class GPU, from which a section is skipped near the budget
         for name, estimate, fn in [("1 throughput", 90, check.throughput), ("2 top-k", 5, check.topk),
                                    ("3 reference", 40, check.reference), ("7 cost", 2, check.cost),
-                                   ("5 determinism", 20, check.determinism), ("4 stacked", 40, check.stacked),
+                                   ("5 determinism", 20, check.determinism), ("4 fused", 90, check.fused),
                                    ("6 accuracy", 200, check.accuracy), ("8 compile", 60, check.compile)]:
             if name.split()[0] in args.sections.split(","):
                 check.section(name, 0 if args.smoke else estimate, fn)

@@ -48,11 +48,16 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     replayed = [a for a in sparse if a not in CHANGING]  # their rewind is their run: recorded, not retrained
     rewinds = "rewind" in cfg.get("reinit", {}).get("variants", [])
     recorded = per_seed * densities * len(replayed) if rewinds else 0
+    # E1: one job per trained run for all the variants it trains (the rewind of a replayed run is recorded)
+    others = [v for v in cfg.get("reinit", {}).get("variants", []) if v != "rewind"]
+    changing = [a for a in sparse if a in CHANGING]
     counts = {
         "train": per_seed * (1 + densities * (len([a for a in sparse if a != "imp"]) + freeze)),
         "imp_round": per_seed * (rounds - 1), "imp_last_round": per_seed if rounds else 0,
         "imp_select": per_seed * densities if "imp" in sparse else 0,
-        "retrain": sparse_runs * variants - recorded, "record_rewind": recorded, "prune_sweep": sparse_runs,
+        "retrain": per_seed * densities * len(changing) if variants else 0,
+        "retrain_replayed": per_seed * densities * len(replayed) if others else 0,
+        "record_rewind": recorded, "prune_sweep": sparse_runs,
         "emergence": per_seed * densities * len([a for a in sparse if a in CHANGING]),
         "mask_stats": sparse_runs + per_seed * densities * freeze,
         "tables": 1, "similarity": 1 if sparse_runs else 0, "figures": 1, "summary": 1, "all": 1,

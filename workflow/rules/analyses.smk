@@ -19,27 +19,8 @@ rule mask_stats:
 
 
 # E1: all variants of one trained run in one job, trained as one fused group (sparsenet.fused): they share the
-# run's recipe. For a run whose rewind replays it, that variant is recorded by record_rewind instead.
-def retrain_rule_params(variants):
-    return dict(
-        device=config["device"],
-        code=lambda w: code("retrain", (w.model, w.label, w.density, w.seed)),
-        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}",
-        variants=",".join(variants),
-        out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}/reinit/{{variant}}",
-    )
-
-
-RUN_PATTERN = f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}"
-RETRAIN_CMD = (
-    "python -m sparsenet retrain --run {params.run} --variant {params.variants} --out '{params.out}' "
-    "--device {params.device} --threads {threads} > {log} 2>&1"
-)
-TRAINED_VARIANTS = {  # label kind -> the variants its runs train in E1
-    "changing": list(config["reinit"]["variants"]),
-    "replayed": [v for v in config["reinit"]["variants"] if v != "rewind"],
-}
-
+# run's recipe. For a run whose rewind replays it, that variant is recorded by record_rewind instead
+# (TRAINED_VARIANTS, in common.smk).
 if TRAINED_VARIANTS["changing"]:
 
     rule retrain:

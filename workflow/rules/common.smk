@@ -201,3 +201,25 @@ wildcard_constraints:
     seed=r"\d+",
     round=r"\d\d",
     variant="|".join(VARIANTS),
+
+
+# E1's retraining jobs (rules retrain and retrain_replayed): one per trained run, for all its trained variants
+def retrain_rule_params(variants):
+    return dict(
+        device=config["device"],
+        code=lambda w: code("retrain", (w.model, w.label, w.density, w.seed)),
+        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}",
+        variants=",".join(variants),
+        out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}/reinit/{{variant}}",
+    )
+
+
+RUN_PATTERN = f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}"
+RETRAIN_CMD = (
+    "python -m sparsenet retrain --run {params.run} --variant {params.variants} --out '{params.out}' "
+    "--device {params.device} --threads {threads} > {log} 2>&1"
+)
+TRAINED_VARIANTS = {  # label kind -> the variants its runs train in E1
+    "changing": list(config["reinit"]["variants"]),
+    "replayed": [v for v in config["reinit"]["variants"] if v != "rewind"],
+}
