@@ -13,7 +13,7 @@ from sparsenet.config import RunConfig
 from .conftest import snakemake
 
 COMMAND_OF_RULE = {"train": "train", "imp_round": "imp-round", "imp_last_round": "imp-round", "retrain": "retrain",
-                   "record_rewind": "retrain", "prune_sweep": "prune-sweep", "emergence": "emergence",
+                   "retrain_replayed": "retrain", "record_rewind": "retrain", "prune_sweep": "prune-sweep", "emergence": "emergence",
                    "mask_stats": "mask-stats", "tables": "tables", "similarity": "similarity", "figures": "figures",
                    "summary": "summary"}
 
@@ -31,7 +31,9 @@ def jobs(study) -> list[dict]:
         argv = t["argv"]
         run = arg(argv, "--run") or (arg(argv, "--out") if argv[0] in ("train", "imp-round") else None)
         cfg = RunConfig.from_nested(json.loads((work / run / "run.json").read_text())["config"]) if run else None
-        out.append({"command": argv[0], "out": arg(argv, "--out").rstrip("/"), "cfg": cfg,
+        # a group's --out names its folders by a placeholder ('R/reinit/{variant}'): the folder above them
+        folder = arg(argv, "--out").split("/{")[0].rstrip("/")
+        out.append({"command": argv[0], "out": folder, "cfg": cfg,
                     "modules": set(t["modules"])})
     return out
 
