@@ -237,28 +237,33 @@ class FusedRuns:
         return out, self.loss_fn(out.float().transpose(1, 2), y).mean(0)
 
     def train_epoch(self, epoch: int, active: list[int], bar) -> None:
-        runs = [self.runs[k] for k in active]
         batches = zip(*(r.begin_epoch(epoch) for r in self.runs))  # every run draws its order: all stay in step
-        spe = self.runs[0].steps_per_epoch
         for i, per_run in enumerate(batches):
-            self._forward_masks()
-            y = torch.stack([b[1] for b in per_run], 1)
-            if self.optimizer is None:
-                for run in runs:
-                    run.before_step(epoch, i)
-                self.model.zero_grad(set_to_none=True)
-            else:
-                self.optimizer.param_groups[0]["lr"] = lr_at(self.cfg.train, epoch * spe + i, spe)
-                self.optimizer.zero_grad()
-            output, losses = self.forward(self.batch([b[0] for b in per_run]), y)
-            losses.sum().backward()  # runs share no weights: each run's gradient is its own loss's
-            if self.optimizer is None:
-                self._run_steps(runs, active, len(y))
-            else:
-                self._fused_step(runs, len(y))
-            for run, k in zip(runs, active):
-                run.record(epoch, i, losses[k], output[:, k], y[:, k])
+            output, losses, y = self.step(epoch, i, per_run, active)
+            for k in active:
+                self.runs[k].record(epoch, i, losses[k], output[:, k], y[:, k])
             bar.update()
+
+    def step(self, epoch: int, i: int, per_run: list[tuple[torch.Tensor, torch.Tensor]], active: list[int]):
+        """Step `i` of `epoch` for the `active` runs, on each run's batch (x, y): (outputs, per-run losses, y)."""
+        runs = [self.runs[k] for k in active]
+        self._forward_masks()
+        y = torch.stack([b[1] for b in per_run], 1)
+        if self.optimizer is None:
+            for run in runs:
+                run.before_step(epoch, i)
+            self.model.zero_grad(set_to_none=True)
+        else:
+            spe = self.runs[0].steps_per_epoch
+            self.optimizer.param_groups[0]["lr"] = lr_at(self.cfg.train, epoch * spe + i, spe)
+            self.optimizer.zero_grad()
+        output, losses = self.forward(self.batch([b[0] for b in per_run]), y)
+        losses.sum().backward()  # runs share no weights: each run's gradient is its own loss's
+        if self.optimizer is None:
+            self._run_steps(runs, active, len(y))
+        else:
+            self._fused_step(runs, len(y))
+        return output, losses, y
 
     def _run_steps(self, runs: list[Run], active: list[int], samples: int) -> None:
         """Each run's own hooks and optimizer step on its views of the fused gradients and weights."""

@@ -12,7 +12,7 @@ from sparsenet.cli import main
 from sparsenet.config import ALGORITHMS, ConfigError
 from sparsenet.fused import FusedRuns, fuse, train_fused
 from sparsenet.masks import Mask, load_snapshots, random_for_model
-from sparsenet.train import Run, load_data, lr_at, train
+from sparsenet.train import Run, load_data, train
 
 from .conftest import tiny
 
@@ -85,20 +85,7 @@ def _step_by_step(model: str, dataset: str, algorithm: str, steps: int, **settin
         for i, (xa, ya) in enumerate(alone.begin_epoch(0)):
             per_run = [next(b) for b in fused_batches]
             assert torch.equal(per_run[1][0], xa)
-            group._forward_masks()
-            if group.optimizer is None:
-                for r in runs:
-                    r.before_step(0, i)
-                group.model.zero_grad(set_to_none=True)
-            else:
-                group.optimizer.param_groups[0]["lr"] = lr_at(cfg.train, i, alone.steps_per_epoch)
-                group.optimizer.zero_grad()
-            _, losses = group.forward(group.batch([b[0] for b in per_run]), torch.stack([b[1] for b in per_run], 1))
-            losses.sum().backward()
-            if group.optimizer is None:
-                group._run_steps(runs, [0, 1], len(ya))
-            else:
-                group._fused_step(runs, len(ya))
+            group.step(0, i, per_run, [0, 1])
             alone.before_step(0, i)
             with alone.algo.forward_weights():
                 _, loss = alone.forward(xa, ya)
