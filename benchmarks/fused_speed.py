@@ -37,7 +37,8 @@ def markdown(rows: pd.DataFrame) -> str:
     for arm in dict.fromkeys(n.split(":")[0].removeprefix("lenet300_100 ") for n in rows["name"]):
         value = {n.split(": ", 1)[1]: v for n, v in zip(rows["name"], rows["value"]) if n.split(":")[0].endswith(arm)}
         lines.append(f"| {arm} | {value['8 single runs, per run']:,.0f} | {value['8 fused runs, per run']:,.0f} | "
-                     f"{value['fused / single (training loops)']:.2f}x | {value['fused / single (wall of the calls)']:.2f}x |")
+                     f"{value['fused / single (training loops)']:.2f}x | "
+                     f"{value['fused / single (wall of the calls)']:.2f}x |")
     first, repeats = rows.iloc[0], rows.loc[rows["name"].str.contains("training loops"), "note"].iloc[0]
     return "\n".join(lines) + (f"\n\nMeasured on {first['device']}, commit {first['commit']}; each figure the "
                                f"{repeats} repeats.")

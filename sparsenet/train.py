@@ -306,7 +306,8 @@ class Run:
         save_checkpoint(self.ckpt_path, {
             "epoch": epoch + 1, "config": config_mod.dumps(self.cfg), "code": self.code,
             # cloned: a fused run's tensors are views, and torch.save would write the fused storage whole
-            "model": {k: v.clone() for k, v in self.model.state_dict().items()}, "optimizer": self.optimizer.state_dict(),
+            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
             "algorithm": self.algo.state_dict(), "history": self.history,
             "snapshots": self.snapshots, "density": self.density, "snapshot_labels": self.labels,
             "wall_s": self.prior_wall + time.time() - self.started})

@@ -13,7 +13,8 @@ from sparsenet.config import RunConfig
 from .conftest import snakemake
 
 COMMAND_OF_RULE = {"train": "train", "imp_round": "imp-round", "imp_last_round": "imp-round", "retrain": "retrain",
-                   "retrain_replayed": "retrain", "record_rewind": "retrain", "prune_sweep": "prune-sweep", "emergence": "emergence",
+                   "retrain_replayed": "retrain", "record_rewind": "retrain", "prune_sweep": "prune-sweep",
+                   "emergence": "emergence",
                    "mask_stats": "mask-stats", "tables": "tables", "similarity": "similarity", "figures": "figures",
                    "summary": "summary"}
 

@@ -154,8 +154,10 @@ def check_config():
             raise WorkflowError(f"config.yaml: {e} (in {where}, for run {run_dir(model, label, density, seed)})")
     own_models = [m for m in config["models"] if m not in models.BUILTIN]
     if config["stack_seeds"] and own_models:
-        raise WorkflowError(f"config.yaml: stack_seeds: fused runs take the package's models; {own_models} "
-                            "train their runs one by one (stack_seeds: false)")
+        raise WorkflowError(
+            f"config.yaml: stack_seeds: fused runs take the package's models; {own_models} "
+            "train their runs one by one (stack_seeds: false)"
+        )
     missing = [a for a in config["freeze_algorithms"] if a not in SPARSE]
     if config["freeze_epochs"] and missing:
         raise WorkflowError(
