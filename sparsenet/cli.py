@@ -27,31 +27,41 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
                        metavar=LIST_TYPES.get(type_name, type_name).replace(" ", "_").upper(), help=describe(key))
 
 
-def _run_config(args: argparse.Namespace) -> RunConfig:
+def _run_config(args: argparse.Namespace, **overrides: str) -> RunConfig:
     values = config_mod.expand_preset(config_mod.load_file(args.config)) if args.config else {}
     values = {**config_mod.expand_preset({"preset": args.preset}), **values}
     values.update({k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None})
-    return RunConfig.from_flat(values)
+    return RunConfig.from_flat({**values, **overrides})
+
+
+def _fused_run(text: str) -> dict[str, str]:
+    """'seed=0,density=0.05' -> {'seed': '0', 'density': '0.05'}: one run of a fused group (--fuse)."""
+    pairs = [item.partition("=") for item in text.split(",")]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE[,KEY=VALUE...], got {text!r}")
+    return {key.strip().replace("-", "_"): value.strip() for key, _, value in pairs}
 
 
 def cmd_train(args) -> None:
     from sparsenet import provenance, rounds, train
 
-    cfg = _run_config(args)
-    code = provenance.identity("train", cfg)
-    if args.stack_seeds:
+    if args.fuse:
         from sparsenet import fused
 
-        if "{seed}" not in str(args.out):
-            raise ConfigError(f"--out must contain {{seed}} with --stack-seeds, got {args.out}")
-        if cfg.algorithm.algorithm == "imp":
-            raise ConfigError("algorithm: imp trains in rounds; stack seeds of any other algorithm")
-        outs = [Path(str(args.out).format(seed=s)) for s in args.stack_seeds]
-        cfgs = [cfg.replace(seed=s) for s in args.stack_seeds]
+        cfgs = [_run_config(args, **run) for run in args.fuse]
+        if any(c.algorithm.algorithm == "imp" for c in cfgs):
+            raise ConfigError("algorithm: imp trains in rounds (sparsenet imp-round); fuse runs of any other")
+        try:
+            outs = [Path(str(args.out).format(**run)) for run in args.fuse]
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"--out {args.out}: its placeholders must be keys every --fuse sets ({e})") from None
+        code = provenance.identity("train", cfgs[0])  # the runs share their algorithm: one identity
         for out, record in zip(outs, fused.train_fused(cfgs, outs, data_root=args.data_root, device=args.device,
                                                        code=code)):
             print(f"{out}: {record['status']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
         return
+    cfg = _run_config(args)
+    code = provenance.identity("train", cfg)
     if cfg.algorithm.algorithm == "imp" and cfg.algorithm.density < 1:
         record = rounds.run_chain(cfg, args.out, data_root=args.data_root, device=args.device, code=code)
     else:
@@ -242,9 +252,10 @@ def main(argv: list[str] | None = None) -> int:
                        description="Train one run into --out. For imp below density 1, the whole chain of "
                                    "rounds runs in --out/rounds and the last round's files become the run.")
     _add_run_settings(p)
-    p.add_argument("--stack-seeds", type=lambda s: [int(v) for v in s.split(",")], metavar="S1,S2,...",
-                   help="train these seeds at once, fused into one model (--out must contain {seed}); "
-                        "overrides --seed")
+    p.add_argument("--fuse", type=_fused_run, action="append", metavar="KEY=VALUE,...",
+                   help="one run of a fused group, by the settings it overrides (e.g. seed=1,density=0.05); "
+                        "repeat it for each run: they train at once as one model (sparsenet.fused), each into "
+                        "--out with its values in the placeholders (e.g. 'runs/d{density}/s{seed}')")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("imp-round", help="train one lottery-ticket round and prune for the next",

@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from sparsenet.algorithms.imp import schedule
-from sparsenet.config import ConfigError, RunConfig, expand_preset
+from sparsenet.config import ConfigError, RunConfig
+from sparsenet.plan import run_settings, train_groups
 from sparsenet.reinit import replays_its_run
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -57,14 +58,8 @@ def _with_defaults(value, schema: dict):
 
 
 def settings(config: dict, model: str, algorithm: str, density: float = 1.0, seed: int = 0) -> RunConfig:
-    """The run settings the workflow gives a training (common.smk, run_settings)."""
-    base = algorithm.removesuffix("_freeze")  # <alg>_freeze runs as <alg> does until its freeze
-    own = config.get("settings", {})
-    return RunConfig.from_flat({**expand_preset(config["recipe"]),
-                                **(expand_preset(own.get(base, {})) if base != algorithm else {}),
-                                **expand_preset(own.get(algorithm, {})),
-                                "dataset": config["dataset"], "model": model, "algorithm": algorithm,
-                                "density": density, "seed": seed})
+    """The run settings the workflow gives a training (sparsenet.plan.run_settings)."""
+    return RunConfig.from_flat(run_settings(config, model, algorithm, density, seed))
 
 
 def trainings(config: dict) -> pd.DataFrame:
@@ -181,8 +176,5 @@ def job_counts(config: dict) -> Counter:
             replayed = replays_its_run(row.kind.removeprefix("retrain_"))
             trained = [v for v in config["reinit"]["variants"] if not (v == "rewind" and replayed)]
             counts["retrain_replayed" if replayed else "retrain"] += row.trainings // len(trained)
-        elif config["stack_seeds"]:
-            counts["train_stacked"] += row.trainings // len(config["seeds"])
-        else:
-            counts["train"] += row.trainings
+    counts["train"] = len(train_groups(config))  # rules train_<label>_<i>, one job each
     return counts

@@ -1,4 +1,5 @@
 """Fused runs give each run the result of training it alone, for every algorithm and kind of layer."""
+import json
 import tempfile
 from pathlib import Path
 
@@ -161,11 +162,18 @@ def test_runs_of_different_recipes_are_not_fused(tmp_path, data_root):
     assert not (tmp_path / "a").exists()  # refused before anything was written
 
 
-def test_cli_stacks_seeds_into_one_folder_each(tmp_path, data_root):
-    assert main(["train", "--out", str(tmp_path / "s{seed}"), "--stack-seeds", "3,4", "--algorithm", "dnw",
-                 "--density", "0.1", "--epochs", "1", "--train-subset", "1000", "--device", "cpu"]) == 0
-    assert (tmp_path / "s3" / "run.json").exists() and (tmp_path / "s4" / "run.json").exists()
-    assert main(["train", "--out", str(tmp_path / "x"), "--stack-seeds", "3,4"]) == 2
+def test_cli_fuses_runs_into_one_folder_each(tmp_path, data_root):
+    out = str(tmp_path / "d{density}" / "s{seed}")
+    assert main(["train", "--out", out, "--fuse", "seed=3,density=0.1", "--fuse", "seed=4,density=0.2",
+                 "--algorithm", "dnw", "--epochs", "1", "--train-subset", "1000", "--device", "cpu"]) == 0
+    for seed, density in ((3, 0.1), (4, 0.2)):
+        record = json.loads((tmp_path / f"d{density}" / f"s{seed}" / "run.json").read_text())
+        assert record["config"]["seed"] == seed and record["config"]["algorithm"]["density"] == density
+    assert main(["train", "--out", str(tmp_path / "x"), "--fuse", "seed=3", "--fuse", "seed=4"]) == 2  # one folder
+    assert main(["train", "--out", str(tmp_path / "{lr}"), "--fuse", "seed=3", "--fuse", "seed=4"]) == 2
+    assert main(["train", "--out", str(tmp_path / "{seed}"), "--fuse", "seed=3", "--fuse", "seed=4",
+                 "--algorithm", "imp"]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "3").exists()
 
 
 def test_fused_runs_train_in_bf16_when_asked(tmp_path, data_root):

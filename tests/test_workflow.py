@@ -20,14 +20,20 @@ from sparsenet.tables import SCHEMAS
 from .conftest import REPO, TINY, snakemake, table
 
 
-def planned(workdir, *args, repo=REPO) -> dict[str, int]:
-    """Jobs per rule of a dry run (empty when there is nothing to do)."""
+def planned(workdir, *args, repo=REPO, groups=False) -> dict[str, int]:
+    """Jobs per rule of a dry run (empty when there is nothing to do); the training groups' rules
+    (train_<label>_<i>) summed as "train" unless `groups`."""
     out = snakemake(workdir, "-n", "--quiet", "rules", *args, repo=repo)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
         return {}
-    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", text, flags=re.M)
-    return {rule: int(n) for rule, n in rows if rule != "total"}
+    counts: dict[str, int] = {}
+    first_table = text[text.index("Job stats:"):text.index("\ntotal")]  # a dry run prints the table twice
+    for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", first_table, flags=re.M):
+        if rule != "total":
+            rule = rule if groups or not re.fullmatch(r"train_\w+_\d+", rule) else "train"
+            counts[rule] = counts.get(rule, 0) + int(n)
+    return counts
 
 
 CHANGING = {"snfs", "dnw", "set", "rigl", "gmp"}  # algorithms whose mask changes during a run (E3)
@@ -51,8 +57,11 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     # E1: one job per trained run for all the variants it trains (the rewind of a replayed run is recorded)
     others = [v for v in cfg.get("reinit", {}).get("variants", []) if v != "rewind"]
     changing = [a for a in sparse if a in CHANGING]
+    # training jobs: each model and label's runs in groups of at most runs_per_job (one seed of dense per run)
+    per_job = cfg.get("resources", {}).get("runs_per_job", 8)
+    labels = 1 + len([a for a in sparse if a != "imp"]) + freeze
     counts = {
-        "train": per_seed * (1 + densities * (len([a for a in sparse if a != "imp"]) + freeze)),
+        "train": models * (-(-seeds // per_job) + (labels - 1) * -(-(seeds * densities) // per_job)),
         "imp_round": per_seed * (rounds - 1), "imp_last_round": per_seed if rounds else 0,
         "imp_select": per_seed * densities if "imp" in sparse else 0,
         "retrain": per_seed * densities * len(changing) if variants else 0,
@@ -76,13 +85,12 @@ def test_dry_run_plans_every_job(tmp_path, config):
     assert counts == expected_counts(yaml.safe_load((REPO / config).read_text()))
 
 
-def test_stacked_seeds_plan_one_training_job_per_seed_group(tmp_path):
+@pytest.mark.parametrize("per_job", [1, 3, 100])
+def test_runs_per_job_sizes_the_training_groups(tmp_path, per_job):
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    (tmp_path / "stacked.yaml").write_text(yaml.safe_dump({**cfg, "stack_seeds": True}))
-    counts = planned(tmp_path, "--configfile", str(tmp_path / "stacked.yaml"))
-    expected = expected_counts(cfg)
-    expected["train_stacked"] = expected.pop("train") // len(cfg["seeds"])
-    assert counts == expected
+    cfg["resources"]["runs_per_job"] = per_job
+    (tmp_path / "grouped.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned(tmp_path, "--configfile", str(tmp_path / "grouped.yaml")) == expected_counts(cfg)
 
 
 def test_a_frozen_run_has_its_algorithms_settings_until_its_own_override_them(tmp_path):
@@ -165,7 +173,6 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"recipe": {"preset": "no_such_recipe"}}, "preset: must be one of"),
     ({"settings": {"snfs": {"preset": "no_such_recipe"}}}, "preset: must be one of"),
     ({"device": "tpu"}, "device"),
-    ({"stack_seeds": True, "models": ["tests.custom_model:two_layer"]}, "stack_seeds: fused runs take the package's"),
 ]
 
 

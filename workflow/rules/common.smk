@@ -8,15 +8,15 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sparsenet import models
+from sparsenet import models, plan
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import schedule
-from sparsenet.config import ConfigError, RunConfig, expand_preset
+from sparsenet.config import ConfigError, RunConfig
 from sparsenet.provenance import identity
 from sparsenet.reinit import VARIANTS
 
 REPO = Path(workflow.basedir)
-RUNS = "results/runs"
+RUNS = plan.RUNS
 ENV = "../envs/sparsenet.yaml"
 # Jobs run `python -m sparsenet`: the package from this checkout, with the Python that runs Snakemake unless
 # a conda env (--sdm conda) puts its own first. Jobs inherit both, locally and on a cluster.
@@ -53,30 +53,10 @@ def run_of(path):
     return _run_folders()[path]
 
 
-# --- the runs of the study ---
-def split_label(label):
-    """Folder label -> (algorithm, freeze epoch): 'rigl_freeze_f2' -> ('rigl_freeze', 2)."""
-    frozen = re.fullmatch(r"(\w+_freeze)_f(\d+)", label)
-    return (frozen[1], int(frozen[2])) if frozen else (label, None)
-
-
+# --- the runs of the study (sparsenet.plan) ---
 def run_settings(model, label, density, seed):
     """Explicit settings of a run (a `preset` expanded, so that editing a preset reruns what it changes)."""
-    algorithm, freeze = split_label(label)
-    base = algorithm.removesuffix("_freeze")  # <alg>_freeze runs as <alg> does until its freeze
-    settings = {
-        **expand_preset(config["recipe"]),
-        **(expand_preset(config["settings"].get(base, {})) if base != algorithm else {}),
-        **expand_preset(config["settings"].get(algorithm, {})),
-        "dataset": DATASET,
-        "model": model,
-        "algorithm": algorithm,
-        "density": float(density),
-        "seed": int(seed),
-    }
-    if freeze is not None:
-        settings["freeze_epoch"] = freeze
-    return settings
+    return plan.run_settings(config, model, label, density, seed)
 
 
 def cli_flags(settings):
@@ -84,13 +64,6 @@ def cli_flags(settings):
         return ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
 
     return " ".join(f"--{k.replace('_', '-')} {shlex.quote(text(v))}" for k, v in sorted(settings.items()))
-
-
-def stacked_settings(w):
-    """The settings of a run configuration for all seeds at once (the seeds go to --stack-seeds)."""
-    settings = run_settings(w.model, w.label, w.density, config["seeds"][0])
-    del settings["seed"]
-    return cli_flags(settings)
 
 
 def imp_round_settings(w):
@@ -107,12 +80,8 @@ def imp_prev(w):
     return [f"{prev}/run.json", f"{prev}/init.safetensors", f"{prev}/next_mask.safetensors"]
 
 
-def fmt(density):
-    return f"{float(density):g}"
-
-
 def run_dir(model, label, density, seed):
-    return f"{RUNS}/{DATASET}-{model}/{label}/d{fmt(density)}/s{seed}"
+    return plan.PlannedRun(model, label, density, seed).folder(DATASET)
 
 
 for _model in config["models"]:  # registered, or importable: before any settings are built with it
@@ -121,17 +90,11 @@ for _model in config["models"]:  # registered, or importable: before any setting
     except KeyError as e:
         raise WorkflowError(f"config.yaml: models: {e.args[0]}")
 SPARSE = list(config["algorithms"])
-FREEZE_LABELS = [f"{a}_freeze_f{k}" for a in config["freeze_algorithms"] for k in config["freeze_epochs"]]
 
 
 def planned_runs():
     """(model, label, density, seed) of every trained run: dense, each sparse algorithm, the freeze sweep."""
-    for model in config["models"]:
-        for seed in config["seeds"]:
-            yield model, "dense", 1.0, seed
-            for label in SPARSE + FREEZE_LABELS:
-                for density in config["densities"]:
-                    yield model, label, density, seed
+    return [(r.model, r.label, r.density, r.seed) for r in plan.planned_runs(config)]
 
 
 def check_config():
@@ -149,15 +112,9 @@ def check_config():
         try:
             RunConfig.from_flat(run_settings(model, label, density, seed))
         except ConfigError as e:
-            algorithm = split_label(label)[0]
+            algorithm = plan.split_label(label)[0]
             where = f"recipe or settings.{algorithm}" if algorithm in config["settings"] else "recipe"
             raise WorkflowError(f"config.yaml: {e} (in {where}, for run {run_dir(model, label, density, seed)})")
-    own_models = [m for m in config["models"] if m not in models.BUILTIN]
-    if config["stack_seeds"] and own_models:
-        raise WorkflowError(
-            f"config.yaml: stack_seeds: fused runs take the package's models; {own_models} "
-            "train their runs one by one (stack_seeds: false)"
-        )
     missing = [a for a in config["freeze_algorithms"] if a not in SPARSE]
     if config["freeze_epochs"] and missing:
         raise WorkflowError(
@@ -192,8 +149,32 @@ FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_free
 FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
 
 
-# labels the train rules make: dense, every sparse algorithm but imp (its chain has rules of its own), E4's
-TRAIN_LABELS = "|".join(["dense", *(re.escape(a) for a in SPARSE if a != "imp"), r"\w+_freeze_f\d+"])
+# --- training jobs: one per group of the plan (rules train_<label>_<i>) ---
+TRAIN_GROUPS = plan.train_groups(config)
+
+
+def group_runs(group):
+    return [(r.model, r.label, r.density, r.seed) for r in group.runs]
+
+
+def group_log(group):
+    """A single run's log is in its folder; a group's beside its runs' folders."""
+    model, label, density, seed = group_runs(group)[0]
+    if len(group.runs) == 1:
+        return f"{run_dir(model, label, density, seed)}/train.log"
+    return f"{RUNS}/{DATASET}-{model}/{group.name}.log"
+
+
+def group_params(group):
+    """The shared settings, one --fuse per run with its own (seed, density), the --out pattern, the identity."""
+    first = group_runs(group)[0]
+    settings = {k: v for k, v in run_settings(*first).items() if k not in group.varying}
+    return dict(
+        settings=cli_flags(settings),
+        fuse=" ".join(f"--fuse {f}" for f in group.fuse()),
+        out=lambda w, out=group.out(DATASET): out,  # a function: its {seed}, {density} are placeholders, not wildcards
+        code=code("train", first),
+    )
 
 
 wildcard_constraints:

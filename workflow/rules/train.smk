@@ -1,15 +1,17 @@
 # Training: dense and each sparse algorithm per density and seed; imp as a chain of rounds per seed.
 
 
-if not config["stack_seeds"]:
+# One job per training group of the plan (sparsenet.plan.train_groups): runs of one model and label, at most
+# resources.runs_per_job of them, trained at once as one fused model; each writes its own run folder.
+for _group in TRAIN_GROUPS:
 
-    rule train:
+    rule:
+        name:
+            _group.name
         output:
-            multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/", *RUN_FILES),
+            [f"{run_dir(*r)}/{f}" for r in group_runs(_group) for f in RUN_FILES],
         log:
-            f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/train.log",
-        wildcard_constraints:
-            label=TRAIN_LABELS,
+            group_log(_group),
         conda:
             ENV
         threads: RES["threads"]
@@ -18,43 +20,10 @@ if not config["stack_seeds"]:
             mem_mb=RES["train_mem_mb"],
             gpu=RES["gpus"],
         params:
+            **group_params(_group),
             device=config["device"],
-            settings=lambda w: cli_flags(run_settings(w.model, w.label, w.density, w.seed)),
-            code=lambda w: code("train", (w.model, w.label, w.density, w.seed)),
-            out=lambda w, output: Path(output[0]).parent,
         shell:
-            "python -m sparsenet train --out {params.out} {params.settings} --device {params.device} "
-            "--threads {threads} > {log} 2>&1"
-
-else:
-
-    # All seeds of a run configuration in one batched job; what depends on them stays per seed.
-    rule train_stacked:
-        output:
-            [
-                f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{seed}/{f}"
-                for seed in config["seeds"]
-                for f in RUN_FILES
-            ],
-        log:
-            f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/train_stacked.log",
-        wildcard_constraints:
-            label=TRAIN_LABELS,
-        conda:
-            ENV
-        threads: RES["threads"]
-        resources:
-            runtime=RES["train_runtime_min"],
-            mem_mb=RES["train_mem_mb"],
-            gpu=RES["gpus"],
-        params:
-            device=config["device"],
-            settings=stacked_settings,
-            seeds=",".join(str(s) for s in config["seeds"]),
-            code=lambda w: code("train", (w.model, w.label, w.density, config["seeds"][0])),
-            out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{{seed}}",
-        shell:
-            "python -m sparsenet train --out '{params.out}' --stack-seeds {params.seeds} {params.settings} "
+            "python -m sparsenet train --out '{params.out}' {params.fuse} {params.settings} "
             "--device {params.device} --threads {threads} > {log} 2>&1"
 
 

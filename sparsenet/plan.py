@@ -1,0 +1,128 @@
+"""The study plan: the runs a study config trains, their folders and settings, and the training jobs that train
+them in fused groups. The workflow (workflow/rules/common.smk), `sparsenet plan` and the tests read these same
+objects, so the three cannot disagree on what a study is.
+
+A run's folder is `results/runs/<dataset>-<model>/<label>/d<density>/s<seed>`, where the label is the algorithm,
+or `<name>_freeze_f<k>` for a run of E4's freeze sweep.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sparsenet import models
+from sparsenet.config import expand_preset
+
+RUNS = "results/runs"
+
+
+def split_label(label: str) -> tuple[str, int | None]:
+    """Folder label -> (algorithm, freeze epoch): 'rigl_freeze_f2' -> ('rigl_freeze', 2)."""
+    frozen = re.fullmatch(r"(\w+_freeze)_f(\d+)", label)
+    return (frozen[1], int(frozen[2])) if frozen else (label, None)
+
+
+def fmt(density: float | str) -> str:
+    """A density as folder names and command lines write it: 0.05, 1."""
+    return f"{float(density):g}"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training of a study: a model and folder label at a density and seed."""
+
+    model: str
+    label: str
+    density: float
+    seed: int
+
+    def folder(self, dataset: str) -> str:
+        return self.pattern(dataset, [])
+
+    def pattern(self, dataset: str, placeholders: list[str]) -> str:
+        """The folder, with `{seed}` and `{density}` in place of the values of those named."""
+        density = "{density}" if "density" in placeholders else fmt(self.density)
+        seed = "{seed}" if "seed" in placeholders else self.seed
+        return f"{RUNS}/{dataset}-{self.model}/{self.label}/d{density}/s{seed}"
+
+    def setting(self, key: str) -> str:
+        """Its seed or density as the command line and folder names write it."""
+        return fmt(self.density) if key == "density" else str(self.seed)
+
+
+def run_settings(config: dict, model: str, label: str, density: float = 1.0, seed: int = 0) -> dict:
+    """The explicit flat settings of a run: the study's recipe, then its algorithm's settings (a `<name>_freeze`
+    run first takes `<name>`'s), then the keys the study sets. Presets are expanded, so that editing a preset
+    reruns what it changes."""
+    algorithm, freeze = split_label(label)
+    base = algorithm.removesuffix("_freeze")  # <alg>_freeze runs as <alg> does until its freeze
+    own = config.get("settings", {})
+    settings = {
+        **expand_preset(config["recipe"]),
+        **(expand_preset(own.get(base, {})) if base != algorithm else {}),
+        **expand_preset(own.get(algorithm, {})),
+        "dataset": config["dataset"], "model": model, "algorithm": algorithm,
+        "density": float(density), "seed": int(seed),
+    }
+    if freeze is not None:
+        settings["freeze_epoch"] = freeze
+    return settings
+
+
+def freeze_labels(config: dict) -> list[str]:
+    return [f"{a}_freeze_f{k}" for a in config.get("freeze_algorithms", ["dnw"]) for k in config["freeze_epochs"]]
+
+
+def planned_runs(config: dict) -> list[PlannedRun]:
+    """Every trained run of the study: dense, each sparse algorithm, the freeze sweep; by model, seed, label,
+    density."""
+    return [PlannedRun(model, "dense", 1.0, seed) if label == "dense" else PlannedRun(model, label, density, seed)
+            for model in config["models"] for seed in config["seeds"]
+            for label in ["dense", *config["algorithms"], *freeze_labels(config)]
+            for density in ([1.0] if label == "dense" else config["densities"])]
+
+
+@dataclass(frozen=True)
+class TrainGroup:
+    """One training job: runs of one model and label (so one recipe and algorithm) trained as one fused model
+    (sparsenet.fused), or a single run. `name` is the job's rule name."""
+
+    name: str
+    runs: tuple[PlannedRun, ...]
+
+    @property
+    def varying(self) -> list[str]:
+        """The settings its runs differ in, each run's own (seed, density); the rest they share."""
+        return [k for k in ("seed", "density") if len({getattr(r, k) for r in self.runs}) > 1]
+
+    def fuse(self) -> list[str]:
+        """`sparsenet train --fuse` of each run (none for a single run): 'seed=1,density=0.05'."""
+        return [",".join(f"{k}={r.setting(k)}" for k in self.varying) for r in self.runs] if self.varying else []
+
+    def out(self, dataset: str) -> str:
+        """`sparsenet train --out`: the folder of its runs, with a placeholder for each setting they vary in."""
+        return self.runs[0].pattern(dataset, self.varying)
+
+
+def runs_per_job(config: dict, model: str) -> int:
+    """How many runs one training job fuses: the study's `resources.runs_per_job`; 1 for a user's own model,
+    whose forward the fused layout may not survive (sparsenet.fused)."""
+    return config["resources"]["runs_per_job"] if model in models.BUILTIN else 1
+
+
+def train_groups(config: dict) -> list[TrainGroup]:
+    """The training jobs of every planned run but imp's (its rounds have jobs of their own): each model and
+    label's runs, by seed then density, in consecutive groups of at most `runs_per_job`. Deterministic, and each
+    run is in exactly one group; a group's name counts the groups of its label."""
+    by_label: dict[tuple[str, str], list[PlannedRun]] = {}
+    for run in planned_runs(config):
+        if run.label != "imp":
+            by_label.setdefault((run.model, run.label), []).append(run)
+    groups, counter = [], {}
+    for (model, label), runs in by_label.items():
+        runs.sort(key=lambda r: (r.seed, r.density))
+        size = runs_per_job(config, model)
+        for start in range(0, len(runs), size):
+            i = counter[label] = counter.get(label, -1) + 1
+            groups.append(TrainGroup(f"train_{label}_{i}", tuple(runs[start:start + size])))
+    return groups

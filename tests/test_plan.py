@@ -1,0 +1,110 @@
+"""The study plan (sparsenet.plan): which runs a study trains and how its training jobs group them."""
+import itertools
+import re
+
+import pytest
+import yaml
+
+from sparsenet import plan, study
+from sparsenet.masks import Mask
+
+from .conftest import REPO
+
+
+def load(name="config.yaml", **changes) -> dict:
+    cfg = study.load_study(REPO / name, validate=False)
+    for key, value in changes.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    return cfg
+
+
+@pytest.mark.parametrize("per_job", [1, 2, 3, 8, 1000])
+@pytest.mark.parametrize("name", ["config.yaml", "config/cifar10.yaml", "config/extended.yaml"])
+def test_groups_cover_every_trained_run_once_and_share_a_label(name, per_job):
+    cfg = load(name, resources={"runs_per_job": per_job})
+    groups = plan.train_groups(cfg)
+    grouped = [r for g in groups for r in g.runs]
+    assert sorted(grouped, key=repr) == sorted((r for r in plan.planned_runs(cfg) if r.label != "imp"), key=repr)
+    assert len(set(grouped)) == len(grouped)
+    assert len({g.name for g in groups}) == len(groups)
+    for g in groups:
+        assert 1 <= len(g.runs) <= per_job
+        assert len({(r.model, r.label) for r in g.runs}) == 1  # one recipe and algorithm: fusable
+    assert plan.train_groups(cfg) == groups  # deterministic
+
+
+def test_a_label_fills_its_groups_before_starting_another():
+    cfg = load(resources={"runs_per_job": 3})  # 2 seeds x 2 densities per sparse label: groups of 3 and 1
+    sizes = {}
+    for g in plan.train_groups(cfg):
+        sizes.setdefault(g.runs[0].label, []).append(len(g.runs))
+    assert sizes == {"dense": [2], **{label: [3, 1] for label in ["snfs", "dnw", "dnw_freeze_f1", "dnw_freeze_f2"]}}
+
+
+def test_a_users_own_model_trains_one_run_per_job():
+    cfg = load("tests/config/tiny.yaml", models=["tests.custom_model:two_layer", "lenet300_100"], seeds=[0, 1])
+    for g in plan.train_groups(cfg):
+        assert len(g.runs) == (1 if g.runs[0].model.startswith("tests.") else 2)
+
+
+def test_run_settings_of_a_frozen_run_take_its_algorithms_then_its_own():
+    cfg = load("tests/config/tiny.yaml", settings={"dnw": {"lr": 0.3, "weight_decay": 0.1},
+                                                    "dnw_freeze": {"lr": 0.2}})
+    settings = plan.run_settings(cfg, "lenet300_100", "dnw_freeze_f1", 0.1, 2)
+    assert settings["lr"] == 0.2 and settings["weight_decay"] == 0.1
+    assert (settings["algorithm"], settings["freeze_epoch"], settings["seed"]) == ("dnw_freeze", 1, 2)
+
+
+def test_the_workflow_plans_the_groups_of_the_library(tmp_path):
+    """The job names Snakemake plans are the plan's group names, each once."""
+    from .test_workflow import planned
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["resources"]["runs_per_job"] = 3
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned(tmp_path, "--configfile", str(tmp_path / "study.yaml"), groups=True)
+    names = {g.name for g in plan.train_groups(load(resources={"runs_per_job": 3}))}
+    assert {rule: n for rule, n in jobs.items() if rule in names} == dict.fromkeys(names, 1)
+    assert not [rule for rule in jobs if rule.startswith("train_") and rule not in names]
+    assert list(itertools.chain(names)) and "train" not in jobs
+
+
+@pytest.mark.parametrize("per_job", [1, 3, 8])
+def test_each_groups_command_names_its_runs_folders(per_job):
+    cfg = load(resources={"runs_per_job": per_job})
+    for g in plan.train_groups(cfg):
+        folders = [g.out("mnist").format(**dict(kv.split("=") for kv in f.split(","))) for f in g.fuse()]
+        assert folders == ([r.folder("mnist") for r in g.runs] if len(g.runs) > 1 else [])
+        if len(g.runs) == 1:
+            assert g.out("mnist") == g.runs[0].folder("mnist")
+
+
+def test_a_grouped_study_trains_its_groups_as_one_job_each_and_equals_single_runs(tmp_path, data_root):
+    """Two seeds of dense and of snfs, fused two to a job, against the same study one run per job: the same
+    masks, accuracies within float rounding; a finished grouped study plans nothing more."""
+    from .conftest import TINY, snakemake, table
+    from .test_workflow import planned
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg.update(seeds=[0, 1], algorithms=["snfs"], freeze_epochs=[], reinit={"variants": ["reinit"]},
+               prune_sweep={"fractions": [0.0, 0.5], "methods": ["random"], "draws": 1})
+    tables = {}
+    for per_job in (2, 1):
+        work = tmp_path / f"per_job{per_job}"
+        work.mkdir()
+        (work / "study.yaml").write_text(yaml.safe_dump({**cfg, "resources": {"runs_per_job": per_job}}))
+        out = snakemake(work, "--cores", "2", "--configfile", str(work / "study.yaml"))
+        trained = re.findall(r"^(?:local)?rule (train_\w+):", out.stdout + out.stderr, flags=re.M)
+        assert len(trained) == 2 * (2 // per_job)  # dense and snfs, 1 or 2 jobs each
+        tables[per_job] = table(work, "runs")
+        assert planned(work, "--configfile", str(work / "study.yaml")) == {}
+    grouped, single = tables[2], tables[1]
+    assert list(grouped["run"]) == list(single["run"]) and (grouped["status"] == "ok").all()
+    assert list(grouped["final_density"]) == list(single["final_density"])
+    assert (grouped["test_acc"] - single["test_acc"]).abs().max() < 0.005
+    for run in grouped["run"]:
+        fused = Mask.load(tmp_path / "per_job2" / run / "mask.safetensors")
+        alone = Mask.load(tmp_path / "per_job1" / run / "mask.safetensors")
+        assert fused.layers.keys() == alone.layers.keys()
+        agree = [(fused.layers[k] == alone.layers[k]).float().mean().item() for k in fused.layers]
+        assert min(agree) > 0.999, (run, agree)
