@@ -51,10 +51,7 @@ def cmd_train(args) -> None:
         cfgs = [_run_config(args, **run) for run in args.fuse]
         if any(c.algorithm.algorithm == "imp" for c in cfgs):
             raise ConfigError("algorithm: imp trains in rounds (sparsenet imp-round); fuse runs of any other")
-        try:
-            outs = [Path(str(args.out).format(**run)) for run in args.fuse]
-        except (KeyError, IndexError, ValueError) as e:
-            raise ConfigError(f"--out {args.out}: its placeholders must be keys every --fuse sets ({e})") from None
+        outs = _fused_folders("--out", args.out, args.fuse)
         code = provenance.identity("train", cfgs[0])  # the runs share their algorithm: one identity
         for out, record in zip(outs, fused.train_fused(cfgs, outs, data_root=args.data_root, device=args.device,
                                                        code=code)):
@@ -70,9 +67,28 @@ def cmd_train(args) -> None:
           f"wall {record['wall_s']:.1f}s")
 
 
+def _fused_folders(flag: str, template: Path, runs: list[dict[str, str]]) -> list[Path]:
+    """The folder of each run of a fused group: `template` with its placeholders filled from the run's --fuse."""
+    try:
+        return [Path(str(template).format(**run)) for run in runs]
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{flag} {template}: its placeholders must be keys every --fuse sets ({e})") from None
+
+
 def cmd_imp_round(args) -> None:
     from sparsenet import provenance, rounds
 
+    if args.fuse:  # the same round of several chains
+        cfgs = [_run_config(args, **run) for run in args.fuse]
+        cfgs = cfgs if args.prev else [c.replace(density=1.0) for c in cfgs]
+        outs = _fused_folders("--out", args.out, args.fuse)
+        prevs = _fused_folders("--prev", args.prev, args.fuse) if args.prev else [None] * len(cfgs)
+        records = rounds.run_rounds(cfgs, outs, prevs=prevs, next_density=args.next_density, data_root=args.data_root,
+                                    device=args.device, code=provenance.identity("imp-round", cfgs[0]))
+        for out, record in zip(outs, records):
+            print(f"{out}: round {record['imp_round']} test_acc {record['test_acc']:.4f} "
+                  f"density {record['density']:.4f}")
+        return
     cfg = _run_config(args)
     if args.prev is None:
         cfg = cfg.replace(density=1.0)
@@ -265,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_run_settings(p)
     p.add_argument("--prev", type=Path, help="the previous round's folder (omit for round 0)")
     p.add_argument("--next-density", type=float, help="density of the next round's mask (omit for the last round)")
+    p.add_argument("--fuse", type=_fused_run, action="append", metavar="KEY=VALUE,...",
+                   help="one chain of several trained at once (e.g. seed=1), repeated for each: this round of "
+                        "every chain as one fused model, --out and --prev with placeholders (e.g. 's{seed}/r03')")
     p.set_defaults(func=cmd_imp_round)
 
     p = sub.add_parser("retrain", help="retrain a run under its final mask with weights reset by a variant (E1)")

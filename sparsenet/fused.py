@@ -321,12 +321,13 @@ def _check_group(cfgs: list[RunConfig]) -> None:
 
 def train_fused(cfgs: list[RunConfig], outs: list[str | Path], *, data_root=None, device: str | None = None,
                 masks: list | None = None, init_weights: list | None = None, extras: list | None = None,
-                first_epoch: int = 0, code: str | None = None) -> list[dict]:
+                first_epoch: int = 0, save_weights_at_epoch: int = 0, code: str | None = None) -> list[dict]:
     """Train every run of `cfgs` into the matching folder of `outs` in one fused model; their run records.
 
     The runs share model, data, recipe, execution settings and algorithm, and may differ in seed, density and
     the algorithm's other settings; `masks` and `init_weights`, one per run, start each from given structure and
-    weights, `extras` go into their run.json and all start at `first_epoch` (as `train`). Runs resumed from
+    weights, `extras` go into their run.json and all start at `first_epoch` and save their weights after epoch
+    `save_weights_at_epoch` (as `train`). Runs resumed from
     checkpoints of different epochs train one after another.
     """
     if len(cfgs) != len(outs) or len({str(Path(o)) for o in outs}) != len(outs):
@@ -339,12 +340,14 @@ def train_fused(cfgs: list[RunConfig], outs: list[str | Path], *, data_root=None
     dev = resolve_device(device)
     data = load_data(cfgs[0], dev, data_root)
     runs = {i: Run(cfgs[i], Path(outs[i]), dev, data, mask=masks[i], init_weights=init_weights[i], extra=extras[i],
-                   first_epoch=first_epoch, sparse_kernels=False, code=code)  # kernels: chosen for the fused layers
+                   first_epoch=first_epoch, save_weights_at_epoch=save_weights_at_epoch,
+                   sparse_kernels=False, code=code)  # kernels: chosen for the fused layers
             for i in todo}
     if len({r.start_epoch for r in runs.values()}) > 1:
         print("checkpoints of different epochs: training the runs one after another", file=sys.stderr)
         return [records[i] or train(cfgs[i], outs[i], data_root=data_root, device=device, mask=masks[i],
-                                    init_weights=init_weights[i], extra=extras[i], first_epoch=first_epoch, code=code)
+                                    init_weights=init_weights[i], extra=extras[i], first_epoch=first_epoch,
+                                    save_weights_at_epoch=save_weights_at_epoch, code=code)
                 for i in range(len(cfgs))]
     if runs:
         records.update(zip(runs, _loop(list(runs.values()))))

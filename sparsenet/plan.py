@@ -126,3 +126,34 @@ def train_groups(config: dict) -> list[TrainGroup]:
             i = counter[label] = counter.get(label, -1) + 1
             groups.append(TrainGroup(f"train_{label}_{i}", tuple(runs[start:start + size])))
     return groups
+
+
+@dataclass(frozen=True)
+class ChainGroup:
+    """imp's chains of some seeds of one model, trained in lockstep: each round is one job that trains that round
+    of every chain as one fused model (sparsenet.rounds.run_rounds), or of its one chain alone. `name` is the
+    suffix of its rules' names."""
+
+    name: str
+    model: str
+    seeds: tuple[int, ...]
+
+    def round_folder(self, dataset: str, round_: int | str, seed: int | str | None = None) -> str:
+        """A round's folder of the chain of `seed`; with several seeds and none given, `{seed}` in its place."""
+        seed = seed if seed is not None else ("{seed}" if len(self.seeds) > 1 else self.seeds[0])
+        return f"{RUNS}/{dataset}-{self.model}/imp/chain/s{seed}/r{round_}"
+
+    def fuse(self) -> list[str]:
+        return [f"seed={s}" for s in self.seeds] if len(self.seeds) > 1 else []
+
+
+def chain_groups(config: dict) -> list[ChainGroup]:
+    """imp's chains, each model's seeds in consecutive groups of at most `runs_per_job` (none without imp)."""
+    if "imp" not in config["algorithms"]:
+        return []
+    groups = []
+    for model in config["models"]:
+        size = runs_per_job(config, model)
+        for start in range(0, len(config["seeds"]), size):
+            groups.append(ChainGroup(str(len(groups)), model, tuple(config["seeds"][start:start + size])))
+    return groups

@@ -14,6 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from sparsenet import fused
 from sparsenet.algorithms import imp
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import ConfigError, RunConfig
@@ -22,30 +23,53 @@ from sparsenet.masks import Mask
 from sparsenet.train import RUN_FILES, train
 
 
-def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_density: float | None,
-              data_root=None, device=None, code: str | None = None) -> dict:
-    """Train one round into `out` (after the round in folder `prev`, or round 0 if None); prune for the next."""
-    out = Path(out)
+def _round_start(cfg: RunConfig, prev: str | Path | None) -> tuple[RunConfig, dict]:
+    """The round after the round in folder `prev` (round 0 if None): its settings at its mask's density, and how
+    it trains (`train`'s keyword arguments: rewind weights, mask, first epoch, the rewind point to save)."""
     if prev is None:
         if cfg.algorithm.density != 1.0:
             raise ConfigError(f"density: round 0 of imp trains dense (density 1.0), got {cfg.algorithm.density}")
-        record = train(cfg, out, data_root=data_root, device=device, save_weights_at_epoch=cfg.algorithm.rewind_epoch,
-                       extra={"imp_round": 0}, code=code)
-    else:
-        prev = Path(prev)
-        mask = Mask.load(prev / "next_mask.safetensors")
-        rewind = prev / "rewind.safetensors"
-        rewind = rewind if rewind.exists() else prev / "init.safetensors"
-        prev_round = read_json(prev / "run.json")["imp_round"]
-        cfg = cfg.replace(density=round(mask.density(exclude=cfg.algorithm.dense_layers), 6))
-        k = cfg.algorithm.rewind_epoch
-        record = train(cfg, out, data_root=data_root, device=device, init_weights=load_weights(rewind), mask=mask,
-                       first_epoch=k, extra={"imp_round": prev_round + 1, "first_epoch": k}, code=code)
+        return cfg, dict(save_weights_at_epoch=cfg.algorithm.rewind_epoch, extra={"imp_round": 0})
+    prev = Path(prev)
+    mask = Mask.load(prev / "next_mask.safetensors")
+    rewind = prev / "rewind.safetensors"
+    rewind = rewind if rewind.exists() else prev / "init.safetensors"
+    prev_round = read_json(prev / "run.json")["imp_round"]
+    k = cfg.algorithm.rewind_epoch
+    return (cfg.replace(density=round(mask.density(exclude=cfg.algorithm.dense_layers), 6)),
+            dict(init_weights=load_weights(rewind), mask=mask, first_epoch=k,
+                 extra={"imp_round": prev_round + 1, "first_epoch": k}))
+
+
+def _prune_for_next(cfg: RunConfig, out: Path, next_density: float | None) -> None:
     if next_density is not None and not (out / "next_mask.safetensors").exists():
         final = load_weights(out / "final.safetensors")
         imp.prune(final, Mask.load(out / "mask.safetensors"), next_density, cfg.algorithm).save(
             out / "next_mask.safetensors")
+
+
+def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_density: float | None,
+              data_root=None, device=None, code: str | None = None) -> dict:
+    """Train one round into `out` (after the round in folder `prev`, or round 0 if None); prune for the next."""
+    cfg, how = _round_start(cfg, prev)
+    record = train(cfg, out, data_root=data_root, device=device, code=code, **how)
+    _prune_for_next(cfg, Path(out), next_density)
     return record
+
+
+def run_rounds(cfgs: list[RunConfig], outs: list[str | Path], *, prevs: list[str | Path | None],
+               next_density: float | None, data_root=None, device=None, code: str | None = None) -> list[dict]:
+    """The same round of several chains (seeds) at once, trained as one fused model (sparsenet.fused); each
+    folder of `outs` ends as `run_round` leaves it."""
+    starts = [_round_start(c, p) for c, p in zip(cfgs, prevs, strict=True)]
+    how = [h for _, h in starts]
+    records = fused.train_fused([c for c, _ in starts], outs, data_root=data_root, device=device, code=code,
+                                masks=[h.get("mask") for h in how], init_weights=[h.get("init_weights") for h in how],
+                                extras=[h["extra"] for h in how], first_epoch=how[0].get("first_epoch", 0),
+                                save_weights_at_epoch=how[0].get("save_weights_at_epoch", 0))
+    for (cfg, _), out in zip(starts, outs):
+        _prune_for_next(cfg, Path(out), next_density)
+    return records
 
 
 def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None, code: str | None = None) -> dict:

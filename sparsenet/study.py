@@ -18,7 +18,7 @@ import yaml
 
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
-from sparsenet.plan import run_settings, train_groups
+from sparsenet.plan import chain_groups, run_settings, train_groups
 from sparsenet.reinit import replays_its_run
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -167,14 +167,16 @@ def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -
 def job_counts(config: dict) -> Counter:
     """Training jobs per workflow rule, as `snakemake -n` lists them (the tests hold the two together)."""
     counts: Counter = Counter()
+    groups = Counter(g.model for g in chain_groups(config))
     for row in trainings(config).itertuples():
-        if row.kind == "imp_round":  # each seed's chain ends in a round of its own rule (no next mask)
-            chains = len(config["seeds"])
-            counts["imp_round"] += row.trainings - chains
-            counts["imp_last_round"] += chains
+        if row.kind == "imp_round":  # a round of a group of chains is one job; the last has rules of its own
+            rounds = row.trainings // len(config["seeds"])
+            counts["imp_round"] += (rounds - 1) * groups[row.model]
+            counts["imp_last_round"] += groups[row.model]
         elif row.kind.startswith("retrain_"):  # one job per trained run, for all the variants it trains
             replayed = replays_its_run(row.kind.removeprefix("retrain_"))
             trained = [v for v in config["reinit"]["variants"] if not (v == "rewind" and replayed)]
             counts["retrain_replayed" if replayed else "retrain"] += row.trainings // len(trained)
     counts["train"] = len(train_groups(config))  # rules train_<label>_<i>, one job each
+    # the groups' rules (train_<label>_<i>, imp_round_<i>, imp_last_round_<i>) counted by kind
     return counts

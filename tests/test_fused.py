@@ -185,3 +185,25 @@ def test_fused_runs_train_in_bf16_when_asked(tmp_path, data_root):
     assert not torch.equal(a, b)  # autocast ran
     for r32, r16 in zip(records["fp32"], records["bf16"]):
         assert abs(r32["test_acc"] - r16["test_acc"]) < 0.03
+
+
+@pytest.mark.parametrize("rewind_epoch", [0, 1])
+def test_fused_imp_rounds_equal_each_chain_alone(tmp_path, data_root, rewind_epoch):
+    """Rounds 0 and 1 of two seeds' chains in lockstep, as the workflow's fused imp jobs train them."""
+    from sparsenet.rounds import run_round, run_rounds
+
+    cfgs = [tiny(algorithm="imp", density=1.0, epochs=2, rewind_epoch=rewind_epoch, imp_rate=0.5, seed=s)
+            for s in (0, 1)]
+    fused_dirs = {r: [tmp_path / "fused" / f"s{s}" / f"r{r}" for s in (0, 1)] for r in (0, 1)}
+    alone_dirs = {r: [tmp_path / "alone" / f"s{s}" / f"r{r}" for s in (0, 1)] for r in (0, 1)}
+    run_rounds(cfgs, fused_dirs[0], prevs=[None, None], next_density=0.5)
+    run_rounds(cfgs, fused_dirs[1], prevs=fused_dirs[0], next_density=0.25)
+    for k, cfg in enumerate(cfgs):
+        run_round(cfg, alone_dirs[0][k], prev=None, next_density=0.5)
+        run_round(cfg, alone_dirs[1][k], prev=alone_dirs[0][k], next_density=0.25)
+    for r in (0, 1):
+        for fused_dir, alone_dir in zip(fused_dirs[r], alone_dirs[r]):
+            _assert_same_run(fused_dir, alone_dir)
+            assert Mask.load(fused_dir / "next_mask.safetensors").equal(Mask.load(alone_dir / "next_mask.safetensors"))
+            assert (fused_dir / "rewind.safetensors").exists() == (r == 0 and rewind_epoch > 0)
+            assert json.loads((fused_dir / "run.json").read_text())["imp_round"] == r

@@ -13,7 +13,7 @@ from sparsenet.config import RunConfig
 
 from .conftest import snakemake
 
-COMMAND_OF_RULE = {"imp_round": "imp-round", "imp_last_round": "imp-round", "retrain": "retrain",
+COMMAND_OF_RULE = {"retrain": "retrain",
                    "retrain_replayed": "retrain", "record_rewind": "retrain", "prune_sweep": "prune-sweep",
                    "emergence": "emergence",
                    "mask_stats": "mask-stats", "tables": "tables", "similarity": "similarity", "figures": "figures",
@@ -21,8 +21,11 @@ COMMAND_OF_RULE = {"imp_round": "imp-round", "imp_last_round": "imp-round", "ret
 
 
 def command_of(rule: str) -> str | None:
-    """The command a rule's jobs run; training groups are rules train_<label>_<i> (sparsenet.plan)."""
-    return "train" if re.fullmatch(r"train_\w+_\d+", rule) else COMMAND_OF_RULE.get(rule)
+    """The command a rule's jobs run; the groups' rules are train_<label>_<i>, imp_round_<i> and
+    imp_last_round_<i> (sparsenet.plan)."""
+    if re.fullmatch(r"train_\w+_\d+", rule):
+        return "train"
+    return "imp-round" if re.fullmatch(r"imp_(last_)?round_\d+", rule) else COMMAND_OF_RULE.get(rule)
 
 
 def arg(argv, flag):
@@ -59,7 +62,7 @@ def missing_modules(study) -> dict[tuple[str, str], set[str]]:
 
 
 def test_every_job_kind_was_traced(study):
-    assert {j["command"] for j in jobs(study)} == {"train", *COMMAND_OF_RULE.values()}
+    assert {j["command"] for j in jobs(study)} == {"train", "imp-round", *COMMAND_OF_RULE.values()}
 
 
 def test_every_module_a_job_imports_is_in_its_identity(study):

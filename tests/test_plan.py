@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from sparsenet import plan, study
+from sparsenet.algorithms.imp import schedule
 from sparsenet.masks import Mask
 
 from .conftest import REPO
@@ -80,13 +81,13 @@ def test_each_groups_command_names_its_runs_folders(per_job):
 
 
 def test_a_grouped_study_trains_its_groups_as_one_job_each_and_equals_single_runs(tmp_path, data_root):
-    """Two seeds of dense and of snfs, fused two to a job, against the same study one run per job: the same
-    masks, accuracies within float rounding; a finished grouped study plans nothing more."""
+    """Two seeds of dense, snfs and imp's chains, fused two to a job, against the same study one run per job: the
+    same masks, accuracies within float rounding; a finished grouped study plans nothing more."""
     from .conftest import TINY, snakemake, table
     from .test_workflow import planned
 
     cfg = yaml.safe_load(TINY.read_text())
-    cfg.update(seeds=[0, 1], algorithms=["snfs"], freeze_epochs=[], reinit={"variants": ["reinit"]},
+    cfg.update(seeds=[0, 1], algorithms=["imp", "snfs"], freeze_epochs=[], reinit={"variants": ["reinit"]},
                prune_sweep={"fractions": [0.0, 0.5], "methods": ["random"], "draws": 1})
     tables = {}
     for per_job in (2, 1):
@@ -94,8 +95,11 @@ def test_a_grouped_study_trains_its_groups_as_one_job_each_and_equals_single_run
         work.mkdir()
         (work / "study.yaml").write_text(yaml.safe_dump({**cfg, "resources": {"runs_per_job": per_job}}))
         out = snakemake(work, "--cores", "2", "--configfile", str(work / "study.yaml"))
-        trained = re.findall(r"^(?:local)?rule (train_\w+):", out.stdout + out.stderr, flags=re.M)
+        log = out.stdout + out.stderr
+        trained = re.findall(r"^(?:local)?rule (train_\w+):", log, flags=re.M)
         assert len(trained) == 2 * (2 // per_job)  # dense and snfs, 1 or 2 jobs each
+        rounds = re.findall(r"^(?:local)?rule (imp_(?:last_)?round_\d+):", log, flags=re.M)
+        assert len(rounds) == len(schedule([0.1], 0.7)) * (2 // per_job)  # each round: one job, or one per seed
         tables[per_job] = table(work, "runs")
         assert planned(work, "--configfile", str(work / "study.yaml")) == {}
     grouped, single = tables[2], tables[1]
@@ -108,3 +112,26 @@ def test_a_grouped_study_trains_its_groups_as_one_job_each_and_equals_single_run
         assert fused.layers.keys() == alone.layers.keys()
         agree = [(fused.layers[k] == alone.layers[k]).float().mean().item() for k in fused.layers]
         assert min(agree) > 0.999, (run, agree)
+
+
+def test_readmes_counts_of_the_default_studys_training_jobs_are_the_plans():
+    cfg = load()
+    runs = [r for r in plan.planned_runs(cfg) if r.label != "imp"]
+    readme = (REPO / "README.md").read_text()
+    assert f"The default study's {len(runs)} trainings are {len(plan.train_groups(cfg))} jobs" in readme
+    rounds = len(schedule(cfg["densities"], cfg["settings"]["imp"]["imp_rate"]))
+    jobs = rounds * len(plan.chain_groups(cfg))
+    assert f"The default study's {rounds * len(cfg['seeds'])} imp rounds are {jobs} jobs" in readme
+
+
+@pytest.mark.parametrize("per_job", [1, 2, 8])
+def test_chain_groups_hold_each_seeds_chain_once_and_name_its_folders(per_job):
+    cfg = load("config/paper-mnist.yaml", resources={"runs_per_job": per_job})
+    groups = plan.chain_groups(cfg)
+    assert sorted(s for g in groups for s in g.seeds) == sorted(cfg["seeds"]) * len(cfg["models"])
+    assert all(1 <= len(g.seeds) <= per_job for g in groups) and len({g.name for g in groups}) == len(groups)
+    for g in groups:
+        folders = [g.round_folder("mnist", "03").format(**dict([f.split("=")])) for f in g.fuse()]
+        expected = [f"results/runs/mnist-{g.model}/imp/chain/s{s}/r03" for s in g.seeds]
+        assert (folders or [g.round_folder("mnist", "03")]) == expected
+    assert plan.chain_groups(load(algorithms=["snfs"])) == []

@@ -19,10 +19,12 @@ from sparsenet.tables import SCHEMAS
 
 from .conftest import REPO, TINY, snakemake, table
 
+GROUP_RULE = re.compile(r"(train)_\w+_\d+|(imp_round|imp_last_round)_\d+")  # a group's rule -> its kind
+
 
 def planned(workdir, *args, repo=REPO, groups=False) -> dict[str, int]:
-    """Jobs per rule of a dry run (empty when there is nothing to do); the training groups' rules
-    (train_<label>_<i>) summed as "train" unless `groups`."""
+    """Jobs per rule of a dry run (empty when there is nothing to do); the rules of training and imp chain
+    groups (train_<label>_<i>, imp_round_<i>, imp_last_round_<i>) summed by kind unless `groups`."""
     out = snakemake(workdir, "-n", "--quiet", "rules", *args, repo=repo)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
@@ -31,7 +33,8 @@ def planned(workdir, *args, repo=REPO, groups=False) -> dict[str, int]:
     first_table = text[text.index("Job stats:"):text.index("\ntotal")]  # a dry run prints the table twice
     for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", first_table, flags=re.M):
         if rule != "total":
-            rule = rule if groups or not re.fullmatch(r"train_\w+_\d+", rule) else "train"
+            kind = GROUP_RULE.fullmatch(rule)
+            rule = rule if groups or not kind else kind[1] or kind[2]
             counts[rule] = counts.get(rule, 0) + int(n)
     return counts
 
@@ -62,7 +65,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     labels = 1 + len([a for a in sparse if a != "imp"]) + freeze
     counts = {
         "train": models * (-(-seeds // per_job) + (labels - 1) * -(-(seeds * densities) // per_job)),
-        "imp_round": per_seed * (rounds - 1), "imp_last_round": per_seed if rounds else 0,
+        "imp_round": models * -(-seeds // per_job) * (rounds - 1), "imp_last_round": models * -(-seeds // per_job),
         "imp_select": per_seed * densities if "imp" in sparse else 0,
         "retrain": per_seed * densities * len(changing) if variants else 0,
         "retrain_replayed": per_seed * densities * len(replayed) if others else 0,

@@ -66,20 +66,6 @@ def cli_flags(settings):
     return " ".join(f"--{k.replace('_', '-')} {shlex.quote(text(v))}" for k, v in sorted(settings.items()))
 
 
-def imp_round_settings(w):
-    r = int(w.round)
-    return cli_flags({**run_settings(w.model, "imp", SCHEDULE[r], w.seed), "density": SCHEDULE[r]})
-
-
-def imp_prev(w):
-    """The previous round's outputs that round `w.round` starts from (none for round 0)."""
-    r = int(w.round)
-    if r == 0:
-        return []
-    prev = f"{RUNS}/{w.dataset}-{w.model}/imp/chain/s{w.seed}/r{r - 1:02d}"
-    return [f"{prev}/run.json", f"{prev}/init.safetensors", f"{prev}/next_mask.safetensors"]
-
-
 def run_dir(model, label, density, seed):
     return plan.PlannedRun(model, label, density, seed).folder(DATASET)
 
@@ -126,6 +112,7 @@ def check_config():
 check_config()
 IMP_RATE = RunConfig.from_flat(run_settings(config["models"][0], "imp", 0.5, 0)).algorithm.imp_rate
 SCHEDULE = schedule(config["densities"], IMP_RATE)
+LAST_ROUND = f"{len(SCHEDULE) - 1:02d}"
 
 RUN_FILES = [
     "run.json",
@@ -206,3 +193,59 @@ TRAINED_VARIANTS = {  # label kind -> the variants its runs train in E1
     "changing": list(config["reinit"]["variants"]),
     "replayed": [v for v in config["reinit"]["variants"] if v != "rewind"],
 }
+
+
+# --- imp's chains: a round of each chain group is one job (rules imp_round_<i>, imp_last_round_<i>) ---
+CHAIN_GROUPS = plan.chain_groups(config)
+IMP_CMD = (
+    "python -m sparsenet imp-round --out '{params.out}' {params.prev} {params.next} {params.fuse} "
+    "{params.settings} --device {params.device} --threads {threads} > {log} 2>&1"
+)
+
+
+def imp_outputs(chain, round_, *extra):
+    return [f"{chain.round_folder(DATASET, round_, s)}/{f}" for s in chain.seeds for f in [*RUN_FILES, *extra]]
+
+
+def imp_log(chain, round_):
+    if len(chain.seeds) == 1:
+        return f"{chain.round_folder(DATASET, round_)}/train.log"
+    return f"{RUNS}/{DATASET}-{chain.model}/imp/chain/imp_round_{chain.name}_r{round_}.log"
+
+
+def imp_prev(chain, w):
+    """The previous round's outputs that round `w.round` of the chains starts from (none for round 0)."""
+    r = int(w.round) if "round" in w.keys() else len(SCHEDULE) - 1
+    if r == 0:
+        return []
+    files = ["run.json", "init.safetensors", "next_mask.safetensors"]
+    return [f"{chain.round_folder(DATASET, f'{r - 1:02d}', s)}/{f}" for s in chain.seeds for f in files]
+
+
+def imp_params(chain):
+    """Settings at the round's density, one --fuse per chain, --out and --prev (placeholders), the identity."""
+
+    def round_of(w):
+        return int(w.round) if "round" in w.keys() else len(SCHEDULE) - 1
+
+    def settings(w):
+        values = run_settings(chain.model, "imp", SCHEDULE[round_of(w)], chain.seeds[0])
+        return cli_flags({k: v for k, v in values.items() if not (k == "seed" and chain.fuse())})
+
+    def prev(w):
+        r = round_of(w)
+        return f"--prev '{chain.round_folder(DATASET, f'{r - 1:02d}')}'" if r else ""
+
+    def nxt(w):
+        r = round_of(w)
+        return f"--next-density {SCHEDULE[r + 1]}" if r + 1 < len(SCHEDULE) else ""
+
+    return dict(
+        device=config["device"],
+        settings=settings,
+        fuse=" ".join(f"--fuse {f}" for f in chain.fuse()),
+        prev=prev,
+        next=nxt,
+        out=lambda w: chain.round_folder(DATASET, f"{round_of(w):02d}"),
+        code=lambda w: code("imp-round", (chain.model, "imp", SCHEDULE[round_of(w)], chain.seeds[0])),
+    )

@@ -27,49 +27,56 @@ for _group in TRAIN_GROUPS:
             "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
-# Each round trains under the previous round's next mask and prunes to the next density of SCHEDULE.
+# Each round trains under the previous round's next mask and prunes to the next density of SCHEDULE; the chains
+# of a group of seeds (sparsenet.plan.chain_groups) train each round in lockstep, as one fused model.
 # The chains are the longest sequences of jobs in a study: scheduled first, they do not end it alone.
-rule imp_round:
-    input:
-        imp_prev,
-    output:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/", *RUN_FILES, "next_mask.safetensors"),
-    log:
-        f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/train.log",
-    wildcard_constraints:
-        round="|".join(f"{r:02d}" for r in range(len(SCHEDULE) - 1)),
-    priority: 10
-    conda:
-        ENV
-    threads: RES["threads"]
-    resources:
-        runtime=RES["train_runtime_min"],
-        mem_mb=RES["train_mem_mb"],
-        gpu=RES["gpus"],
-    params:
-        device=config["device"],
-        settings=imp_round_settings,
-        prev=lambda w, input: f"--prev {Path(input[0]).parent}" if input else "",
-        next=lambda w: f"--next-density {SCHEDULE[int(w.round) + 1]}",
-        code=lambda w: code("imp-round", (w.model, "imp", SCHEDULE[int(w.round)], w.seed)),
-        out=lambda w, output: Path(output[0]).parent,
-    shell:
-        "python -m sparsenet imp-round --out {params.out} {params.prev} {params.next} {params.settings} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+for _chain in CHAIN_GROUPS:
 
+    rule:
+        name:
+            f"imp_round_{_chain.name}"
+        input:
+            functools.partial(imp_prev, _chain),
+        output:
+            imp_outputs(_chain, "{round}", "next_mask.safetensors"),
+        log:
+            imp_log(_chain, "{round}"),
+        wildcard_constraints:
+            round="|".join(f"{r:02d}" for r in range(len(SCHEDULE) - 1)),
+        priority: 10
+        conda:
+            ENV
+        threads: RES["threads"]
+        resources:
+            runtime=RES["train_runtime_min"],
+            mem_mb=RES["train_mem_mb"],
+            gpu=RES["gpus"],
+        params:
+            **imp_params(_chain),
+        shell:
+            IMP_CMD
 
-use rule imp_round as imp_last_round with:
-    output:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/chain/s{{seed}}/r{{round}}/", *RUN_FILES),
-    wildcard_constraints:
-        round=f"{len(SCHEDULE) - 1:02d}",
-    params:
-        device=config["device"],
-        settings=imp_round_settings,
-        prev=lambda w, input: f"--prev {Path(input[0]).parent}" if input else "",
-        next="",
-        code=lambda w: code("imp-round", (w.model, "imp", SCHEDULE[int(w.round)], w.seed)),
-        out=lambda w, output: Path(output[0]).parent,
+    rule:
+        name:
+            f"imp_last_round_{_chain.name}"
+        input:
+            functools.partial(imp_prev, _chain),
+        output:
+            imp_outputs(_chain, LAST_ROUND),
+        log:
+            imp_log(_chain, LAST_ROUND),
+        priority: 10
+        conda:
+            ENV
+        threads: RES["threads"]
+        resources:
+            runtime=RES["train_runtime_min"],
+            mem_mb=RES["train_mem_mb"],
+            gpu=RES["gpus"],
+        params:
+            **imp_params(_chain),
+        shell:
+            IMP_CMD
 
 
 # The imp run at a density is the round of the chain that reaches it.
