@@ -3,7 +3,8 @@
     python benchmarks/gpu_check.py --out OUT [--data-root DIR] [--budget-s 480]
     python benchmarks/gpu_check.py --out OUT --smoke          # seconds on a CPU: every section, tiny sizes
 
-Sections (each row names its unit; the header names the GPU and the versions):
+Every timing warms its arms up and interleaves them, the order reversed every other round, and reports medians
+(sparsenet.bench.interleaved). Sections (each row names its unit; the header names the GPU and the versions):
   1 throughput   CIFAR-10 img/s of the trainer for ResNet-20, ResNet-18 and VGG-16, for dense / imp (a round
                  under a fixed mask) / snfs / dnw / dnw_freeze (after its freeze), at density 0.1, with the
                  default settings (fp32, deterministic), with bf16 + channels_last (deterministic), and with
@@ -11,16 +12,19 @@ Sections (each row names its unit; the header names the GPU and the versions):
   2 top-k        what dnw's per-step top-k over ResNet-18's layers costs
   3 reference    ResNet-18 with a DataLoader loop written the usual way (PIL transforms, workers) vs the trainer
   4 fused        8 LeNet-300-100 runs fused vs one after another (sparsenet bench, 2b); per-run img/s of fused
-                 groups of N = 1, 4, 8, 16 dense ResNet-20 runs on CIFAR-10 (N = 1 is a single run's fused path)
+                 groups of N = 1, 4, 8, 16, 32 ResNet-20, VGG-16 and ResNet-18 runs on CIFAR-10, dense and under a
+                 fixed mask, in the study's setting (N = 1 is a single run's fused path)
   5 determinism  the same ResNet-20 dnw run twice: identical bytes with deterministic on, and with it off
   6 accuracy     ResNet-20, 15 epochs, bf16+cl+tuned: dense and dnw at 10%: test accuracy and wall time
-  7 cost         the CIFAR-10 study (config/cifar10.yaml) in device hours, from the epoch times of section 1
+  7 cost         the CIFAR-10 study (config/cifar10.yaml) in device hours: from the single-run epoch times of
+                 section 1, and as `sparsenet plan --measure` gives it (its jobs' fused groups, timed here)
   8 compile      ResNet-18 dense with torch.compile, after compilation
 A section that would overrun --budget-s is skipped and says so; a section that fails prints why and the rest go on.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -88,31 +92,35 @@ class Check:
 
     # --- 1 --------------------------------------------------------------------------------------------------
     def throughput(self) -> None:
-        steps, warmup = (2, 1) if self.smoke else (60, 15)
+        """Every arm (algorithm) of a model and setting built at once, warmed up, then timed in interleaved rounds
+        (order reversed every other round), the median of the rounds: no arm gains from running first or last."""
+        steps, repeats = (2, 1) if self.smoke else (20, 5)
         model_list = ["resnet20"] if self.smoke else ["resnet20", "resnet18", "vgg16"]
         data = load_data(self.cfg(), self.dev, self.args.data_root)
         for model in model_list:
-            for setting, extra in SETTINGS.items():
-                for algorithm in ALGORITHMS:
-                    run = self.run_for(model, algorithm, data, extra)
-                    seconds = study.time_steps(run, steps, warmup)
-                    self.step_s[model, algorithm, setting] = seconds
-                    self.rows.add("1 throughput", f"{model} {algorithm} {setting}", run.batcher.batch_size / seconds,
-                                  "img/s", "after the freeze" if algorithm == "dnw_freeze" else "")
-                    if algorithm == "dense":  # one evaluation per epoch, in the cost of section 7
-                        start = time.perf_counter()
-                        if not self.smoke:
-                            run.evaluate(run.test_split)
-                        self.eval_s[model, setting] = time.perf_counter() - start
-                    del run
+            for setting, extra in SETTINGS.items():  # one setting at a time: its determinism flags are global
+                runs = {algorithm: self.run_for(model, algorithm, data, extra) for algorithm in ALGORITHMS}
+                seconds = bench.interleaved({a: functools.partial(study.time_steps, run, steps, 2)
+                                             for a, run in runs.items()}, repeats)
+                for algorithm, s in seconds.items():
+                    self.step_s[model, algorithm, setting] = s
+                    self.rows.add("1 throughput", f"{model} {algorithm} {setting}", self.batch / s, "img/s",
+                                  f"median of {repeats}" + (", after the freeze" if algorithm == "dnw_freeze" else ""))
+                start = time.perf_counter()  # one evaluation per epoch, in the cost of section 7
+                if not self.smoke:
+                    runs["dense"].evaluate(runs["dense"].test_split)
+                self.eval_s[model, setting] = time.perf_counter() - start
+                del runs
                 ratio = self.step_s[model, "dnw", setting] / self.step_s[model, "dense", setting]
                 self.rows.add("1 throughput", f"{model} dnw step / dense step, {setting}", ratio, "x", "goal <= 1.3")
 
-    def run_for(self, model: str, algorithm: str, data, extra: dict) -> Run:
+    def run_for(self, model: str, algorithm: str, data, extra: dict, seed: int = 0) -> Run:
         """A fresh run in a temporary folder, ready to step: imp is a round under a fixed mask, dnw_freeze frozen."""
         name = "fixed" if algorithm == "imp" else algorithm
-        cfg = self.cfg(model=model, algorithm=name, density=1.0 if algorithm == "dense" else DENSITY, **extra)
-        mask = random_for_model(model, "cifar10", DENSITY, cfg.algorithm.distribution) if algorithm == "imp" else None
+        cfg = self.cfg(model=model, algorithm=name, density=1.0 if algorithm == "dense" else DENSITY, seed=seed,
+                       **extra)
+        mask = (random_for_model(model, "cifar10", DENSITY, cfg.algorithm.distribution, seed=seed)
+                if algorithm == "imp" else None)
         run = Run(cfg, Path(tempfile.mkdtemp(dir=self.args.scratch)), self.dev, data, mask=mask)
         if algorithm == "dnw_freeze":
             run.algo.end_of_epoch(cfg.algorithm.freeze_epoch, run.optimizer)
@@ -151,19 +159,32 @@ class Check:
 
     # --- 4 --------------------------------------------------------------------------------------------------
     def fused(self) -> None:
-        from sparsenet.fused import train_fused
+        """Per-run img/s of fused groups of N runs (the study's training jobs), dense and under a fixed mask, with
+        the study's setting (bf16 + channels_last, deterministic): every N of a model built at once and timed in
+        interleaved rounds, medians."""
+        from sparsenet.fused import FusedRuns
 
         bench.bench_fused(self.rows, self.dev, self.args.data_root, quick=self.smoke, runs=2 if self.smoke else 8)
-        n = 256 if self.smoke else 5120
-        for runs in (1, 2) if self.smoke else (1, 4, 8, 16):
-            cfgs = [self.cfg(model="resnet20", algorithm="dense", density=1.0, epochs=2, train_subset=n, seed=s)
-                    for s in range(runs)]
-            with tempfile.TemporaryDirectory(dir=self.args.scratch) as tmp:
-                train_fused(cfgs, [Path(tmp) / f"r{s}" for s in range(runs)], data_root=self.args.data_root,
-                            device=str(self.dev))
-                seconds = float(pd.read_parquet(Path(tmp) / "r0" / "history.parquet")["train_s"].iloc[-1])
-            self.rows.add("4 fused", f"resnet20 dense, {runs} fused runs: per run", n / seconds, "img/s",
-                          "fp32, deterministic; the second of two epochs")
+        sizes, steps, repeats = ((1, 2), 2, 1) if self.smoke else ((1, 4, 8, 16, 32), 10, 5)
+        data = load_data(self.cfg(), self.dev, self.args.data_root)
+        for model in ["resnet20"] if self.smoke else ["resnet20", "vgg16", "resnet18"]:
+            for algorithm in ("dense", "imp"):
+                groups = {}
+                for n in sizes:
+                    try:
+                        members = [self.run_for(model, algorithm, data, SETTINGS["bf16+cl"], seed=s) for s in range(n)]
+                        groups[n] = FusedRuns(members)
+                    except torch.OutOfMemoryError:
+                        self.rows.add("4 fused", f"{model} {algorithm}, {n} fused runs", float("nan"), "",
+                                      "out of GPU memory")
+                        break
+                seconds = bench.interleaved({str(n): functools.partial(study.time_steps, g, steps, 2)
+                                             for n, g in groups.items()}, repeats)
+                for n in groups:
+                    self.rows.add("4 fused", f"{model} {algorithm}, {n} fused runs: per run",
+                                  n * self.batch / seconds[str(n)], "img/s",
+                                  f"bf16+cl, median of {repeats}; 1 = a single run's fused path")
+                del groups
 
     # --- 5 --------------------------------------------------------------------------------------------------
     def determinism(self) -> None:
@@ -210,6 +231,13 @@ class Check:
                 hours += row.trainings * sum(e * epoch[s] for s, e in row.steps_by_speed.items()) / 3600
             self.rows.add("7 cost", f"config/cifar10.yaml ({frame['trainings'].sum()} trainings), {setting}", hours,
                           "device hours", f"models measured: {', '.join(sorted(models_here))}")
+        measured = {**config, "models": sorted(models_here)}
+        if self.smoke:  # the smallest plan that still measures: one run of dense and of an imp round
+            measured.update(seeds=[0], densities=[0.1], algorithms=["imp"], freeze_epochs=[],
+                            reinit={"variants": ["reinit"]})
+        planned = study.plan(measured, measure=True, device=str(self.dev), steps=2 if self.smoke else 20)
+        self.rows.add("7 cost", f"sparsenet plan --measure, config/cifar10.yaml, {', '.join(sorted(models_here))}",
+                      planned["hours"].sum(), "device hours", "fused groups as the study's jobs train them")
 
     # --- 8 --------------------------------------------------------------------------------------------------
     def compile(self) -> None:
@@ -254,7 +282,7 @@ def main() -> None:
         print(check.header, file=sys.stderr, flush=True)
         # estimates (s) on an H100-class GPU, from which a section is skipped near the budget
         for name, estimate, fn in [("1 throughput", 90, check.throughput), ("2 top-k", 5, check.topk),
-                                   ("3 reference", 40, check.reference), ("7 cost", 2, check.cost),
+                                   ("3 reference", 40, check.reference), ("7 cost", 150, check.cost),
                                    ("5 determinism", 20, check.determinism), ("4 fused", 90, check.fused),
                                    ("6 accuracy", 200, check.accuracy), ("8 compile", 60, check.compile)]:
             if name.split()[0] in args.sections.split(","):

@@ -9,11 +9,13 @@ number of jobs. One row per figure, printed and written as Parquet.
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -240,7 +242,8 @@ STUDY_MASKS = {"imp round at 0.05 (0.034, 0.176, 1)": (0.0339, 0.1764, 1.0),
 
 def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
     """Section 2c: fixed-mask steps on CSR kernels against the dense masked ones, per mask (LeNet-300-100),
-    and dnw_freeze's frozen steps against dnw's: interleaved repeats of the trainer's own step, medians."""
+    and dnw_freeze's frozen steps against dnw's: interleaved repeats of the trainer's own step (the first warms
+    both arms up), medians."""
     from sparsenet.study import time_steps
     from sparsenet.train import Run, load_data
 
@@ -266,21 +269,32 @@ def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
         masks[label] = Mask.random(weights, counts, torch.Generator().manual_seed(0))
     for label, mask in masks.items():
         algorithm, density = ("fixed", round(mask.density(), 4)) if mask is not None else ("dense", 1.0)
-        times = {"off": [], "auto": []}
-        for _ in range(repeats):
-            for mode in times:
-                times[mode].append(step_s(_settings(algorithm=algorithm, density=density, sparse_kernels=mode), mask))
-        dense, auto = statistics.median(times["off"]), statistics.median(times["auto"])
+        times = interleaved({mode: functools.partial(step_s, _settings(algorithm=algorithm, density=density,
+                                                                       sparse_kernels=mode), mask)
+                             for mode in ("off", "auto")}, repeats)
+        dense, auto = times["off"], times["auto"]
         label = f"lenet300_100 fixed mask, {label}"
         rows.add("2c sparse kernels", f"{label}: dense masked", 128 / dense, "samples/s")
         rows.add("2c sparse kernels", f"{label}: sparse_kernels auto", 128 / auto, "samples/s")
         rows.add("2c sparse kernels", f"{label}: speed-up", dense / auto, "x", "goal >= 2 at 0.05")
-    dnw, frozen = [], []
-    for _ in range(repeats):
-        dnw.append(step_s(_settings(algorithm="dnw", density=0.05)))
-        frozen.append(step_s(_settings(algorithm="dnw_freeze", density=0.05, epochs=2), freeze=True))
+    times = interleaved({"dnw": functools.partial(step_s, _settings(algorithm="dnw", density=0.05)),
+                         "frozen": functools.partial(step_s, _settings(algorithm="dnw_freeze", density=0.05, epochs=2),
+                                                     freeze=True)}, repeats)
     rows.add("2c sparse kernels", "dnw_freeze(1) frozen step / dnw step, density 0.05 (speed-up)",
-             statistics.median(dnw) / statistics.median(frozen), "x", "goal >= 2")
+             times["dnw"] / times["frozen"], "x", "goal >= 2")
+
+
+def interleaved(arms: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Each arm's median over `repeats` rounds of what it measures (e.g. seconds per step), after one uncounted
+    round that warms every arm up; the order of the arms reversed every other round, so that drift and a noisy
+    neighbour hit them alike."""
+    measured: dict[str, list[float]] = {name: [] for name in arms}
+    for r in range(repeats + 1):
+        for name in list(arms) if r % 2 else list(arms)[::-1]:
+            value = arms[name]()
+            if r:
+                measured[name].append(value)
+    return {name: statistics.median(values) for name, values in measured.items()}
 
 
 def _timed(fn, device, repeats: int = 5) -> float:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from safetensors import SafetensorError
+
 TMP_MARK = ".tmp"
 
 
@@ -32,15 +34,23 @@ def _missing(path: Path) -> str:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed.
+
+    A write that fails (a full disk, a read-only folder, a file size limit) becomes one ResultFileError naming
+    the file and the cause, whichever library wrote it: torch and safetensors report such failures as
+    RuntimeError or SafetensorError, not OSError. Nothing that looks finished is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError, SafetensorError) as e:
+        cause = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1]
+        raise ResultFileError(f"cannot write {path}: {cause}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

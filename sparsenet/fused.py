@@ -236,12 +236,25 @@ class FusedRuns:
         out = self.outputs(x)
         return out, self.loss_fn(out.float().transpose(1, 2), y).mean(0)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.runs[0].steps_per_epoch
+
+    def begin_epoch(self, epoch: int):
+        """Every run's batches of the epoch, step by step (each run draws its own order: all stay in step)."""
+        return zip(*(r.begin_epoch(epoch) for r in self.runs))
+
+    def train_step(self, epoch: int, i: int, batch: tuple, active: list[int] | None = None) -> None:
+        """Step `i` of `epoch` for the `active` runs (all by default), on each run's batch, and each run's
+        bookkeeping (as sparsenet.train.Run.train_step for one run)."""
+        active = list(range(self.n)) if active is None else active
+        output, losses, y = self.step(epoch, i, batch, active)
+        for k in active:
+            self.runs[k].record(epoch, i, losses[k], output[:, k], y[:, k])
+
     def train_epoch(self, epoch: int, active: list[int], bar) -> None:
-        batches = zip(*(r.begin_epoch(epoch) for r in self.runs))  # every run draws its order: all stay in step
-        for i, per_run in enumerate(batches):
-            output, losses, y = self.step(epoch, i, per_run, active)
-            for k in active:
-                self.runs[k].record(epoch, i, losses[k], output[:, k], y[:, k])
+        for i, per_run in enumerate(self.begin_epoch(epoch)):
+            self.train_step(epoch, i, per_run, active)
             bar.update()
 
     def step(self, epoch: int, i: int, per_run: list[tuple[torch.Tensor, torch.Tensor]], active: list[int]):

@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 import yaml
 
+from sparsenet import models
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
-from sparsenet.plan import chain_groups, run_settings, train_groups
+from sparsenet.plan import chain_groups, run_settings, runs_per_job, train_groups
 from sparsenet.reinit import replays_its_run
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -68,75 +69,82 @@ def trainings(config: dict) -> pd.DataFrame:
     Kinds: dense, imp_round (every round of every seed's chain), each other sparse algorithm, <alg>_freeze_f<k>
     (E4), and retrain_<alg> (E1: one per variant of each trained sparse run). `steps_by_speed` splits a
     training's epochs by what they cost: an algorithm's own epochs, or `fixed` ones under a fixed mask.
+    `fused` is how many runs its jobs train at once (sparsenet.plan; E1: a run's variants), the largest group.
     """
     rows = []
     n_seeds, n_dens = len(config["seeds"]), len(config["densities"])
     sparse, variants = config["algorithms"], config["reinit"]["variants"]
     freeze = [(a, k) for a in config.get("freeze_algorithms", ["dnw"]) if a in sparse for k in config["freeze_epochs"]]
     for model in config["models"]:
+        per_job = runs_per_job(config, model)
         epochs = settings(config, model, "dense").train.epochs
-        rows.append(("dense", model, n_seeds, epochs, {"dense": epochs}))
+        rows.append(("dense", model, n_seeds, epochs, {"dense": epochs}, min(per_job, n_seeds)))
         if "imp" in sparse:
             imp = settings(config, model, "imp", 0.5).algorithm
             rounds = len(schedule(config["densities"], imp.imp_rate))
             each = epochs - imp.rewind_epoch * (rounds - 1) / rounds  # later rounds start at the rewind epoch
-            rows.append(("imp_round", model, rounds * n_seeds, each, {"fixed": each}))
+            rows.append(("imp_round", model, rounds * n_seeds, each, {"fixed": each}, min(per_job, n_seeds)))
+        per_label = min(per_job, n_dens * n_seeds)
         for algorithm in (a for a in sparse if a != "imp"):
-            rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}))
+            rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}, per_label))
         for algorithm, k in freeze:
             rows.append((f"{algorithm}_freeze_f{k}", model, n_dens * n_seeds, epochs,
-                         {algorithm: k, "fixed": epochs - k}))
+                         {algorithm: k, "fixed": epochs - k}, per_label))
         for algorithm in sparse:
             trained = [v for v in variants if not (v == "rewind" and replays_its_run(algorithm))]  # recorded
             each = epochs - (imp.rewind_epoch if algorithm == "imp" else 0)
-            rows.append((f"retrain_{algorithm}", model, n_dens * n_seeds * len(trained), each, {"fixed": each}))
-    return pd.DataFrame([{"kind": kind, "model": model, "trainings": n, "epochs_each": e, "epochs": n * e,
-                          "steps_by_speed": split} for kind, model, n, e, split in rows if n])
+            rows.append((f"retrain_{algorithm}", model, n_dens * n_seeds * len(trained), each, {"fixed": each},
+                         len(trained) if model in models.BUILTIN else 1))
+    return pd.DataFrame([{"kind": kind, "model": model, "trainings": n, "fused": g, "epochs_each": e, "epochs": n * e,
+                          "steps_by_speed": split} for kind, model, n, e, split, g in rows if n])
 
 
-def epoch_seconds(config: dict, model: str, speed: str, *, device=None, data=None, steps: int = 30,
+def epoch_seconds(config: dict, model: str, speed: str, *, runs: int = 1, device=None, data=None, steps: int = 30,
                   warmup: int = 5) -> float:
-    """Seconds one epoch of `speed` (dense, fixed, or an algorithm) takes for `model` with the study's recipe here:
-    `steps` timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split.
-    `data` (train.load_data's) saves loading the dataset again."""
+    """Seconds one epoch of `speed` (dense, fixed, or an algorithm) takes per run for `model` with the study's
+    recipe here, trained alone or, with `runs` > 1, in a fused group of that many (sparsenet.fused): `steps`
+    timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split, divided
+    among the runs. `data` (train.load_data's) saves loading the dataset again."""
     from sparsenet import train as train_mod
+    from sparsenet.fused import FusedRuns
     from sparsenet.masks import random_for_model
 
     density = 1.0 if speed == "dense" else min(config["densities"])
     cfg = settings(config, model, "imp" if speed == "fixed" else speed, density).replace(algorithm=speed)
     dev = train_mod.resolve_device(device or config.get("device"))
     data = data or train_mod.load_data(cfg, dev, config.get("data_root"))
-    mask = None
-    if speed == "fixed":  # any mask of the density costs the same under dense masked compute
-        mask = random_for_model(model, cfg.data.dataset, density, cfg.algorithm.distribution,
-                                cfg.algorithm.dense_layers)
     with tempfile.TemporaryDirectory() as tmp:
-        run = train_mod.Run(cfg, Path(tmp), dev, data, mask=mask)
-        seconds = time_steps(run, steps, warmup)
+        members = []
+        for seed in range(runs):
+            mask = None
+            if speed == "fixed":  # any mask of the density costs the same under dense masked compute
+                mask = random_for_model(model, cfg.data.dataset, density, cfg.algorithm.distribution,
+                                        cfg.algorithm.dense_layers, seed=seed)
+            members.append(train_mod.Run(cfg.replace(seed=seed), Path(tmp) / f"r{seed}", dev, data, mask=mask,
+                                         sparse_kernels=runs == 1))
+        unit = members[0] if runs == 1 else FusedRuns(members)
+        seconds = time_steps(unit, steps, warmup)
         start = time.perf_counter()
-        run.evaluate(run.test_split)
+        unit.evaluate(members[0].test_split)
         evaluation = time.perf_counter() - start
-    return seconds * run.steps_per_epoch + evaluation
+    return (seconds * unit.steps_per_epoch + evaluation) / runs
 
 
-def time_steps(run, steps: int, warmup: int) -> float:
-    """Mean seconds per training step of `run` (the trainer's own step), after `warmup` steps."""
-    batches = run.begin_epoch(0)
+def time_steps(unit, steps: int, warmup: int) -> float:
+    """Mean seconds per training step of `unit` (a run, or a fused group of runs: each its own step), after
+    `warmup` steps."""
+    batches = unit.begin_epoch(0)
     for i in range(warmup + steps):
         if i == warmup:
-            _sync(run.dev)
+            _sync(unit.dev)
             start = time.perf_counter()
         try:
-            x, y = next(batches)
+            batch = next(batches)
         except StopIteration:  # a small split: start another pass
-            batches = run.begin_epoch(1)
-            x, y = next(batches)
-        run.before_step(0, i % run.steps_per_epoch)
-        with run.algo.forward_weights():
-            output, loss = run.forward(x, y)
-            loss.backward()
-        run.after_step(1, i, loss, output, y)  # epoch 1: no snapshots inside epoch 0
-    _sync(run.dev)
+            batches = unit.begin_epoch(1)
+            batch = next(batches)
+        unit.train_step(0, i % unit.steps_per_epoch, batch)  # as the first epoch: its learning rates
+    _sync(unit.dev)
     return (time.perf_counter() - start) / steps
 
 
@@ -146,7 +154,8 @@ def _sync(device: torch.device) -> None:
 
 
 def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -> pd.DataFrame:
-    """The trainings table, with device hours per row where `measure` (epoch times measured here)."""
+    """The trainings table, with device hours per row where `measure`: epoch times measured here, per run of a
+    fused group of each row's size (a single run where it is 1)."""
     frame = trainings(config)
     if measure:
         from sparsenet.train import load_data, resolve_device
@@ -154,10 +163,13 @@ def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -
         dev, times = resolve_device(device or config.get("device")), {}
         for model in config["models"]:
             data = load_data(settings(config, model, "dense"), dev, config.get("data_root"))  # once per model
-            for speed in sorted({s for split in frame["steps_by_speed"] for s in split}):
-                times[model, speed] = epoch_seconds(config, model, speed, device=str(dev), data=data, steps=steps)
+            rows = frame[frame["model"] == model]
+            kinds = {(s, g) for split, g in zip(rows["steps_by_speed"], rows["fused"]) for s in split}
+            for speed, runs in sorted(kinds):
+                times[model, speed, runs] = epoch_seconds(config, model, speed, runs=runs, device=str(dev), data=data,
+                                                          steps=steps)
         frame["hours"] = [
-            row.trainings * sum(e * times[row.model, s] for s, e in row.steps_by_speed.items()) / 3600
+            row.trainings * sum(e * times[row.model, s, row.fused] for s, e in row.steps_by_speed.items()) / 3600
             for row in frame.itertuples()]
     frame["steps_by_speed"] = frame["steps_by_speed"].map(
         lambda split: ", ".join(f"{e} {s}" for s, e in split.items()))

@@ -4,11 +4,13 @@ A run folder ends up holding: init.safetensors (the dense weights training start
 final.safetensors (the weights the forward pass used at the end), mask.safetensors (the final mask),
 snapshots.safetensors (the mask at epoch 0, at `snapshot_fractions` of epoch 1 and after every epoch),
 history.parquet (one row per epoch) and run.json (settings, results, provenance), written last. While it
-runs, checkpoint.pt holds the last finished epoch; rerunning the same command resumes from it.
+runs, checkpoint.pt holds the last finished epoch (its snapshots in checkpoint_snapshots/, one file each, written
+once); rerunning the same command resumes from it.
 """
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -23,12 +25,13 @@ from sparsenet import config as config_mod
 from sparsenet import data as data_mod
 from sparsenet import datasets, execution, models, provenance, sparse
 from sparsenet.algorithms import ALGORITHMS, Algorithm
-from sparsenet.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from sparsenet.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
 from sparsenet.files import ResultFileError, read_json, remove_stale_temporaries, write_json, write_parquet
 from sparsenet.masks import Mask, save_packed_snapshots
 from sparsenet.optim import SGD
 
+SNAPSHOT_FOLDER = "checkpoint_snapshots"  # while a run trains: its snapshots, a file each, as checkpoints count them
 RUN_FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
              "history.parquet", "run.json")
 
@@ -136,6 +139,7 @@ class Run:
         self.started = time.time()
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
+        remove_stale_temporaries(out / SNAPSHOT_FOLDER)
         execution.configure(cfg.execution, dev)
         torch.manual_seed(cfg.seed)
         spec = datasets.spec(cfg.data.dataset)
@@ -165,6 +169,7 @@ class Run:
         self.snapshot_steps = {max(1, round(f * self.steps_per_epoch)): f for f in hp.snapshot_fractions}
         self.history: list[dict] = []
         self.snapshots: list[dict[str, torch.Tensor]] = []  # bit-packed: a long run keeps hundreds
+        self.snapshots_saved = 0  # how many of them are in the checkpoint's snapshot folder
         self.mask_shapes = {name: list(w.shape) for name, w in self.weights.items()}
         self.labels: list[dict] = []
         self.start_epoch, self.diverged, self.prior_wall = first_epoch, False, 0.0
@@ -202,12 +207,24 @@ class Run:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.algo.load_state_dict(ckpt["algorithm"])
         self.history, self.labels, self.prior_wall = ckpt["history"], ckpt["snapshot_labels"], ckpt["wall_s"]
-        self.snapshots, self.density = ckpt["snapshots"], ckpt["density"]
+        self.snapshots = [load_weights(self._snapshot_file(i)) for i in range(len(self.labels))]
+        self.snapshots_saved, self.density = len(self.snapshots), ckpt["density"]
         self.start_epoch = ckpt["epoch"]
         # Snakemake deletes a killed job's outputs, not its checkpoint: init is rebuilt from the same seed and weights
         if not (self.out / "init.safetensors").exists():
             save_weights(self.out / "init.safetensors", init_state)
         print(f"resuming {self.out} after epoch {self.start_epoch}", file=sys.stderr)
+
+    def _snapshot_file(self, i: int) -> Path:
+        return self.out / SNAPSHOT_FOLDER / f"{i:05d}.safetensors"
+
+    def _save_new_snapshots(self) -> None:
+        """Each snapshot taken since the last checkpoint into a file of its own, before the checkpoint that counts it
+        (its labels): a checkpoint writes only the new ones, never every earlier snapshot again."""
+        (self.out / SNAPSHOT_FOLDER).mkdir(exist_ok=True)
+        for i in range(self.snapshots_saved, len(self.snapshots)):
+            save_weights(self._snapshot_file(i), self.snapshots[i])
+        self.snapshots_saved = len(self.snapshots)
 
     def snapshot(self, epoch: float, step: int) -> None:
         mask = self.algo.mask()
@@ -230,6 +247,16 @@ class Run:
         self.correct = torch.zeros((), device=self.dev, dtype=torch.long)
         self.epoch_start, self.train_s = time.perf_counter(), None
         return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch), self.feature_major)
+
+    def train_step(self, epoch: int, i: int, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Step `i` of `epoch` on `batch` (x, y): the hooks around forward, backward and the optimizer step, in
+        their one order (the fused engine's is sparsenet.fused.FusedRuns.train_step)."""
+        x, y = batch
+        self.before_step(epoch, i)
+        with self.algo.forward_weights():
+            output, loss = self.forward(x, y)
+            loss.backward()
+        self.after_step(epoch, i, loss, output, y)
 
     def before_step(self, epoch: int, i: int) -> None:
         lr = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i, self.steps_per_epoch)
@@ -303,13 +330,14 @@ class Run:
             return False
         if self.save_weights_at_epoch == epoch + 1:
             save_weights(self.out / "rewind.safetensors", self.model.state_dict())
+        self._save_new_snapshots()
         save_checkpoint(self.ckpt_path, {
             "epoch": epoch + 1, "config": config_mod.dumps(self.cfg), "code": self.code,
             # cloned: a fused run's tensors are views, and torch.save would write the fused storage whole
             "model": {k: v.clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "algorithm": self.algo.state_dict(), "history": self.history,
-            "snapshots": self.snapshots, "density": self.density, "snapshot_labels": self.labels,
+            "density": self.density, "snapshot_labels": self.labels,
             "wall_s": self.prior_wall + time.time() - self.started})
         return True
 
@@ -342,6 +370,7 @@ class Run:
         }
         write_json(self.out / "run.json", record)
         self.ckpt_path.unlink(missing_ok=True)
+        shutil.rmtree(self.out / SNAPSHOT_FOLDER, ignore_errors=True)  # after the checkpoint that named its files
         return record
 
 
@@ -375,12 +404,8 @@ def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = Non
                disable=None, desc=f"{cfg.algorithm.algorithm} d={cfg.algorithm.density:g} s={cfg.seed}",
                file=sys.stderr, leave=False)
     for epoch in range(run.start_epoch, cfg.train.epochs):
-        for i, (x, y) in enumerate(run.begin_epoch(epoch)):
-            run.before_step(epoch, i)
-            with run.algo.forward_weights():
-                output, loss = run.forward(x, y)
-                loss.backward()
-            run.after_step(epoch, i, loss, output, y)
+        for i, batch in enumerate(run.begin_epoch(epoch)):
+            run.train_step(epoch, i, batch)
             bar.update()
         if not run.end_epoch(epoch):
             break

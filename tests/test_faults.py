@@ -205,3 +205,27 @@ def test_same_seed_gives_byte_identical_masks_and_history(tmp_path, data_root):
     assert a.equals(b)
     wa, wb = load_weights(tmp_path / "a" / "final.safetensors"), load_weights(tmp_path / "b" / "final.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# a process whose files may not grow past `limit` bytes (as a full disk): the kernel fails the write with EFBIG
+LIMITED = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+           "resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+           "from sparsenet.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("limit,fails", [(20_000, "init.safetensors"), (2_000_000, "checkpoint.pt")])
+def test_a_write_that_fails_ends_the_job_in_one_line_naming_the_file(tmp_path, data_root, limit, fails):
+    """Which library writes (safetensors for weights, torch for the checkpoint), a failed write is one line that
+    names the file and the cause, and leaves no file that looks written, nor a run record."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", LIMITED.format(limit=limit), "train", "--out", str(out),
+                           "--epochs", "1", "--train-subset", "500", "--device", "cpu"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(f"sparsenet train: error: cannot write {out / fails}: "), (
+        proc.stderr[-2000:])
+    if fails.endswith(".safetensors"):  # the kernel's own words, where the library passes them on
+        assert "File too large" in errors[0]
+    assert not (out / fails).exists() and not (out / "run.json").exists()
+    assert not list(out.glob(".*.tmp*"))  # no temporary left either

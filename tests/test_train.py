@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,6 +68,24 @@ def test_killed_run_resumes_to_the_identical_result(tmp_path, data_root, monkeyp
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
     train(cfg, tmp_path / "killed")
     _same_run(tmp_path / "whole", tmp_path / "killed")
+
+
+def test_a_checkpoint_writes_only_the_snapshots_taken_since_the_last(tmp_path, data_root, monkeypatch):
+    """Snapshots go to a file each, written once; a checkpoint counts them (its labels) and holds none itself."""
+    written: list[str] = []
+    states: list[tuple[int, bool]] = []  # (labels counted, snapshots held) of each checkpoint, when written
+    real_weights, real_checkpoint = train_mod.save_weights, train_mod.save_checkpoint
+    monkeypatch.setattr(train_mod, "save_weights", lambda path, state: (written.append(Path(path).name),
+                                                                        real_weights(path, state)))
+    monkeypatch.setattr(train_mod, "save_checkpoint", lambda path, state: (
+        states.append((len(state["snapshot_labels"]), "snapshots" in state)), real_checkpoint(path, state)))
+    train(tiny(algorithm="snfs", density=0.1, epochs=3), tmp_path / "run")
+    parts = [name for name in written if name[:5].isdigit()]
+    assert parts == [f"{i:05d}.safetensors" for i in range(6)]  # epochs 0, 0.25, 0.5, 1, 2, 3: each once
+    assert states == [(4, False), (5, False), (6, False)]
+    assert not (tmp_path / "run" / train_mod.SNAPSHOT_FOLDER).exists()  # gone with the checkpoint
+    _, labels = load_snapshots(tmp_path / "run" / "snapshots.safetensors")
+    assert [label["epoch"] for label in labels] == [0.0, 0.25, 0.5, 1.0, 2.0, 3.0]
 
 
 def test_same_seed_same_run_other_seed_other_run(tmp_path, data_root):
