@@ -1,4 +1,5 @@
 """Faults: kills, corrupt or missing files, divergence, hostile checkpoints, determinism."""
+import copy
 import os
 import pickle
 import random
@@ -14,6 +15,7 @@ import torch
 
 from sparsenet.checkpoint import CheckpointError, load_checkpoint, load_weights
 from sparsenet.cli import main
+from sparsenet.config import ALGORITHMS
 from sparsenet.figures import draw_all
 from sparsenet.tables import build_all
 from sparsenet.train import train
@@ -229,3 +231,60 @@ def test_a_write_that_fails_ends_the_job_in_one_line_naming_the_file(tmp_path, d
         assert "File too large" in errors[0]
     assert not (out / fails).exists() and not (out / "run.json").exists()
     assert not list(out.glob(".*.tmp*"))  # no temporary left either
+
+
+KILLED = {"epochs": "3", "train-subset": "1000", "batch-size": "100", "density": "0.3", "freeze-epoch": "1",
+          "update-interval": "7", "gmp-interval": "5", "gmp-start": "0.1", "gmp-end": "0.9", "imp-rate": "0.7",
+          "device": "cpu"}
+
+
+def _final_checkpoint(monkeypatch) -> list[dict]:
+    """The state of every last-epoch checkpoint the process writes (model, momentum, algorithm), as written."""
+    from sparsenet import train as train_mod
+
+    states, save = [], train_mod.save_checkpoint
+
+    def keep(path, state):
+        if state["epoch"] == int(KILLED["epochs"]):
+            states.append(copy.deepcopy({k: state[k] for k in ("model", "optimizer", "algorithm", "history")}))
+        save(path, state)
+    monkeypatch.setattr(train_mod, "save_checkpoint", keep)
+    return states
+
+
+@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "fixed"])  # fixed: retraining's, given a mask
+def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path, data_root, monkeypatch, algorithm):
+    """A real SIGKILL at step 3 of the last epoch (after a freeze, for <name>_freeze; in round 1 of imp's chain),
+    then a resume: the same weights, masks, snapshots and history, and the same last checkpoint (momentum and the
+    algorithm's state included) as a run never killed."""
+    flags = [f"--{k}={v}" for k, v in {**KILLED, "algorithm": algorithm}.items()]
+    if algorithm == "dense":
+        flags.remove("--density=0.3")
+    captured = _final_checkpoint(monkeypatch)
+    assert main(["train", "--out", str(tmp_path / "whole"), *flags]) == 0
+    whole = captured.copy()
+    captured.clear()
+    killed = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, str(TESTS / "kill_at_step.py"), "train", "--out", str(killed), *flags],
+                          env={**os.environ, "KILL_AT": f"2,3,{2 if algorithm == 'imp' else 1}"},
+                          capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (killed / "run.json").exists()
+    (killed / "init.safetensors").unlink(missing_ok=True)  # as Snakemake deletes an incomplete job's outputs
+    assert main(["train", "--out", str(killed), *flags]) == 0
+    _same_run(tmp_path / "whole", killed)
+    resumed = captured
+    assert len(resumed) == 1 and len(whole) == (2 if algorithm == "imp" else 1)  # imp: its last round's
+    for part in ("model", "optimizer", "algorithm"):
+        assert _equal(whole[-1][part], resumed[0][part]), part
+
+
+def _equal(a, b) -> bool:
+    """Bitwise equality of nested checkpoint state (tensors, containers, numbers)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b

@@ -47,29 +47,6 @@ def test_run_folder_holds_every_output(tmp_path, data_root):
     assert train(cfg, tmp_path / "run") == record  # a finished run is not trained again
 
 
-@pytest.mark.parametrize("algorithm", ["snfs", "dnw_freeze", "set", "rigl_freeze", "gmp", "snip"])
-def test_killed_run_resumes_to_the_identical_result(tmp_path, data_root, monkeypatch, algorithm):
-    # 20 steps per epoch: set and rigl update every 7 steps, gmp prunes every 5 until epoch 3
-    cfg = tiny(algorithm=algorithm, density=0.1, epochs=4, freeze_epoch=3, update_interval=7, gmp_interval=5,
-               gmp_start=0.1, gmp_end=0.75)
-    train(cfg, tmp_path / "whole")
-
-    real_save = train_mod.save_checkpoint
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt("killed after epoch 2")
-    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "killed")
-    assert not (tmp_path / "killed" / "run.json").exists()
-    (tmp_path / "killed" / "init.safetensors").unlink()  # as Snakemake deletes an incomplete job's outputs
-    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
-    train(cfg, tmp_path / "killed")
-    _same_run(tmp_path / "whole", tmp_path / "killed")
-
-
 def test_a_checkpoint_writes_only_the_snapshots_taken_since_the_last(tmp_path, data_root, monkeypatch):
     """Snapshots go to a file each, written once; a checkpoint counts them (its labels) and holds none itself."""
     written: list[str] = []
