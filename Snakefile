@@ -11,7 +11,7 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, "sparsenet/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

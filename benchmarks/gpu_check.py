@@ -216,7 +216,7 @@ class Check:
 
     # --- 7 --------------------------------------------------------------------------------------------------
     def cost(self) -> None:
-        config = study.load_study(REPO / "config" / "cifar10.yaml", validate=False)
+        config = study.load_study(REPO / "config" / "cifar10.yaml")
         frame = study.trainings(config)
         models_here = {m for m, _, _ in self.step_s}
         speeds = {"dense": "dense", "fixed": "imp", "snfs": "snfs", "dnw": "dnw"}

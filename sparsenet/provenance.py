@@ -31,6 +31,8 @@ ENTRY = "sparsenet.cli"  # `python -m sparsenet` runs sparsenet/__main__.py, whi
 NOT_IN_IDENTITY = {
     "sparsenet/recipes/*.yaml": "presets are expanded into each job's settings before the rules see them, so a "
                                 "preset edit reruns exactly the runs whose settings it changes",
+    "sparsenet/schemas/*.yaml": "the study config's schema: it checks a study and fills its defaults before the "
+                                "rules see it, and every job gets its settings explicitly",
 }
 
 

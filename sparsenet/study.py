@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import jsonschema
 import pandas as pd
 import torch
 import yaml
@@ -22,28 +23,23 @@ from sparsenet.config import ConfigError, RunConfig
 from sparsenet.plan import chain_groups, run_settings, runs_per_job, train_groups
 from sparsenet.reinit import replays_its_run
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # the workflow validates with it too
 
 
-def load_study(path: str | Path, *, validate: bool = True) -> dict:
-    """The study config with the schema's defaults filled in, as the Snakefile sees it.
-
-    `validate=False` only fills the defaults: for machines without Snakemake (e.g. the GPU check's).
-    """
+def load_study(path: str | Path) -> dict:
+    """The study config, checked against the schema (jsonschema, as the Snakefile's validate does: a bad key is
+    named) and with the schema's defaults filled in, as the Snakefile sees it."""
     try:
         config = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"study config {path}: {e}") from None
     schema = yaml.safe_load(SCHEMA.read_text())
-    if not validate:
-        return _with_defaults(config, schema)
-    from snakemake.utils import validate as snakemake_validate
-
     try:
-        snakemake_validate(config, str(SCHEMA))
-    except Exception as e:  # snakemake raises WorkflowError naming the failing key
-        raise ConfigError(f"study config {path}: {e}") from None
-    return config
+        jsonschema.validate(config, schema)
+    except jsonschema.ValidationError as e:
+        where = ".".join(str(k) for k in e.absolute_path) or "(top level)"
+        raise ConfigError(f"study config {path}: {where}: {e.message}") from None
+    return _with_defaults(config, schema)
 
 
 def _with_defaults(value, schema: dict):

@@ -226,7 +226,7 @@ def test_every_algorithm_is_registered_configurable_and_in_the_study_schema():
     assert all(issubclass(ALGORITHMS[a], Algorithm) and ALGORITHMS[a].__name__.lower().startswith(
         WHERE[a.removesuffix("_freeze")][1].lower()) for a in ALGORITHMS)  # each name imports its own class
     DYNAMIC = config.DYNAMIC
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    schema = yaml.safe_load((REPO / "sparsenet/schemas/config.schema.yaml").read_text())["properties"]
     sparse = {a for a in ALGORITHMS if a not in ("dense", "fixed") and not a.endswith("_freeze")}
     assert set(schema["algorithms"]["items"]["enum"]) == sparse
     assert set(schema["freeze_algorithms"]["items"]["enum"]) == set(DYNAMIC)

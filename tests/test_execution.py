@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
+from snakemake.utils import validate as snakemake_validate
 
 from sparsenet import execution, study
 from sparsenet.checkpoint import load_weights
@@ -101,7 +103,9 @@ def test_plan_counts_the_training_jobs_snakemake_plans(tmp_path, config):
     jobs = planned(tmp_path, "--configfile", str(config))
     counts = study.job_counts(study.load_study(config))
     assert {rule: jobs.get(rule, 0) for rule in counts} == dict(counts)
-    assert study.load_study(config, validate=False) == study.load_study(config)
+    raw = yaml.safe_load(config.read_text())
+    snakemake_validate(raw, str(study.SCHEMA), set_default=True)  # the Snakefile's view of the same study
+    assert study.load_study(config) == raw
 
 
 def test_plan_command_estimates_device_hours(data_root):

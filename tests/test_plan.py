@@ -1,19 +1,22 @@
 """The study plan (sparsenet.plan): which runs a study trains and how its training jobs group them."""
 import itertools
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from sparsenet import plan, study
 from sparsenet.algorithms.imp import schedule
+from sparsenet.config import ConfigError
 from sparsenet.masks import Mask
 
 from .conftest import REPO
 
 
 def load(name="config.yaml", **changes) -> dict:
-    cfg = study.load_study(REPO / name, validate=False)
+    cfg = study.load_study(REPO / name)
     for key, value in changes.items():
         cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
     return cfg
@@ -135,3 +138,35 @@ def test_chain_groups_hold_each_seeds_chain_once_and_name_its_folders(per_job):
         expected = [f"results/runs/mnist-{g.model}/imp/chain/s{s}/r03" for s in g.seeds]
         assert (folders or [g.round_folder("mnist", "03")]) == expected
     assert plan.chain_groups(load(algorithms=["snfs"])) == []
+
+
+BLOCK_SNAKEMAKE = """
+import importlib, pkgutil, sys
+
+class NoSnakemake:  # as on a machine where the workflow extra is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "snakemake":
+            raise ImportError("No module named 'snakemake'")
+
+sys.meta_path.insert(0, NoSnakemake())
+import sparsenet
+for module in pkgutil.walk_packages(sparsenet.__path__, "sparsenet."):
+    if module.name != "sparsenet.__main__":
+        importlib.import_module(module.name)
+from sparsenet.cli import main
+sys.exit(main(["plan", "--configfile", "config.yaml"]))
+"""
+
+
+def test_the_library_imports_and_plans_a_study_without_snakemake():
+    out = subprocess.run([sys.executable, "-c", BLOCK_SNAKEMAKE], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[-1].endswith("epochs") and "imp_round" in out.stdout
+
+
+def test_a_bad_study_config_is_named_by_the_library_too(tmp_path):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["resources"]["runs_per_job"] = 0
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=r"resources\.runs_per_job: 0 is less than the minimum of 1"):
+        study.load_study(tmp_path / "bad.yaml")
