@@ -1,7 +1,10 @@
-"""Every figure of the study (E0-E6), drawn from the Parquet tables alone: mean over seeds, band = +-1 std.
+"""Every figure of the study (E0-E6), drawn from the Parquet tables alone.
 
-Diverged runs, and every measurement made on them, are left out of the figures; draw_all returns a note
-naming them (the figures command prints it into its log).
+Lines are means over seeds, bands their 95% Student-t interval (sparsenet.stats.mean_ci; no band for one seed),
+as each legend's title says. Each algorithm and each E1 variant keeps one colour and marker in every figure,
+colour-blind-safe (Okabe & Ito's palette, then Paul Tol's muted one; markers tell them apart too). Accuracy,
+recall and fractions are in percent. Diverged runs, and every measurement made on them, are left out of the
+figures; draw_all returns a note naming them (the figures command prints it into its log).
 """
 from __future__ import annotations
 
@@ -11,21 +14,62 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
+from sparsenet.stats import mean_ci  # noqa: E402
 
-FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity", "e6_wiring")
+FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e2_prune_layers", "e3_emergence", "e4_freeze", "e5_similarity",
+           "e6_wiring")
 # the paper's algorithms, then the dynamic ones beyond it, then fixed masks from the start
 SPARSE = ["imp", "snfs", "dnw", "set", "rigl", "gmp", "static", "snip", "grasp", "synflow", "magnitude_init"]
+# (colour, marker) of each algorithm and each E1 variant, the same in every figure
+STYLE = {"dense": ("#000000", "s"), "imp": ("#E69F00", "o"), "snfs": ("#56B4E9", "^"), "dnw": ("#009E73", "v"),
+         "set": ("#0072B2", "D"), "rigl": ("#D55E00", "P"), "gmp": ("#CC79A7", "X"), "static": ("#777777", "o"),
+         "snip": ("#882255", "s"), "grasp": ("#117733", "^"), "synflow": ("#332288", "v"),
+         "magnitude_init": ("#999933", "D")}
+VARIANT_STYLE = {"trained": ("#000000", "s"), "rewind": ("#E69F00", "o"), "reinit": ("#56B4E9", "^"),
+                 "signed_constant": ("#009E73", "v"), "reshuffle": ("#0072B2", "D"), "shuffle_fanin": ("#D55E00", "P"),
+                 "shuffle": ("#CC79A7", "X")}
+DENSITY_COLOURS = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB"]  # Tol's bright
+METHOD_LINES = {"magnitude_global": "-", "magnitude_layerwise": "-.", "random": "--"}  # E2's removal methods
+BANDS = "mean over seeds; band: 95% CI"
 
 
-def _line(ax, frame: pd.DataFrame, x: str, y: str, label: str, **style) -> None:
-    stats = frame.groupby(x)[y].agg(["mean", "std"]).reset_index().sort_values(x)
-    std = stats["std"].fillna(0)
-    ax.plot(stats[x], stats["mean"], marker="o", ms=3, label=label, **style)
-    ax.fill_between(stats[x], stats["mean"] - std, stats["mean"] + std, alpha=0.2, **style)
+def _line(ax, frame: pd.DataFrame, x: str, y: str, label: str, style: tuple[str, str] | None = None,
+          scale: float = 100, **kw) -> None:
+    """Mean of `y` over seeds against `x` (times `scale`: percent by default), with its 95% t-interval as a band."""
+    rows = [(value, *mean_ci(group[y])) for value, group in frame.groupby(x)]
+    if not rows:
+        return
+    xs, _, mean, low, high = (np.array(column, dtype=float) for column in zip(*sorted(rows)))
+    colour, marker = style or (kw.pop("color", None), "o")
+    line = ax.plot(xs, mean * scale, marker=marker, ms=3, label=label, color=colour, **kw)[0]
+    ax.fill_between(xs, low * scale, high * scale, alpha=0.2, color=line.get_color(), lw=0)
+
+
+def _log_density(ax, densities) -> None:
+    """A log axis of densities, ticked at the study's densities with plain numbers (0.05, not 5x10^-2)."""
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(densities)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+
+
+def _percent_axis(ax) -> None:
+    """Keep a percent axis within [0, 100]: with few seeds a t-interval can reach past both ends."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0), min(high, 100.5))
+
+
+def _legend(ax, **kw) -> None:
+    """The legend, titled with what the bands mean; beside the panel when it would hide the lines."""
+    if len(ax.get_legend_handles_labels()[1]) > 6:
+        kw = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), **kw}
+    ax.legend(fontsize=7, title=BANDS, title_fontsize=6, **kw)
 
 
 def _panels(n: int, width: float, height: float, columns: int = 4):
@@ -37,6 +81,10 @@ def _panels(n: int, width: float, height: float, columns: int = 4):
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
+
+
+def _ordered(names) -> list[str]:
+    return [a for a in SPARSE if a in set(names)]
 
 
 def without_diverged(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -59,96 +107,133 @@ def without_diverged(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.Data
 
 def e0_accuracy(t: dict[str, pd.DataFrame]):
     runs = t["runs"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for algorithm in [a for a in SPARSE if a in set(runs["algorithm"])]:
-        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", algorithm)
-    dense = runs[runs["algorithm"] == "dense"]["test_acc"]
-    if len(dense):
-        ax.axhspan(dense.mean() - dense.std(ddof=0), dense.mean() + dense.std(ddof=0), color="grey", alpha=0.3)
-        ax.axhline(dense.mean(), color="grey", label="dense")
-    ax.set(xscale="log", xlabel="density", ylabel="test accuracy", title="E0: accuracy of each algorithm")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for algorithm in _ordered(runs["algorithm"]):
+        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", algorithm, STYLE[algorithm])
+    n, mean, low, high = mean_ci(runs.loc[runs["algorithm"] == "dense", "test_acc"])
+    if n:
+        ax.axhline(mean * 100, color=STYLE["dense"][0], lw=1, label=f"dense (n={n})")
+        if not np.isnan(low):
+            ax.axhspan(low * 100, high * 100, color=STYLE["dense"][0], alpha=0.12, lw=0)
+    _log_density(ax, runs.loc[runs["algorithm"] != "dense", "density"])
+    ax.set(xlabel="density (kept / prunable weights)", ylabel="test accuracy (%)",
+           title="E0: accuracy of each algorithm")
+    _percent_axis(ax)
+    _legend(ax)
     return fig
 
 
 def e1_reinit(t):
     reinit, runs = t["reinit"], t["runs"]
-    algorithms = [a for a in SPARSE if a in set(reinit["algorithm"])]
-    fig, axes = _panels(len(algorithms), 4, 3.5)
+    algorithms = _ordered(reinit["algorithm"])
+    fig, axes = _panels(len(algorithms), 4.2, 3.6, columns=3)
     for ax, algorithm in zip(axes, algorithms):
-        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", "trained", color="black")
-        for variant, sub in reinit[reinit["algorithm"] == algorithm].groupby("variant"):
-            _line(ax, sub, "density", "test_acc", variant)
-        ax.set(xscale="log", xlabel="density", ylabel="test accuracy", title=f"E1: {algorithm} mask, weights reset")
-        ax.legend(fontsize=7)
+        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", "trained", VARIANT_STYLE["trained"])
+        sub = reinit[reinit["algorithm"] == algorithm]
+        for variant in [v for v in VARIANT_STYLE if v in set(sub["variant"])]:
+            _line(ax, sub[sub["variant"] == variant], "density", "test_acc", variant, VARIANT_STYLE[variant])
+        _log_density(ax, sub["density"])
+        ax.set(xlabel="density", ylabel="test accuracy (%)", title=f"E1: {algorithm}'s mask, weights reset")
+        _percent_axis(ax)
+        _legend(ax)
     return fig
 
 
 def e2_prune(t):
+    """One panel per density: every algorithm's structure pruned further, by each removal method (line style)."""
     prune = t["prune"]
-    panels = prune[["algorithm", "density"]].drop_duplicates()
-    panels = sorted(panels.values.tolist(), key=lambda p: (SPARSE.index(p[0]) if p[0] in SPARSE else len(SPARSE), p))
-    fig, axes = _panels(len(panels), 3.5, 3.2)
+    whole = prune[prune["layer"] == "all"]
+    densities = sorted(whole["density"].unique())
+    fig, axes = _panels(len(densities), 4.6, 3.8, columns=2)
+    for ax, density in zip(axes, densities):
+        sub = whole[whole["density"] == density]
+        for algorithm in _ordered(sub["algorithm"]):
+            for method, ls in METHOD_LINES.items():
+                m = sub[(sub["algorithm"] == algorithm) & (sub["method"] == method)]
+                if len(m):
+                    _line(ax, m, "q", "test_acc", f"{algorithm}, {method.replace('_', ' ')}", STYLE[algorithm], ls=ls)
+        ax.set(xlabel="fraction q of the remaining weights removed", ylabel="test accuracy (%)",
+               title=f"E2: robustness at density {density:g}")
+        _percent_axis(ax)
+        _legend(ax)
+    if not densities:
+        axes[0].set_title("E2: no pruning sweep in this study")
+    return fig
+
+
+def e2_prune_layers(t):
+    """Which layer is fragile: one layer pruned by magnitude, the others untouched (magnitude_per_layer)."""
+    layers = t["prune"][t["prune"]["layer"] != "all"]
+    panels = sorted(layers[["algorithm", "density"]].drop_duplicates().values.tolist(),
+                    key=lambda p: (SPARSE.index(p[0]) if p[0] in SPARSE else len(SPARSE), p[1]))
+    fig, axes = _panels(len(panels), 3.8, 3.3)
     for ax, (algorithm, density) in zip(axes, panels):
-        sub = prune[(prune["algorithm"] == algorithm) & (prune["density"] == density)]
-        for (method, layer), m in sub.groupby(["method", "layer"]):
-            if layer == "all":
-                _line(ax, m, "q", "test_acc", method)
-            else:  # magnitude_per_layer: one layer pruned, the others untouched
-                _line(ax, m, "q", "test_acc", f"{layer} alone", ls="--")
-        ax.set(xlabel="fraction q of remaining weights pruned", ylabel="test accuracy",
-               title=f"E2: {algorithm}, density {density:g}")
-        ax.legend(fontsize=7)
+        sub = layers[(layers["algorithm"] == algorithm) & (layers["density"] == density)]
+        for k, (layer, m) in enumerate(sub.groupby("layer")):
+            _line(ax, m, "q", "test_acc", layer, (DENSITY_COLOURS[k % len(DENSITY_COLOURS)], "o"))
+        ax.set(xlabel="fraction q of the layer's weights removed", ylabel="test accuracy (%)",
+               title=f"E2: {algorithm}, density {density:g}, one layer")
+        _percent_axis(ax)
+        _legend(ax)
+    if not panels:
+        axes[0].set_title("E2: no per-layer pruning in this study")
     return fig
 
 
 def e3_emergence(t):
     em = t["emergence"]
     em = em[em["layer"] == "all"]
-    algorithms = [a for a in SPARSE if a in set(em["algorithm"])]
-    fig, axes = _panels(len(algorithms), 4, 3.5)
+    algorithms = _ordered(em["algorithm"])
+    fig, axes = _panels(len(algorithms), 4.2, 3.6, columns=3)
     for ax, algorithm in zip(axes, algorithms):
-        for density, sub in em[em["algorithm"] == algorithm].groupby("density"):
-            _line(ax, sub, "epoch", "overlap_final", f"density {density:g}")
+        for k, (density, sub) in enumerate(em[em["algorithm"] == algorithm].groupby("density")):
+            colour = DENSITY_COLOURS[k % len(DENSITY_COLOURS)]
+            _line(ax, sub, "epoch", "overlap_final", f"density {density:g}", (colour, "o"))
             # a random mask of the snapshot's density keeps that share of the final mask in expectation
             chance = sub.groupby("epoch")["snapshot_density"].mean()
-            ax.plot(chance.index, chance.to_numpy(), ls=":", lw=1, color=ax.lines[-1].get_color(),
-                    label=f"chance (random mask), density {density:g}")
-        ax.set(xlabel="epoch", ylabel="overlap with final mask (recall)", ylim=(0, 1.02),
+            ax.plot(chance.index, chance.to_numpy() * 100, ls=":", lw=1, color=colour,
+                    label=f"chance (a random mask), density {density:g}")
+        ax.set_xscale("symlog", linthresh=1, linscale=1.5)  # epoch 1's snapshots spread out, later epochs log
+        last = em["epoch"].max()
+        ax.set_xticks([0, 0.5, 1, *[e for e in (2, 3, 5, 10, 20, 50, 100, 200) if e < last], last])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set(xlabel="epoch", ylabel="final mask already kept (recall, %)", ylim=(0, 102),
                title=f"E3: when {algorithm}'s structure emerges")
-        ax.legend(fontsize=7)
+        _legend(ax)
     return fig
 
 
 def e4_freeze(t):
-    """One row per frozen algorithm: accuracy against freeze epoch k, and cost against the unfrozen algorithm."""
+    """One row per frozen algorithm: accuracy against freeze epoch k (the unfrozen run dashed), and its cost
+    against the unfrozen run: modelled weight-gradient work (solid) and measured training time (dotted)."""
     fr = t["freeze"]
     frozen_names = [a for a in SPARSE if f"{a}_freeze" in set(fr["algorithm"])] or ["dnw"]
-    fig, axes = plt.subplots(len(frozen_names), 2, figsize=(8, 3.5 * len(frozen_names)), squeeze=False)
+    fig, axes = plt.subplots(len(frozen_names), 2, figsize=(9, 3.8 * len(frozen_names)), squeeze=False)
     for (acc, cost), name in zip(axes, frozen_names):
-        for density, sub in fr.groupby("density"):
+        for k, (density, sub) in enumerate(fr.groupby("density")):
+            style = (DENSITY_COLOURS[k % len(DENSITY_COLOURS)], "o")
             frozen = sub[sub["algorithm"] == f"{name}_freeze"]
-            line = acc.plot([], [])[0]
-            _line(acc, frozen, "freeze_epoch", "test_acc", f"{name}_freeze, density {density:g}",
-                  color=line.get_color())
-            unfrozen = sub[sub["algorithm"] == name]["test_acc"]
-            if len(unfrozen):
-                acc.axhline(unfrozen.mean(), ls="--", color=line.get_color(), label=f"{name}, density {density:g}")
-            _line(cost, frozen, "freeze_epoch", "grad_macs_vs_unfrozen", f"gradient work, density {density:g}",
-                  color=line.get_color())
-            _line(cost, frozen, "freeze_epoch", "train_s_vs_unfrozen", f"measured time, density {density:g}",
-                  color=line.get_color(), ls=":")
-        acc.set(xlabel="freeze epoch k", ylabel="test accuracy", title=f"E4: {name}'s mask frozen after k epochs")
-        cost.set(xlabel="freeze epoch k", ylabel=f"fraction of {name}'s", ylim=(0, 1.05),
-                 title=f"E4: cost against {name}")
+            _line(acc, frozen, "freeze_epoch", "test_acc", f"{name}_freeze, density {density:g}", style)
+            n, mean, _, _ = mean_ci(sub.loc[sub["algorithm"] == name, "test_acc"])
+            if n:
+                acc.axhline(mean * 100, ls="--", lw=1, color=style[0],
+                            label=f"{name} never frozen, density {density:g}")
+            _line(cost, frozen, "freeze_epoch", "grad_macs_vs_unfrozen", f"modelled gradient work, {density:g}", style)
+            _line(cost, frozen, "freeze_epoch", "train_s_vs_unfrozen", f"measured time, {density:g}",
+                  (style[0], "x"), ls=":")
+        acc.set(xlabel="freeze epoch k", ylabel="test accuracy (%)", title=f"E4: {name}'s mask frozen after k epochs")
+        cost.set(xlabel="freeze epoch k", ylabel=f"% of {name} never frozen", ylim=(0, 105),
+                 title=f"E4: cost against {name} never frozen")
+        _percent_axis(acc)
         for ax in (acc, cost):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.legend(fontsize=7)
+            _legend(ax)
     return fig
 
 
 def e5_similarity(t):
-    """One matrix per density: mean chance-corrected IoU of final masks, algorithm x algorithm (diagonal: seeds).
+    """One matrix per density: mean chance-corrected IoU of final masks, algorithm x algorithm (diagonal: seeds),
+    on a diverging scale centred on chance (0) and scaled to the values shown.
 
     Pairs of different seeds only: runs of one seed share their initial weights, which says nothing about the
     structure an algorithm finds (the summary lists same-seed pairs apart)."""
@@ -156,21 +241,23 @@ def e5_similarity(t):
     frame = frame[(frame["layer"] == "all") & (frame["seed_a"] != frame["seed_b"])]
     both = pd.concat([frame, frame.rename(columns={"algorithm_a": "algorithm_b", "algorithm_b": "algorithm_a"})])
     densities = sorted(frame["density"].unique())
-    side = max(4, 0.45 * len(set(both["algorithm_a"])))  # room for a label per algorithm
-    fig, axes = _panels(len(densities), side, 0.9 * side, columns=2)
+    side = max(4, 0.5 * len(set(both["algorithm_a"])))  # room for a label per algorithm
+    fig, axes = _panels(len(densities), side * 1.15, 0.9 * side, columns=2)
     for ax, density in zip(axes, densities):
         sub = both[both["density"] == density]
-        names = sorted(set(sub["algorithm_a"]))
+        names = _ordered(sub["algorithm_a"])
         matrix = sub.groupby(["algorithm_a", "algorithm_b"])["iou_corrected"].mean().unstack()
         values = matrix.reindex(index=names, columns=names).to_numpy(dtype=float)
-        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+        limit = max(float(np.nanmax(np.abs(values))), 1e-3) if np.isfinite(values).any() else 1
+        image = ax.imshow(values, vmin=-limit, vmax=limit, cmap="PuOr_r")
         for i, row in enumerate(values):
             for j, value in enumerate(row):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if value < 0.6 else "k")
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7,
+                        color="w" if abs(value) > 0.6 * limit else "k")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_title(f"E5: density {density:g}")
-        fig.colorbar(image, ax=ax, label="chance-corrected IoU,\nruns of different seeds")
+        fig.colorbar(image, ax=ax, label="chance-corrected IoU (0: chance),\nruns of different seeds")
     if not densities:
         axes[0].set_title("E5: no pairs of runs of different seeds")
     return fig
@@ -180,16 +267,18 @@ def e6_wiring(t):
     whole = t["layers"][t["layers"]["layer"] == "all"]
     whole = whole.assign(effective_fraction=whole["effective_kept"] / whole["kept"],
                          dead_fraction=whole["dead_units"] / whole["units"])
-    fig, (eff, dead) = plt.subplots(1, 2, figsize=(8, 3.5))
-    for algorithm in [a for a in SPARSE if a in set(whole["algorithm"])]:
+    fig, (eff, dead) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for algorithm in _ordered(whole["algorithm"]):
         sub = whole[whole["algorithm"] == algorithm]
-        _line(eff, sub, "density", "effective_fraction", algorithm)
-        _line(dead, sub, "density", "dead_fraction", algorithm)
-    eff.set(xscale="log", xlabel="density", ylabel="effective / kept weights", ylim=(0, 1.02),
+        _line(eff, sub, "density", "effective_fraction", algorithm, STYLE[algorithm])
+        _line(dead, sub, "density", "dead_fraction", algorithm, STYLE[algorithm])
+    eff.set(xlabel="density", ylabel="effective / kept weights (%)", ylim=(0, 102),
             title="E6: kept weights on an input-output path")
-    dead.set(xscale="log", xlabel="density", ylabel="fraction of units", title="E6: units on no path")
+    dead.set(xlabel="density", ylabel="units on no path (%)", title="E6: dead units")
     for ax in (eff, dead):
-        ax.legend(fontsize=7)
+        _log_density(ax, whole["density"])
+        _percent_axis(ax)
+        _legend(ax)
     return fig
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sparsenet import models, plan
+from sparsenet import figures, models, plan
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
@@ -132,8 +132,7 @@ EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in S
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
 TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
-FIGURE_NAMES = ["e0_accuracy", "e1_reinit", "e2_prune", "e3_emergence", "e4_freeze", "e5_similarity", "e6_wiring"]
-FIGURES = expand("results/figures/{name}.{ext}", name=FIGURE_NAMES, ext=["png", "pdf"])
+FIGURES = expand("results/figures/{name}.{ext}", name=figures.FIGURES, ext=["png", "pdf"])
 
 
 # --- training jobs: one per group of the plan (rules train_<label>_<i>) ---

@@ -57,9 +57,9 @@ rule figures:
     output:
         [
             report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures")
-            for name in FIGURE_NAMES
+            for name in figures.FIGURES
         ],
-        [f"results/figures/{name}.pdf" for name in FIGURE_NAMES],
+        [f"results/figures/{name}.pdf" for name in figures.FIGURES],
     log:
         "results/logs/figures.log",
     conda:

@@ -1,0 +1,68 @@
+"""The figures: one colour per algorithm in every figure, bands that are 95% t-intervals, scales that fit the data."""
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_hex
+
+from sparsenet import figures
+from sparsenet.stats import mean_ci
+
+ACCURACY = {("imp", 0.05): [0.971, 0.975, 0.969], ("imp", 0.2): [0.981, 0.983, 0.982],
+            ("snfs", 0.05): [0.961, 0.958, 0.965], ("snfs", 0.2): [0.978, 0.979, 0.976]}
+
+
+def tables() -> dict[str, pd.DataFrame]:
+    runs = pd.DataFrame([{"algorithm": a, "density": d, "seed": s, "test_acc": acc, "status": "ok", "run": f"{a}{d}{s}"}
+                         for (a, d), accs in ACCURACY.items() for s, acc in enumerate(accs)]
+                        + [{"algorithm": "dense", "density": 1.0, "seed": s, "test_acc": 0.985, "status": "ok",
+                            "run": f"dense{s}"} for s in range(3)])
+    layers = runs[runs["algorithm"] != "dense"].assign(layer="all", kept=100, units=50, effective_kept=90,
+                                                      dead_units=lambda f: (f["density"] * 10).astype(int))
+    similarity = pd.DataFrame([{"layer": "all", "seed_a": 0, "seed_b": 1, "algorithm_a": a, "algorithm_b": b,
+                                "density": 0.05, "iou_corrected": v}
+                               for a, b, v in [("imp", "imp", 0.02), ("imp", "snfs", -0.004), ("snfs", "snfs", 0.01)]])
+    return {"runs": runs, "layers": layers, "similarity": similarity}
+
+
+def colours(ax) -> dict[str, str]:
+    return {line.get_label(): to_hex(line.get_color()) for line in ax.get_lines()}
+
+
+def test_each_algorithm_has_its_colour_in_every_figure():
+    t = tables()
+    e0, e6 = figures.e0_accuracy(t), figures.e6_wiring(t)
+    try:
+        for ax in [*e0.axes, *e6.axes[:2]]:
+            for algorithm in ("imp", "snfs"):
+                assert colours(ax)[algorithm] == figures.STYLE[algorithm][0].lower()
+    finally:
+        plt.close("all")
+    assert len({c for c, _ in figures.STYLE.values()}) == len(figures.STYLE)  # no two algorithms share a colour
+    assert len({c for c, _ in figures.VARIANT_STYLE.values()}) == len(figures.VARIANT_STYLE)
+
+
+def test_a_band_is_the_95_percent_t_interval_in_percent():
+    fig = figures.e0_accuracy(tables())
+    try:
+        ax = fig.axes[0]
+        imp = [line for line in ax.get_lines() if line.get_label() == "imp"][0]
+        band = ax.collections[[c.get_label() for c in ax.collections].index("_child1")]  # imp's, drawn first
+        vertices = band.get_paths()[0].vertices
+        tops = vertices[np.isclose(vertices[:, 0], 0.05), 1]  # the band's edges at density 0.05
+        _, mean, low, high = mean_ci(ACCURACY["imp", 0.05])
+        assert imp.get_ydata()[0] == pytest.approx(mean * 100)
+        assert tops.min() == pytest.approx(low * 100) and tops.max() == pytest.approx(high * 100)
+        assert ax.get_ylim()[1] <= 100.5 and ax.get_legend().get_title().get_text() == figures.BANDS
+    finally:
+        plt.close("all")
+
+
+def test_the_similarity_scale_is_centred_on_chance_and_spans_the_values():
+    fig = figures.e5_similarity(tables())
+    try:
+        image = fig.axes[0].get_images()[0]
+        assert image.get_clim() == pytest.approx((-0.02, 0.02))
+        assert np.nanmax(np.abs(image.get_array())) == pytest.approx(0.02)
+    finally:
+        plt.close("all")
