@@ -83,3 +83,35 @@ def test_readme_fused_speed_table_is_rendered_from_its_committed_rows():
     fused = section(README.read_text(), "### Fused runs").split("\n### ")[0]
     assert table in fused
     assert set(RATIO.findall(fused)) - set(RATIO.findall(table)) == set()  # no speed-up typed by hand
+
+
+DEFAULT_STUDY = REPO / "docs" / "default-study"
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")  # a number with decimals (a measured value), its sign aside
+
+
+def test_the_default_studys_summary_is_generated_from_its_committed_tables():
+    from sparsenet import summary
+
+    # regenerate: sparsenet summary --tables docs/default-study/tables --out docs/default-study/summary.md
+    generated_text = summary.markdown(summary.summarise(DEFAULT_STUDY / "tables"))
+    assert (DEFAULT_STUDY / "summary.md").read_text() == generated_text
+
+
+def test_every_number_readme_gives_of_the_default_study_is_in_its_summary():
+    text = section(README.read_text(), "## Results of the default study")
+    typed = set(DECIMAL.findall(text)) - set(DECIMAL.findall((DEFAULT_STUDY / "summary.md").read_text()))
+    assert typed == set(), f"numbers in README's default-study section that its summary does not give: {typed}"
+
+
+def test_the_default_study_check_fails_on_a_number_edited_by_hand():
+    text = section(README.read_text(), "## Results of the default study")
+    summary_numbers = set(DECIMAL.findall((DEFAULT_STUDY / "summary.md").read_text()))
+    first = DECIMAL.findall(text.split("What they say")[1])[0]
+    edited = next(v for k in range(1, 100) if (v := f"{float(first) + k / 100:.2f}") not in summary_numbers)
+    assert set(DECIMAL.findall(text.replace(first, edited, 1))) - summary_numbers == {edited}
+
+
+def test_the_published_figures_are_the_studys_figures():
+    from sparsenet.figures import FIGURES
+
+    assert sorted(p.stem for p in (REPO / "docs" / "figures").glob("*.png")) == sorted(FIGURES)
