@@ -253,7 +253,8 @@ def _final_checkpoint(monkeypatch) -> list[dict]:
 
 
 @pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "fixed"])  # fixed: retraining's, given a mask
-def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path, data_root, monkeypatch, algorithm):
+def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path, data_root, monkeypatch, capsys,
+                                                                      algorithm):
     """A real SIGKILL at step 3 of the last epoch (after a freeze, for <name>_freeze; in round 1 of imp's chain),
     then a resume: the same weights, masks, snapshots and history, and the same last checkpoint (momentum and the
     algorithm's state included) as a run never killed."""
@@ -271,7 +272,9 @@ def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path,
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert not (killed / "run.json").exists()
     (killed / "init.safetensors").unlink(missing_ok=True)  # as Snakemake deletes an incomplete job's outputs
+    capsys.readouterr()
     assert main(["train", "--out", str(killed), *flags]) == 0
+    assert "resuming" in capsys.readouterr().err  # from the killed run's checkpoint, not afresh
     _same_run(tmp_path / "whole", killed)
     resumed = captured
     assert len(resumed) == 1 and len(whole) == (2 if algorithm == "imp" else 1)  # imp: its last round's

@@ -83,37 +83,32 @@ def test_each_groups_command_names_its_runs_folders(per_job):
             assert g.out("mnist") == g.runs[0].folder("mnist")
 
 
-def test_a_grouped_study_trains_its_groups_as_one_job_each_and_equals_single_runs(tmp_path, data_root):
-    """Two seeds of dense, snfs and imp's chains, fused two to a job, against the same study one run per job: the
-    same masks, accuracies within float rounding; a finished grouped study plans nothing more."""
-    from .conftest import TINY, snakemake, table
+def test_a_grouped_study_trains_its_groups_as_one_job_each_and_equals_single_runs(study, tmp_path):
+    """The tiny study with a second seed, two runs fused to a job (dense, snfs, and imp's chains in lockstep):
+    one job per group, and its seed-0 runs as the tiny study trained them one per job: the same masks,
+    accuracies within float rounding. A finished grouped study plans nothing more."""
+    from .conftest import snakemake, table
     from .test_workflow import planned
 
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg.update(seeds=[0, 1], algorithms=["imp", "snfs"], freeze_epochs=[], reinit={"variants": ["reinit"]},
-               prune_sweep={"fractions": [0.0, 0.5], "methods": ["random"], "draws": 1})
-    tables = {}
-    for per_job in (2, 1):
-        work = tmp_path / f"per_job{per_job}"
-        work.mkdir()
-        (work / "study.yaml").write_text(yaml.safe_dump({**cfg, "resources": {"runs_per_job": per_job}}))
-        out = snakemake(work, "--cores", "2", "--configfile", str(work / "study.yaml"))
-        log = out.stdout + out.stderr
-        trained = re.findall(r"^(?:local)?rule (train_\w+):", log, flags=re.M)
-        assert len(trained) == 2 * (2 // per_job)  # dense and snfs, 1 or 2 jobs each
-        rounds = re.findall(r"^(?:local)?rule (imp_(?:last_)?round_\d+):", log, flags=re.M)
-        assert len(rounds) == len(schedule([0.1], 0.7)) * (2 // per_job)  # each round: one job, or one per seed
-        tables[per_job] = table(work, "runs")
-        assert planned(work, "--configfile", str(work / "study.yaml")) == {}
-    grouped, single = tables[2], tables[1]
-    assert list(grouped["run"]) == list(single["run"]) and (grouped["status"] == "ok").all()
-    assert list(grouped["final_density"]) == list(single["final_density"])
-    assert (grouped["test_acc"] - single["test_acc"]).abs().max() < 0.005
-    for run in grouped["run"]:
-        fused = Mask.load(tmp_path / "per_job2" / run / "mask.safetensors")
-        alone = Mask.load(tmp_path / "per_job1" / run / "mask.safetensors")
-        assert fused.layers.keys() == alone.layers.keys()
-        agree = [(fused.layers[k] == alone.layers[k]).float().mean().item() for k in fused.layers]
+    repo, single = study
+    cfg = yaml.safe_load((repo / "tests/config/tiny.yaml").read_text())
+    cfg.update(seeds=[0, 1], algorithms=["imp", "snfs"], freeze_epochs=[], reinit={"variants": []},
+               prune_sweep={"fractions": [0.0], "methods": ["random"], "draws": 1}, resources={"runs_per_job": 2})
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "study.yaml"), repo=repo)
+    log = out.stdout + out.stderr
+    assert len(re.findall(r"^(?:local)?rule (train_\w+):", log, flags=re.M)) == 2  # dense and snfs: 1 job each
+    rounds = re.findall(r"^(?:local)?rule (imp_(?:last_)?round_\d+):", log, flags=re.M)
+    assert len(rounds) == len(schedule([0.1], 0.7))  # each round of both chains: one job
+    assert planned(tmp_path, "--configfile", str(tmp_path / "study.yaml"), repo=repo) == {}
+    grouped, alone = table(tmp_path, "runs"), table(single, "runs").set_index("run")
+    assert sorted(grouped["seed"]) == [0, 0, 0, 1, 1, 1] and (grouped["status"] == "ok").all()
+    grouped = grouped[grouped["seed"] == 0].set_index("run")
+    assert (grouped["final_density"] == alone.loc[grouped.index, "final_density"]).all()
+    assert (grouped["test_acc"] - alone.loc[grouped.index, "test_acc"]).abs().max() < 0.005
+    for run in grouped.index:
+        fused, one = (Mask.load(root / run / "mask.safetensors") for root in (tmp_path, single))
+        agree = [(fused.layers[k] == one.layers[k]).float().mean().item() for k in one.layers]
         assert min(agree) > 0.999, (run, agree)
 
 
