@@ -65,6 +65,13 @@ def _percent_axis(ax) -> None:
     ax.set_ylim(max(low, 0), min(high, 100.5))
 
 
+def _accuracy_axes(ax, xlabel: str, title: str) -> None:
+    """Label a panel of test accuracy (%), keep it within 0-100 and give it its legend."""
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    _percent_axis(ax)
+    _legend(ax)
+
+
 def _legend(ax, **kw) -> None:
     """The legend, titled with what the bands mean; beside the panel when it would hide the lines."""
     if len(ax.get_legend_handles_labels()[1]) > 6:
@@ -116,10 +123,7 @@ def e0_accuracy(t: dict[str, pd.DataFrame]):
         if not np.isnan(low):
             ax.axhspan(low * 100, high * 100, color=STYLE["dense"][0], alpha=0.12, lw=0)
     _log_density(ax, runs.loc[runs["algorithm"] != "dense", "density"])
-    ax.set(xlabel="density (kept / prunable weights)", ylabel="test accuracy (%)",
-           title="E0: accuracy of each algorithm")
-    _percent_axis(ax)
-    _legend(ax)
+    _accuracy_axes(ax, "density (kept / prunable weights)", "E0: accuracy of each algorithm")
     return fig
 
 
@@ -133,9 +137,7 @@ def e1_reinit(t):
         for variant in [v for v in VARIANT_STYLE if v in set(sub["variant"])]:
             _line(ax, sub[sub["variant"] == variant], "density", "test_acc", variant, VARIANT_STYLE[variant])
         _log_density(ax, sub["density"])
-        ax.set(xlabel="density", ylabel="test accuracy (%)", title=f"E1: {algorithm}'s mask, weights reset")
-        _percent_axis(ax)
-        _legend(ax)
+        _accuracy_axes(ax, "density", f"E1: {algorithm}'s mask, weights reset")
     return fig
 
 
@@ -152,10 +154,7 @@ def e2_prune(t):
                 m = sub[(sub["algorithm"] == algorithm) & (sub["method"] == method)]
                 if len(m):
                     _line(ax, m, "q", "test_acc", f"{algorithm}, {method.replace('_', ' ')}", STYLE[algorithm], ls=ls)
-        ax.set(xlabel="fraction q of the remaining weights removed", ylabel="test accuracy (%)",
-               title=f"E2: robustness at density {density:g}")
-        _percent_axis(ax)
-        _legend(ax)
+        _accuracy_axes(ax, "fraction q of the remaining weights removed", f"E2: robustness at density {density:g}")
     if not densities:
         axes[0].set_title("E2: no pruning sweep in this study")
     return fig
@@ -171,10 +170,8 @@ def e2_prune_layers(t):
         sub = layers[(layers["algorithm"] == algorithm) & (layers["density"] == density)]
         for k, (layer, m) in enumerate(sub.groupby("layer")):
             _line(ax, m, "q", "test_acc", layer, (DENSITY_COLOURS[k % len(DENSITY_COLOURS)], "o"))
-        ax.set(xlabel="fraction q of the layer's weights removed", ylabel="test accuracy (%)",
-               title=f"E2: {algorithm}, density {density:g}, one layer")
-        _percent_axis(ax)
-        _legend(ax)
+        _accuracy_axes(ax, "fraction q of the layer's weights removed",
+                       f"E2: {algorithm}, density {density:g}, one layer")
     if not panels:
         axes[0].set_title("E2: no per-layer pruning in this study")
     return fig
