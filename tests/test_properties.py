@@ -1,10 +1,12 @@
 """Properties that hold for any input (hypothesis): the mask budget, imp's schedule, top-k, packing, SGD."""
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparsenet import config as c
 from sparsenet.algorithms.imp import schedule
 from sparsenet.masks import Mask, layer_counts, topk_mask
 from sparsenet.optim import SGD
@@ -76,3 +78,56 @@ def test_sgd_equals_torchs_bitwise(lr, momentum, nesterov, decay, seed):
         opt_ours.step()
         opt_theirs.step()
         assert torch.equal(ours[0], theirs[0])
+
+
+def _outside(low: float, high: float, *, low_open: bool, high_open: bool):
+    """Floats outside the interval from `low` to `high` (each end in or out as the check has it)."""
+    below = st.floats(max_value=low, exclude_max=not low_open, allow_nan=False, allow_infinity=False)
+    above = st.floats(min_value=high, exclude_min=not high_open, allow_nan=False, allow_infinity=False)
+    return st.one_of(below, above)
+
+
+def _not_one_of(choices):
+    return st.text(min_size=1, max_size=12).filter(lambda s: s not in choices)
+
+
+FRACTION = {"low_open": True, "high_open": True}
+# every validated setting with values it must refuse (the other settings at their defaults: 30 epochs, snfs)
+INVALID = {
+    "batch_size": st.integers(max_value=0), "val_fraction": _outside(0, 1, low_open=False, high_open=True),
+    "train_subset": st.integers(max_value=-1), "init": _not_one_of(c.INITS), "bn_init": _not_one_of(c.BN_INITS),
+    "epochs": st.integers(max_value=0), "lr": st.floats(max_value=0, allow_nan=False),
+    "momentum": _outside(0, 1, low_open=False, high_open=True), "weight_decay": st.floats(max_value=-1e-12),
+    "schedule": _not_one_of(c.SCHEDULES), "warmup_epochs": st.one_of(st.integers(max_value=-1), st.integers(30)),
+    "milestones": st.lists(st.one_of(st.integers(max_value=0), st.integers(30)), min_size=1, max_size=3),
+    "gamma": _outside(0, 1, low_open=True, high_open=False),
+    "label_smoothing": _outside(0, 1, low_open=False, high_open=True),
+    "snapshot_fractions": st.lists(_outside(0, 1, **FRACTION), min_size=1, max_size=3),
+    "density": _outside(0, 1, low_open=True, high_open=False), "distribution": _not_one_of(c.DISTRIBUTIONS),
+    "rigl_layers": _not_one_of(c.RIGL_LAYER_RULES), "prune_rate": _outside(0, 1, low_open=False, high_open=True),
+    "freeze_epoch": st.integers(max_value=0), "update_interval": st.integers(max_value=0),
+    "update_end": _outside(0, 1, low_open=True, high_open=False), "drop_fraction": _outside(0, 1, **FRACTION),
+    "gmp_start": _outside(0, 1, low_open=False, high_open=True),
+    "gmp_end": st.one_of(_outside(0, 1, low_open=True, high_open=False), st.floats(0.001, 0.0167)),
+    "gmp_interval": st.integers(max_value=0), "synflow_rounds": st.integers(max_value=0),
+    "imp_rate": _outside(0, 1, **FRACTION), "imp_scope": _not_one_of(c.IMP_SCOPES),
+    "imp_output": _not_one_of(c.IMP_OUTPUTS), "rewind_epoch": st.integers(max_value=-1),
+    "seed": st.integers(max_value=-1), "algorithm": _not_one_of(c.ALGORITHMS),
+    "precision": _not_one_of(c.PRECISIONS), "sparse_kernels": _not_one_of(c.SPARSE_KERNELS),
+    "eval_batch_size": st.integers(max_value=0),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+@pytest.mark.parametrize("key", sorted(INVALID))
+def test_every_invalid_setting_is_refused_naming_its_key(key, data):
+    value = data.draw(INVALID[key])
+    with pytest.raises(c.ConfigError, match=f"^{key}: "):
+        c.RunConfig.from_flat({"algorithm": "snfs", "density": 0.1, key: value})
+
+
+def test_the_invalid_values_cover_every_validated_setting():
+    own = {"dataset", "model", "nesterov", "augment", "dense_layers", "sparsity_scales", "imp_layer_rates",
+           "channels_last", "compile", "deterministic"}  # import paths, flags, and name lists tested on their own
+    assert set(INVALID) | own == set(c.FIELDS)
