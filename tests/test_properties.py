@@ -1,5 +1,8 @@
-"""Properties that hold for any input (hypothesis): the mask budget, imp's schedule, top-k, packing, SGD."""
+"""Properties that hold for any input (hypothesis): the mask budget, imp's schedule, top-k, packing, SGD, the
+settings' validation and E5's chance values."""
+import itertools
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -7,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsenet import config as c
+from sparsenet import similarity
 from sparsenet.algorithms.imp import schedule
 from sparsenet.masks import Mask, layer_counts, topk_mask
 from sparsenet.optim import SGD
@@ -131,3 +135,21 @@ def test_the_invalid_values_cover_every_validated_setting():
     own = {"dataset", "model", "nesterov", "augment", "dense_layers", "sparsity_scales", "imp_layer_rates",
            "channels_last", "compile", "deterministic"}  # import paths, flags, and name lists tested on their own
     assert set(INVALID) | own == set(c.FIELDS)
+
+
+@settings(max_examples=40, deadline=None)
+@given(layers=st.lists(st.integers(1, 5).flatmap(
+    lambda n: st.tuples(st.just(n), st.integers(1, n), st.integers(1, n))), min_size=1, max_size=2))
+def test_e5s_chance_overlap_is_the_exact_mean_over_every_pair_of_random_masks(layers):
+    """Enumerate every mask with each layer's kept count, for both runs: the mean overlap is chance's, exactly."""
+    sizes = {f"l{i}": n for i, (n, _, _) in enumerate(layers)}
+    counts_a = {f"l{i}": a for i, (_, a, _) in enumerate(layers)}
+    counts_b = {f"l{i}": b for i, (_, _, b) in enumerate(layers)}
+
+    def masks(counts):  # every combination of kept positions, layer by layer
+        per_layer = [list(itertools.combinations(range(sizes[n]), counts[n])) for n in sizes]
+        return list(itertools.product(*per_layer))
+
+    shared = [sum(len(set(x) & set(y)) for x, y in zip(ma, mb)) for ma in masks(counts_a) for mb in masks(counts_b)]
+    mean_overlap = Fraction(sum(shared), len(shared)) / sum(counts_a.values())
+    assert similarity.chance(counts_a, counts_b, sizes)[0] == pytest.approx(float(mean_overlap), rel=1e-12)
