@@ -91,6 +91,18 @@ class TrainGroup:
     runs: tuple[PlannedRun, ...]
 
     @property
+    def model(self) -> str:
+        return self.runs[0].model
+
+    @property
+    def label(self) -> str:
+        return self.runs[0].label
+
+    @property
+    def size(self) -> int:
+        return len(self.runs)
+
+    @property
     def varying(self) -> list[str]:
         """The settings its runs differ in, each run's own (seed, density); the rest they share."""
         return [k for k in ("seed", "density") if len({getattr(r, k) for r in self.runs}) > 1]
@@ -137,6 +149,11 @@ class ChainGroup:
     name: str
     model: str
     seeds: tuple[int, ...]
+    label = "imp"
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
 
     def round_folder(self, dataset: str, round_: int | str, seed: int | str | None = None) -> str:
         """A round's folder of the chain of `seed`; with several seeds and none given, `{seed}` in its place."""

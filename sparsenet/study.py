@@ -20,7 +20,7 @@ import yaml
 from sparsenet import models
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
-from sparsenet.plan import chain_groups, run_settings, runs_per_job, train_groups
+from sparsenet.plan import chain_groups, run_settings, train_groups
 from sparsenet.reinit import replays_its_run
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # the workflow validates with it too
@@ -71,21 +71,23 @@ def trainings(config: dict) -> pd.DataFrame:
     n_seeds, n_dens = len(config["seeds"]), len(config["densities"])
     sparse, variants = config["algorithms"], config["reinit"]["variants"]
     freeze = [(a, k) for a in config.get("freeze_algorithms", ["dnw"]) if a in sparse for k in config["freeze_epochs"]]
+    fused: dict[tuple[str, str], int] = {}  # (model, label) -> the largest group its jobs train (sparsenet.plan)
+    for group in [*train_groups(config), *chain_groups(config)]:
+        fused[group.model, group.label] = max(fused.get((group.model, group.label), 0), group.size)
     for model in config["models"]:
-        per_job = runs_per_job(config, model)
         epochs = settings(config, model, "dense").train.epochs
-        rows.append(("dense", model, n_seeds, epochs, {"dense": epochs}, min(per_job, n_seeds)))
+        rows.append(("dense", model, n_seeds, epochs, {"dense": epochs}, fused[model, "dense"]))
         if "imp" in sparse:
             imp = settings(config, model, "imp", 0.5).algorithm
             rounds = len(schedule(config["densities"], imp.imp_rate))
             each = epochs - imp.rewind_epoch * (rounds - 1) / rounds  # later rounds start at the rewind epoch
-            rows.append(("imp_round", model, rounds * n_seeds, each, {"fixed": each}, min(per_job, n_seeds)))
-        per_label = min(per_job, n_dens * n_seeds)
+            rows.append(("imp_round", model, rounds * n_seeds, each, {"fixed": each}, fused[model, "imp"]))
         for algorithm in (a for a in sparse if a != "imp"):
-            rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}, per_label))
+            rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}, fused[model, algorithm]))
         for algorithm, k in freeze:
-            rows.append((f"{algorithm}_freeze_f{k}", model, n_dens * n_seeds, epochs,
-                         {algorithm: k, "fixed": epochs - k}, per_label))
+            label = f"{algorithm}_freeze_f{k}"
+            rows.append((label, model, n_dens * n_seeds, epochs, {algorithm: k, "fixed": epochs - k},
+                         fused[model, label]))
         for algorithm in sparse:
             trained = [v for v in variants if not (v == "rewind" and replays_its_run(algorithm))]  # recorded
             each = epochs - (imp.rewind_epoch if algorithm == "imp" else 0)
