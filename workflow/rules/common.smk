@@ -139,21 +139,17 @@ FIGURES = expand("results/figures/{name}.{ext}", name=figures.FIGURES, ext=["png
 TRAIN_GROUPS = plan.train_groups(config)
 
 
-def group_runs(group):
-    return [(r.model, r.label, r.density, r.seed) for r in group.runs]
-
-
 def group_log(group):
     """A single run's log is in its folder; a group's beside its runs' folders."""
-    model, label, density, seed = group_runs(group)[0]
-    if len(group.runs) == 1:
-        return f"{run_dir(model, label, density, seed)}/train.log"
-    return f"{RUNS}/{DATASET}-{model}/{group.name}.log"
+    if group.size == 1:
+        return f"{group.runs[0].folder(DATASET)}/train.log"
+    return f"{RUNS}/{DATASET}-{group.model}/{group.name}.log"
 
 
 def group_params(group):
     """The shared settings, one --fuse per run with its own (seed, density), the --out pattern, the identity."""
-    first = group_runs(group)[0]
+    r = group.runs[0]
+    first = (r.model, r.label, r.density, r.seed)
     settings = {k: v for k, v in run_settings(*first).items() if k not in group.varying}
     return dict(
         settings=cli_flags(settings),

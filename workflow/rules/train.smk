@@ -9,7 +9,7 @@ for _group in TRAIN_GROUPS:
         name:
             _group.name
         output:
-            [f"{run_dir(*r)}/{f}" for r in group_runs(_group) for f in RUN_FILES],
+            [f"{r.folder(DATASET)}/{f}" for r in _group.runs for f in RUN_FILES],
         log:
             group_log(_group),
         conda:
