@@ -14,6 +14,10 @@ if not workflow.overwrite_configfiles:
 validate(config, "sparsenet/schemas/config.schema.yaml")
 
 
+# the report's first page: the four questions answered (results/answers.rst, written by rule summary)
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analyses.smk"

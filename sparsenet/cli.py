@@ -201,12 +201,13 @@ def cmd_settings(args) -> None:
 
 
 def cmd_summary(args) -> None:
-    from sparsenet import summary
+    from sparsenet import answers, summary
     from sparsenet.files import atomic_path
 
-    tables = summary.summarise(args.tables)
-    text = summary.markdown(tables)
-    for path, content in ((args.out, text), (args.html, summary.html(tables))):
+    frames = summary.summarise(args.tables)
+    text = answers.document(frames)
+    outputs = ((args.out, text), (args.html, summary.html(frames)), (args.rst, answers.rst(answers.answer(frames))))
+    for path, content in outputs:
         if path:
             with atomic_path(path) as tmp:
                 Path(tmp).write_text(content)
@@ -361,11 +362,15 @@ def main(argv: list[str] | None = None) -> int:
                        description="Print the table of run settings (Markdown), as README shows it.")
     p.set_defaults(func=cmd_settings)
 
-    p = sub.add_parser("summary", help="the study's numbers per experiment, mean +- std over seeds, from the tables",
-                       description="Print one Markdown table per experiment (E0-E4) from the Parquet tables alone.")
+    p = sub.add_parser("summary", help="the four questions answered, and each experiment's numbers, from the tables",
+                       description="Print the four questions with their answers (sparsenet.answers), then one "
+                       "Markdown table per experiment (E0-E6), from the Parquet tables alone: each number a mean "
+                       "over seeds with its 95%% t-interval and n.")
     p.add_argument("--tables", type=Path, default=Path("results/tables"), help="folder holding the tables")
     p.add_argument("--out", type=Path, help="also write the Markdown here")
     p.add_argument("--html", type=Path, help="also write an HTML page here (the report's summary)")
+    p.add_argument("--rst", type=Path, help="also write the four answers here in reStructuredText (the report's "
+                   "first page)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("bench", help="measure the pipeline: trainer vs a reference loop, algorithm costs, overheads",

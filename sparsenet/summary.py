@@ -5,7 +5,7 @@ seed, then averaged, so their interval is the paired one.
 E0 accuracy per algorithm and density;
 E1 accuracy per variant and its gap to the trained run of the same seed;
 E2 accuracy after pruning a further q = 0.25 / 0.5 / 0.75 (linear in q between the measured fractions; random
-draws averaged first) and the area under accuracy-vs-q;
+draws averaged first), the accuracy lost at q = 0.5 against the unpruned run, and the area under accuracy-vs-q;
 E3 recall of the final mask, IoU, Cohen's kappa and Hamming distance with its chance value after 0.1, 0.5, 1, 2
 and 5 epochs (where snapshotted);
 E4 accuracy, its gap to the unfrozen algorithm's run of the same seed, and weight-gradient work and measured
@@ -26,6 +26,8 @@ from sparsenet.files import read_parquet
 from sparsenet.stats import mean_ci
 
 Q = (0.25, 0.5, 0.75)
+LOST = "lost_q0.5"
+E3_MEASURES = ("overlap_final", "iou_final", "kappa_final", "hamming_final", "hamming_chance")
 EPOCHS = (0.1, 0.5, 1.0, 2.0, 5.0)
 TABLES = ("runs", "reinit", "prune", "emergence", "freeze", "similarity", "layers")
 
@@ -67,16 +69,17 @@ def prune(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
                "auc": float(np.trapezoid(acc, q) / (q[-1] - q[0])) if len(q) > 1 else float("nan")}
         for target in Q:
             row[f"acc_q{target:g}"] = float(np.interp(target, q, acc)) if q[0] <= target <= q[-1] else float("nan")
+        # the points lost to removing half, against the same run unpruned: paired, per seed
+        row[LOST] = acc[0] - row["acc_q0.5"] if q[0] == 0 else float("nan")
         rows.append(row)
     frame = pd.DataFrame(rows)
-    return _stats(frame, ["algorithm", "density", "method", "layer"], [f"acc_q{q:g}" for q in Q] + ["auc"])
+    return _stats(frame, ["algorithm", "density", "method", "layer"], [f"acc_q{q:g}" for q in Q] + [LOST, "auc"])
 
 
 def emergence(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frame = t["emergence"]
     frame = frame[(frame["layer"] == "all") & frame["epoch"].round(6).isin(EPOCHS)]
-    return _stats(frame, ["algorithm", "density", "epoch"],
-                  ["overlap_final", "iou_final", "kappa_final", "hamming_final", "hamming_chance"])
+    return _stats(frame, ["algorithm", "density", "epoch"], list(E3_MEASURES))
 
 
 def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -111,32 +114,37 @@ def wiring(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
                   ["effective_density", "effective_fraction", "dead_unit_fraction", "fanin_cv"])
 
 
-SECTIONS = {"E0 accuracy": accuracy, "E1 structure alone (retrained from a reset)": reinit,
-            "E2 robustness to further pruning": prune,
-            "E3 emergence (against the final mask; kappa corrects the agreement for chance)": emergence,
-            "E4 freezing the mask after k epochs": freeze,
-            "E5 similarity of final masks (pairs of runs; corrected for chance)": similarity,
-            "E6 wiring of final masks (effective = on an input-output path)": wiring}
+SECTIONS = {"E0": ("E0 accuracy", accuracy), "E1": ("E1 structure alone (retrained from a reset)", reinit),
+            "E2": ("E2 robustness to further pruning", prune),
+            "E3": ("E3 emergence (against the final mask; kappa corrects the agreement for chance)", emergence),
+            "E4": ("E4 freezing the mask after k epochs", freeze),
+            "E5": ("E5 similarity of final masks (pairs of runs; corrected for chance)", similarity),
+            "E6": ("E6 wiring of final masks (effective = on an input-output path)", wiring)}
 
 
 def summarise(tables_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Each experiment's frame, by its id (E0-E6)."""
     tables = {name: read_parquet(Path(tables_dir) / f"{name}.parquet") for name in TABLES}
     tables, _ = without_diverged(tables)
-    return {title: fn(tables) for title, fn in SECTIONS.items()}
+    return {key: fn(tables) for key, (_, fn) in SECTIONS.items()}
+
+
+def cell(mean: float, low: float, high: float, n: int, percent: bool = False) -> str:
+    """'mean [low, high] (n=...)', or 'mean (n=1)': no spread for one seed; a fraction in percent if `percent`."""
+    (scale, digits), n = ((100, 2) if percent else (1, 3)), int(n)  # n arrives as a float from a mixed row
+    mean, low, high = mean * scale, low * scale, high * scale
+    return "" if not n else f"{mean:.{digits}f} (n=1)" if n == 1 else \
+        f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] (n={n})"
 
 
 def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each measured column as 'mean [low, high] (n)', or 'mean (n=1)'; accuracies and their gaps in percent."""
+    """Each measured column as a cell; accuracies, their gaps and losses in percent."""
     out = frame[[c for c in frame.columns if not c.endswith(("_mean", "_low", "_high", "_n"))]].copy()
     for column in [c[:-5] for c in frame.columns if c.endswith("_mean")]:
-        scale = 100 if column.startswith(("test_acc", "acc_q", "auc", "gap")) else 1
-        digits = 2 if scale == 100 else 3
-        cells = []
-        for m, lo, hi, n in zip(*(frame[f"{column}_{p}"] for p in ("mean", "low", "high", "n"))):
-            m, lo, hi = m * scale, lo * scale, hi * scale
-            cells.append("" if not n else f"{m:.{digits}f} (n=1)" if n == 1 else
-                         f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}] (n={n})")
-        out[column + (" (%)" if scale == 100 else "")] = cells
+        percent = column.startswith(("test_acc", "acc_q", "auc", "gap", "lost"))
+        out[column + (" (%)" if percent else "")] = [
+            cell(*values, percent=percent)
+            for values in zip(*(frame[f"{column}_{p}"] for p in ("mean", "low", "high", "n")))]
     return out
 
 
@@ -145,13 +153,14 @@ LEGEND = "Each cell: mean over seeds [95% t-interval] (n seeds); gaps are paired
 
 def markdown(summary: dict[str, pd.DataFrame]) -> str:
     parts = [LEGEND]
-    for title, frame in summary.items():
-        parts.append(f"### {title}\n\n" + (_formatted(frame).to_markdown(index=False) if len(frame) else "(none)"))
+    for key, frame in summary.items():
+        table = _formatted(frame).to_markdown(index=False) if len(frame) else "(none)"
+        parts.append(f"### {SECTIONS[key][0]}\n\n{table}")
     return "\n\n".join(parts) + "\n"
 
 
 def html(summary: dict[str, pd.DataFrame]) -> str:
     body = f"<p>{LEGEND}</p>" + "".join(
-        f"<h3>{title}</h3>" + (_formatted(frame).to_html(index=False) if len(frame) else "<p>(none)</p>")
-        for title, frame in summary.items())
+        f"<h3>{SECTIONS[key][0]}</h3>" + (_formatted(frame).to_html(index=False) if len(frame) else "<p>(none)</p>")
+        for key, frame in summary.items())
     return f"<html><head><meta charset='utf-8'><title>Summary</title></head><body>{body}</body></html>\n"

@@ -90,10 +90,10 @@ DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")  # a number with decimals (a measure
 
 
 def test_the_default_studys_summary_is_generated_from_its_committed_tables():
-    from sparsenet import summary
+    from sparsenet import answers, summary
 
     # regenerate: sparsenet summary --tables docs/default-study/tables --out docs/default-study/summary.md
-    generated_text = summary.markdown(summary.summarise(DEFAULT_STUDY / "tables"))
+    generated_text = answers.document(summary.summarise(DEFAULT_STUDY / "tables"))
     assert (DEFAULT_STUDY / "summary.md").read_text() == generated_text
 
 

@@ -217,44 +217,54 @@ def test_tiny_study_writes_every_table_and_figure(study):
 
 
 def test_summary_gives_every_experiment_with_means_over_seeds(study):
-    from sparsenet import summary
+    from sparsenet import answers, summary
 
     repo, work = study
     tables = work / "results" / "tables"
     result = summary.summarise(tables)
     runs = pd.read_parquet(tables / "runs.parquet")
-    e0 = result["E0 accuracy"].set_index(["algorithm", "density"])
+    e0 = result["E0"].set_index(["algorithm", "density"])
     assert sorted(e0.index.get_level_values("algorithm")) == ["dense", "dnw", "imp", "snfs"]
     for (algorithm, density), group in runs[runs["algorithm"] != "dnw_freeze"].groupby(["algorithm", "density"]):
         assert e0.loc[(algorithm, density), "test_acc_mean"] == pytest.approx(group["test_acc"].mean())
         assert e0.loc[(algorithm, density), "test_acc_n"] == len(group)
     reinit, runs_by_key = pd.read_parquet(tables / "reinit.parquet"), runs.set_index(["algorithm", "seed"])
-    e1 = result["E1 structure alone (retrained from a reset)"].set_index(["algorithm", "variant"])
+    e1 = result["E1"].set_index(["algorithm", "variant"])
     for row in reinit.itertuples():  # one seed in the tiny study: the gap is the difference itself
         gap = row.test_acc - runs_by_key.loc[(row.algorithm, row.seed), "test_acc"]
         assert e1.loc[(row.algorithm, row.variant), "gap_mean"] == pytest.approx(gap)
     prune = pd.read_parquet(tables / "prune.parquet")
-    e2 = result["E2 robustness to further pruning"].set_index(["algorithm", "method"])
+    e2 = result["E2"].set_index(["algorithm", "method"])
     magnitude = prune[(prune["algorithm"] == "snfs") & (prune["method"] == "magnitude_global")].sort_values("q")
     # the tiny study sweeps q in {0, 0.5, 0.9}: q=0.5 is measured, q=0.25 halfway between 0 and 0.5
     snfs = e2.loc[("snfs", "magnitude_global")]
     assert snfs["acc_q0.5_mean"] == pytest.approx(magnitude["test_acc"].iloc[1])
     assert snfs["acc_q0.25_mean"] == pytest.approx(magnitude["test_acc"].iloc[:2].mean())
-    e3 = result["E3 emergence (against the final mask; kappa corrects the agreement for chance)"]
+    e3 = result["E3"]
     assert set(e3["epoch"]) == {0.5, 1.0, 2.0} and (e3["overlap_final_mean"] <= 1).all()
     assert (e3["kappa_final_mean"] <= 1).all() and (e3["hamming_chance_mean"] > 0).all()
-    e4 = result["E4 freezing the mask after k epochs"].set_index("k")
+    e4 = result["E4"].set_index("k")
     assert e4.loc["dnw", "grad_macs_vs_unfrozen_mean"] == 1 and e4.loc["1", "grad_macs_vs_unfrozen_mean"] < 0.7
     whole = pd.read_parquet(tables / "layers.parquet").query("layer == 'all'").set_index("algorithm")
-    e6 = result["E6 wiring of final masks (effective = on an input-output path)"].set_index("algorithm")
+    e6 = result["E6"].set_index("algorithm")
     assert sorted(e6.index) == ["dnw", "imp", "snfs"]
     for algorithm, row in e6.iterrows():
         assert row["effective_density_mean"] == pytest.approx(whole.loc[algorithm, "effective_kept"]
                                                               / whole.loc[algorithm, "size"])
         assert 0 < row["effective_fraction_mean"] <= 1
     text = (work / "results" / "summary.md").read_text()
-    assert text == summary.markdown(result) and "(n=1)" in text and "±" not in text  # one seed: no spread
+    assert text == answers.document(result) and "(n=1)" in text and "±" not in text  # one seed: no spread
     assert (work / "results" / "summary.html").exists()
+
+
+def test_the_report_opens_on_the_four_answers(study):
+    repo, work = study
+    snakemake(work, "--configfile", str(repo / "tests/config/tiny.yaml"), "--report", "results/report.html",
+              repo=repo)
+    page = (work / "results" / "report.html").read_text()
+    # the first page is the workflow description: the rst of rule summary, included and rendered to HTML
+    assert "The four questions" in page and "Does the structure alone carry the accuracy?" in page
+    assert "undecided" in page and "include::" not in page  # one seed decides nothing
 
 
 def test_finished_study_has_nothing_to_do(study):
@@ -337,7 +347,7 @@ def test_extended_study_runs_every_algorithm_through_every_experiment(tmp_path):
         assert freeze.loc[algorithm, "grad_macs_vs_unfrozen"] == 1
         # after the freeze no step needs a dense gradient: set never needs one, the others at every or some steps
         assert freeze.loc[f"{algorithm}_freeze", "grad_macs_vs_unfrozen"] <= (1 if algorithm == "set" else 0.7)
-    e4 = summary_of(tmp_path)["E4 freezing the mask after k epochs"]
+    e4 = summary_of(tmp_path)["E4"]
     assert sorted(set(e4["algorithm"])) == sorted(cfg["freeze_algorithms"])
     for name in FIGURES:
         assert (tmp_path / "results" / "figures" / f"{name}.png").stat().st_size > 1000

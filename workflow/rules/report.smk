@@ -77,6 +77,7 @@ rule summary:
     output:
         markdown="results/summary.md",
         html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
+        answers="results/answers.rst",
     log:
         "results/logs/summary.log",
     conda:
@@ -85,4 +86,4 @@ rule summary:
         code=code("summary"),
     shell:
         "python -m sparsenet summary --tables results/tables --out {output.markdown} --html {output.html} "
-        "> {log} 2>&1"
+        "--rst {output.answers} > {log} 2>&1"
