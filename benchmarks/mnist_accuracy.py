@@ -57,18 +57,18 @@ def one(algorithm: str, seed: int, density: float, epochs: int | None, out: Path
 
 def row(folder: Path) -> dict:
     """One finished run (or imp chain) as a row of the table."""
-    from sparsenet.files import read_json
     from sparsenet.masks import Mask
+    from sparsenet.record import RunFolder
 
-    record = read_json(folder / "run.json")
-    alg = record["config"]["algorithm"]
+    run = RunFolder(folder)
+    record = run.record()
+    alg = record.config["algorithm"]
     rounds = sorted(folder.glob("rounds/*/run.json"))
-    wall = sum(read_json(f)["wall_s"] for f in rounds) if rounds else record["wall_s"]
-    return {"algorithm": folder.parent.name, "seed": record["config"]["seed"], "recipe": RECIPES[folder.parent.name][0],
-            "epochs": record["config"]["train"]["epochs"], "dense_layers": ",".join(alg["dense_layers"]),
-            "density": record["density"], "all_weights_density": Mask.load(folder / "mask.safetensors").density(),
-            "test_acc": record["test_acc"], "wall_s": wall, "device": record["device"],
-            "git_commit": record["git_commit"]}
+    wall = sum(RunFolder(f.parent).record().wall_s for f in rounds) if rounds else record.wall_s
+    return {"algorithm": folder.parent.name, "seed": record.config["seed"], "recipe": RECIPES[folder.parent.name][0],
+            "epochs": record.config["train"]["epochs"], "dense_layers": ",".join(alg["dense_layers"]),
+            "density": record.density, "all_weights_density": Mask.load(run.mask).density(),
+            "test_acc": record.test_acc, "wall_s": wall, "device": record.device, "git_commit": record.git_commit}
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -55,7 +55,7 @@ def cmd_train(args) -> None:
         code = provenance.identity("train", cfgs[0])  # the runs share their algorithm: one identity
         for out, record in zip(outs, fused.train_fused(cfgs, outs, data_root=args.data_root, device=args.device,
                                                        code=code)):
-            print(f"{out}: {record['status']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
+            print(f"{out}: {record.status} test_acc {record.test_acc:.4f} density {record.density:.4f}")
         return
     cfg = _run_config(args)
     code = provenance.identity("train", cfg)
@@ -63,8 +63,8 @@ def cmd_train(args) -> None:
         record = rounds.run_chain(cfg, args.out, data_root=args.data_root, device=args.device, code=code)
     else:
         record = train.train(cfg, args.out, data_root=args.data_root, device=args.device, code=code)
-    print(f"{args.out}: {record['status']} test_acc {record['test_acc']:.4f} density {record['density']:.4f} "
-          f"wall {record['wall_s']:.1f}s")
+    print(f"{args.out}: {record.status} test_acc {record.test_acc:.4f} density {record.density:.4f} "
+          f"wall {record.wall_s:.1f}s")
 
 
 def _fused_folders(flag: str, template: Path, runs: list[dict[str, str]]) -> list[Path]:
@@ -86,20 +86,20 @@ def cmd_imp_round(args) -> None:
         records = rounds.run_rounds(cfgs, outs, prevs=prevs, next_density=args.next_density, data_root=args.data_root,
                                     device=args.device, code=provenance.identity("imp-round", cfgs[0]))
         for out, record in zip(outs, records):
-            print(f"{out}: round {record['imp_round']} test_acc {record['test_acc']:.4f} "
-                  f"density {record['density']:.4f}")
+            print(f"{out}: round {record.imp_round} test_acc {record.test_acc:.4f} "
+                  f"density {record.density:.4f}")
         return
     cfg = _run_config(args)
     if args.prev is None:
         cfg = cfg.replace(density=1.0)
     record = rounds.run_round(cfg, args.out, prev=args.prev, next_density=args.next_density,
                               data_root=args.data_root, device=args.device, code=provenance.identity("imp-round", cfg))
-    print(f"{args.out}: round {record['imp_round']} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
+    print(f"{args.out}: round {record.imp_round} test_acc {record.test_acc:.4f} density {record.density:.4f}")
 
 
 def cmd_retrain(args) -> None:
     from sparsenet import provenance, reinit
-    from sparsenet.train import run_config
+    from sparsenet.record import RunFolder
 
     unknown = [v for v in args.variant if v not in reinit.VARIANTS]
     if unknown or len(set(args.variant)) < len(args.variant):
@@ -108,9 +108,9 @@ def cmd_retrain(args) -> None:
         raise ConfigError(f"--out must contain {{variant}} with several variants, got {args.out}")
     outs = [Path(str(args.out).format(variant=v)) for v in args.variant]
     records = reinit.retrain_variants(args.run, args.variant, outs, data_root=args.data_root, device=args.device,
-                                      code=provenance.identity("retrain", run_config(args.run)))
+                                      code=provenance.identity("retrain", RunFolder(args.run).config()))
     for variant, out, record in zip(args.variant, outs, records):
-        print(f"{out}: {variant} test_acc {record['test_acc']:.4f} density {record['density']:.4f}")
+        print(f"{out}: {variant} test_acc {record.test_acc:.4f} density {record.density:.4f}")
 
 
 def cmd_prune_sweep(args) -> None:
@@ -141,13 +141,14 @@ def cmd_mask_stats(args) -> None:
     from sparsenet import datasets, models
     from sparsenet.files import write_parquet
     from sparsenet.masks import Mask
-    from sparsenet.train import run_config
+    from sparsenet.record import RunFolder
     from sparsenet.wiring import wiring
 
-    cfg = run_config(args.run)
+    run = RunFolder(args.run)
+    cfg = run.config()
     spec = datasets.spec(cfg.data.dataset)
     model = models.build(cfg.model.model, spec.input_shape, spec.num_classes)
-    frame = wiring(model, Mask.load(args.run / "mask.safetensors"), spec.input_shape, cfg.algorithm.dense_layers)
+    frame = wiring(model, Mask.load(run.mask), spec.input_shape, cfg.algorithm.dense_layers)
     write_parquet(args.out, frame)
     print(frame.to_markdown(index=False, floatfmt=".4f"))
 

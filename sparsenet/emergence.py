@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from sparsenet.masks import Mask, load_snapshots
-from sparsenet.train import run_config
+from sparsenet.record import RunFolder
 
 
 def agreement(a: Mask, b: Mask) -> dict[str, float]:
@@ -48,10 +48,10 @@ def _row(epoch: float, step: int, layer: str, snap: Mask, final: Mask, prev: Mas
 
 
 def emergence(run: str | Path) -> pd.DataFrame:
-    run = Path(run)
-    snapshots, labels = load_snapshots(run / "snapshots.safetensors")
-    final = Mask.load(run / "mask.safetensors")
-    dense = run_config(run).algorithm.dense_layers
+    run = RunFolder(run)
+    snapshots, labels = load_snapshots(run.snapshots)
+    final = Mask.load(run.mask)
+    dense = run.config().algorithm.dense_layers
     rows = []
     prev = None
     for snap, label in zip(snapshots, labels):

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from sparsenet import execution, models, sparse
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.optim import SGD
+from sparsenet.record import RunRecord
 from sparsenet.train import Run, finished_record, load_data, lr_at, resolve_device, train
 
 
@@ -334,7 +335,7 @@ def _check_group(cfgs: list[RunConfig]) -> None:
 
 def train_fused(cfgs: list[RunConfig], outs: list[str | Path], *, data_root=None, device: str | None = None,
                 masks: list | None = None, init_weights: list | None = None, extras: list | None = None,
-                first_epoch: int = 0, save_weights_at_epoch: int = 0, code: str | None = None) -> list[dict]:
+                first_epoch: int = 0, save_weights_at_epoch: int = 0, code: str | None = None) -> list[RunRecord]:
     """Train every run of `cfgs` into the matching folder of `outs` in one fused model; their run records.
 
     The runs share model, data, recipe, execution settings and algorithm, and may differ in seed, density and
@@ -367,7 +368,7 @@ def train_fused(cfgs: list[RunConfig], outs: list[str | Path], *, data_root=None
     return [records[i] for i in range(len(cfgs))]
 
 
-def _loop(runs: list[Run]) -> list[dict]:
+def _loop(runs: list[Run]) -> list[RunRecord]:
     """Train the fused group to its last epoch; each run's record."""
     group = FusedRuns(runs)
     first = runs[0]

@@ -21,7 +21,8 @@ from sparsenet.algorithms.imp import prune
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import AlgorithmHparams, ConfigError
 from sparsenet.masks import Mask, topk_mask
-from sparsenet.train import evaluate, resolve_device, run_config
+from sparsenet.record import RunFolder
+from sparsenet.train import evaluate, resolve_device
 
 METHODS = ("magnitude_global", "magnitude_layerwise", "random", "magnitude_per_layer")
 
@@ -72,16 +73,16 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"prune_sweep.methods: {sorted(unknown)} unknown; allowed: {', '.join(METHODS)}")
-    run = Path(run)
-    cfg = run_config(run)
+    run = RunFolder(run)
+    cfg = run.config()
     dev = resolve_device(device)
     train_split, test_split, _ = data_mod.load(cfg.data, dev, data_root)
     batcher = data_mod.Batcher(cfg.data, dev, data_root)
     spec = datasets.spec(cfg.data.dataset, data_root)
     model = models.build(cfg.model.model, spec.input_shape, spec.num_classes).to(dev)
     execution.prepare_model(model, cfg.execution)
-    final = load_weights(run / "final.safetensors", dev)
-    mask = Mask.load(run / "mask.safetensors", dev)
+    final = load_weights(run.final, dev)
+    mask = Mask.load(run.mask, dev)
     dense_layers = cfg.algorithm.dense_layers
     base_density = mask.density(exclude=dense_layers)
     sparse_layers = [n for n in mask.layers if n not in dense_layers]

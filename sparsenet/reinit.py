@@ -31,9 +31,10 @@ from sparsenet import datasets, models
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import RunConfig
-from sparsenet.files import atomic_path, read_json, write_json
+from sparsenet.files import atomic_path
 from sparsenet.masks import Mask
-from sparsenet.train import RUN_FILES, run_config, train
+from sparsenet.record import RunFolder, RunRecord
+from sparsenet.train import train
 
 VARIANTS = ("rewind", "reinit", "signed_constant", "reshuffle", "shuffle_fanin", "shuffle")
 RESEED = 10_000  # reinit draws its weights with seed + RESEED: never a seed the study trains
@@ -78,27 +79,29 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
 
 
 def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, device=None,
-            code: str | None = None) -> dict:
+            code: str | None = None) -> RunRecord:
     """Retrain run folder `run` under its final mask, reset by `variant`, with the run's own recipe."""
     return retrain_variants(run, [variant], [out], data_root=data_root, device=device, code=code)[0]
 
 
 def retrain_variants(run: str | Path, variants: list[str], outs: list[str | Path], *, data_root=None, device=None,
-                     code: str | None = None) -> list[dict]:
+                     code: str | None = None) -> list[RunRecord]:
     """Retrain run folder `run` once per variant into the matching folder of `outs`; the retrainings share the
     run's recipe, so two or more of them train as one fused group (sparsenet.fused) where the model allows."""
-    run = Path(run)
-    source = run_config(run)
-    final_mask = Mask.load(run / "mask.safetensors")
+    run = RunFolder(run)
+    record = run.record()
+    source = record.run_config()
+    final_mask = Mask.load(run.mask)
     cfg = source.replace(algorithm="fixed",
                          density=round(final_mask.density(exclude=source.algorithm.dense_layers), 6))
-    own = load_weights(run / "init.safetensors")
-    first_epoch = read_json(run / "run.json").get("first_epoch", 0)
+    own = load_weights(run.init)
+    first_epoch = record.first_epoch
     records, todo = {}, []
     for k, (variant, out) in enumerate(zip(variants, outs)):
-        extra = {"variant": variant, "source_algorithm": source.algorithm.algorithm, "source_run": str(run)}
+        extra = {"variant": variant, "source_algorithm": source.algorithm.algorithm, "source_run": str(run.path)}
         if variant == "rewind" and replays_its_run(source.algorithm.algorithm):
-            records[k] = _record_source(run, Path(out), {**extra, "config": cfg.to_dict(), "copy_of_source": True})
+            records[k] = _record_source(run, RunFolder(out), record.replace(**extra, config=cfg.to_dict(),
+                                                                            copy_of_source=True))
         else:
             todo.append((k, *reset(source, own, final_mask, variant), extra))
     if len(todo) > 1 and cfg.model.model in models.BUILTIN:
@@ -121,12 +124,11 @@ def replays_its_run(algorithm: str) -> bool:
     return algorithm != "dense" and not ALGORITHMS[algorithm].mask_changes
 
 
-def _record_source(run: Path, out: Path, changes: dict) -> dict:
-    """The trained run's files as this retraining's, run.json (last) marked with `changes`."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES[:-1]:
-        with atomic_path(out / name) as tmp:
-            shutil.copyfile(run / name, tmp)
-    record = {**read_json(run / "run.json"), **changes}
-    write_json(out / "run.json", record)
+def _record_source(run: RunFolder, out: RunFolder, record: RunRecord) -> RunRecord:
+    """The trained run's files as this retraining's, and `record` (last: it marks the run complete)."""
+    out.path.mkdir(parents=True, exist_ok=True)
+    for name in RunFolder.FILES[:-1]:
+        with atomic_path(out.path / name) as tmp:
+            shutil.copyfile(run.path / name, tmp)
+    record.write(out.record_path)
     return record

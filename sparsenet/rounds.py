@@ -18,9 +18,10 @@ from sparsenet import fused
 from sparsenet.algorithms import imp
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import ConfigError, RunConfig
-from sparsenet.files import atomic_path, read_json
+from sparsenet.files import atomic_path
 from sparsenet.masks import Mask
-from sparsenet.train import RUN_FILES, train
+from sparsenet.record import RunFolder, RunRecord
+from sparsenet.train import train
 
 
 def _round_start(cfg: RunConfig, prev: str | Path | None) -> tuple[RunConfig, dict]:
@@ -30,35 +31,33 @@ def _round_start(cfg: RunConfig, prev: str | Path | None) -> tuple[RunConfig, di
         if cfg.algorithm.density != 1.0:
             raise ConfigError(f"density: round 0 of imp trains dense (density 1.0), got {cfg.algorithm.density}")
         return cfg, dict(save_weights_at_epoch=cfg.algorithm.rewind_epoch, extra={"imp_round": 0})
-    prev = Path(prev)
-    mask = Mask.load(prev / "next_mask.safetensors")
-    rewind = prev / "rewind.safetensors"
-    rewind = rewind if rewind.exists() else prev / "init.safetensors"
-    prev_round = read_json(prev / "run.json")["imp_round"]
+    prev = RunFolder(prev)
+    mask = Mask.load(prev.next_mask)
+    rewind = prev.rewind if prev.rewind.exists() else prev.init
+    prev_round = prev.record().imp_round
     k = cfg.algorithm.rewind_epoch
     return (cfg.replace(density=round(mask.density(exclude=cfg.algorithm.dense_layers), 6)),
             dict(init_weights=load_weights(rewind), mask=mask, first_epoch=k,
                  extra={"imp_round": prev_round + 1, "first_epoch": k}))
 
 
-def _prune_for_next(cfg: RunConfig, out: Path, next_density: float | None) -> None:
-    if next_density is not None and not (out / "next_mask.safetensors").exists():
-        final = load_weights(out / "final.safetensors")
-        imp.prune(final, Mask.load(out / "mask.safetensors"), next_density, cfg.algorithm).save(
-            out / "next_mask.safetensors")
+def _prune_for_next(cfg: RunConfig, out: RunFolder, next_density: float | None) -> None:
+    if next_density is not None and not out.next_mask.exists():
+        final = load_weights(out.final)
+        imp.prune(final, Mask.load(out.mask), next_density, cfg.algorithm).save(out.next_mask)
 
 
 def run_round(cfg: RunConfig, out: str | Path, *, prev: str | Path | None, next_density: float | None,
-              data_root=None, device=None, code: str | None = None) -> dict:
+              data_root=None, device=None, code: str | None = None) -> RunRecord:
     """Train one round into `out` (after the round in folder `prev`, or round 0 if None); prune for the next."""
     cfg, how = _round_start(cfg, prev)
     record = train(cfg, out, data_root=data_root, device=device, code=code, **how)
-    _prune_for_next(cfg, Path(out), next_density)
+    _prune_for_next(cfg, RunFolder(out), next_density)
     return record
 
 
 def run_rounds(cfgs: list[RunConfig], outs: list[str | Path], *, prevs: list[str | Path | None],
-               next_density: float | None, data_root=None, device=None, code: str | None = None) -> list[dict]:
+               next_density: float | None, data_root=None, device=None, code: str | None = None) -> list[RunRecord]:
     """The same round of several chains (seeds) at once, trained as one fused model (sparsenet.fused); each
     folder of `outs` ends as `run_round` leaves it."""
     starts = [_round_start(c, p) for c, p in zip(cfgs, prevs, strict=True)]
@@ -68,11 +67,12 @@ def run_rounds(cfgs: list[RunConfig], outs: list[str | Path], *, prevs: list[str
                                 extras=[h["extra"] for h in how], first_epoch=how[0].get("first_epoch", 0),
                                 save_weights_at_epoch=how[0].get("save_weights_at_epoch", 0))
     for (cfg, _), out in zip(starts, outs):
-        _prune_for_next(cfg, Path(out), next_density)
+        _prune_for_next(cfg, RunFolder(out), next_density)
     return records
 
 
-def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None, code: str | None = None) -> dict:
+def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None,
+              code: str | None = None) -> RunRecord:
     """All rounds down to cfg's density in out/rounds/rNN; the last round's files become the run in `out`."""
     out = Path(out)
     densities = imp.schedule([cfg.algorithm.density], cfg.algorithm.imp_rate)
@@ -82,9 +82,9 @@ def run_chain(cfg: RunConfig, out: str | Path, *, data_root=None, device=None, c
         nxt = densities[r + 1] if r + 1 < len(densities) else None
         record = run_round(cfg.replace(density=1.0) if r == 0 else cfg, folder, prev=prev, next_density=nxt,
                            data_root=data_root, device=device, code=code)
-        print(f"imp round {r}: density {record['density']:.4f} test_acc {record['test_acc']:.4f}", file=sys.stderr)
+        print(f"imp round {r}: density {record.density:.4f} test_acc {record.test_acc:.4f}", file=sys.stderr)
         prev = folder
-    for name in RUN_FILES:  # run.json last: it marks the run complete
+    for name in RunFolder.FILES:  # run.json last: it marks the run complete
         with atomic_path(out / name) as tmp:
             shutil.copyfile(prev / name, tmp)
     return record

@@ -5,30 +5,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparsenet.config import RunConfig
-from sparsenet.files import read_json, read_parquet
+from sparsenet.files import read_parquet
 from sparsenet.masks import Mask
+from sparsenet.record import RunFolder, RunRecord
 
 HISTORY = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "density", "train_s"]
 
 
-def _record(run: Path) -> tuple[dict, RunConfig]:
-    record = read_json(Path(run) / "run.json")
-    return record, RunConfig.from_nested(record["config"])
-
-
-def _results(record: dict) -> dict:
+def _results(record: RunRecord) -> dict:
     keys = ("status", "test_acc", "test_loss", "val_acc", "density", "epochs_run", "wall_s", "device", "git_commit")
-    return {k: record.get(k) for k in keys}
+    return {k: getattr(record, k) for k in keys}
 
 
 def show(run: str | Path) -> str:
-    run = Path(run)
-    record, cfg = _record(run)
-    settings = pd.DataFrame(list(cfg.flat().items()), columns=["setting", "value"])
+    folder = RunFolder(run)
+    record = folder.record()
+    settings = pd.DataFrame(list(record.run_config().flat().items()), columns=["setting", "value"])
     results = pd.DataFrame(list(_results(record).items()), columns=["result", "value"])
-    layers = pd.DataFrame(Mask.load(run / "mask.safetensors").per_layer()).drop(columns="shape")
-    history = read_parquet(run / "history.parquet")[HISTORY].astype({"epoch": str})  # not 2.0000
+    layers = pd.DataFrame(Mask.load(folder.mask).per_layer()).drop(columns="shape")
+    history = read_parquet(folder.history)[HISTORY].astype({"epoch": str})  # not 2.0000
     parts = [f"# {run}", results.to_markdown(index=False), settings.to_markdown(index=False),
              "## density per layer", layers.to_markdown(index=False, floatfmt=".4f"),
              "## history", history.to_markdown(index=False, floatfmt=".4f")]
@@ -36,11 +31,12 @@ def show(run: str | Path) -> str:
 
 
 def compare(a: str | Path, b: str | Path) -> str:
-    (ra, ca), (rb, cb) = _record(Path(a)), _record(Path(b))
-    fa, fb = ca.flat(), cb.flat()
-    differ = pd.DataFrame([(k, fa[k], fb[k]) for k in fa if fa[k] != fb[k]], columns=["setting", "A", "B"])
+    folder_a, folder_b = RunFolder(a), RunFolder(b)
+    ra, rb = folder_a.record(), folder_b.record()
+    sa, sb = ra.run_config().flat(), rb.run_config().flat()
+    differ = pd.DataFrame([(k, sa[k], sb[k]) for k in sa if sa[k] != sb[k]], columns=["setting", "A", "B"])
     results = pd.DataFrame([(k, v, _results(rb)[k]) for k, v in _results(ra).items()], columns=["result", "A", "B"])
-    ma, mb = Mask.load(Path(a) / "mask.safetensors"), Mask.load(Path(b) / "mask.safetensors")
+    ma, mb = Mask.load(folder_a.mask), Mask.load(folder_b.mask)
     parts = [f"# A: {a}\n# B: {b}", "## settings that differ",
              differ.to_markdown(index=False) if len(differ) else "(none)", results.to_markdown(index=False)]
     try:

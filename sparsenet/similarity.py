@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sparsenet.masks import Mask
-from sparsenet.train import run_config
+from sparsenet.record import RunFolder
 
 
 def _overlap_iou(shared: float, kept_a: int, kept_b: int) -> tuple[float, float]:
@@ -57,14 +57,14 @@ def compare(a: Mask, b: Mask, dense_layers: frozenset[str] = frozenset()) -> lis
 def pairs(runs: list[str | Path]) -> pd.DataFrame:
     """Every pair of runs of the same model and density: their keys, and compare()'s rows."""
     loaded = []
-    for run in runs:
-        cfg = run_config(run)
+    for run in map(RunFolder, runs):
+        cfg = run.config()
         key = {"dataset": cfg.data.dataset, "model": cfg.model.model, "algorithm": cfg.algorithm.algorithm,
                "density": cfg.algorithm.density, "seed": cfg.seed}
         if key["algorithm"].endswith("_freeze"):
             key["algorithm"] = f"{key['algorithm']}_f{cfg.algorithm.freeze_epoch}"
-        key["run"], key["dense_layers"] = str(run), frozenset(cfg.algorithm.dense_layers)
-        loaded.append((key, Mask.load(Path(run) / "mask.safetensors")))
+        key["run"], key["dense_layers"] = str(run.path), frozenset(cfg.algorithm.dense_layers)
+        loaded.append((key, Mask.load(run.mask)))
     rows = []
     for (ka, ma), (kb, mb) in combinations(loaded, 2):
         if (ka["model"], ka["density"]) != (kb["model"], kb["density"]):

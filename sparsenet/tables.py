@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sparsenet.files import atomic_path, read_json, read_parquet
+from sparsenet.files import atomic_path, read_parquet
+from sparsenet.record import RunFolder, RunRecord
 
 KEYS = [("dataset", pa.string()), ("model", pa.string()), ("algorithm", pa.string()), ("density", pa.float64()),
         ("seed", pa.int64()), ("freeze_epoch", pa.int64())]
@@ -58,40 +59,36 @@ SCHEMAS = {
 }
 
 
-def run_keys(record: dict, run: Path) -> dict:
-    """Keys and provenance of a run, from its run.json record (a retraining is keyed by its source run)."""
-    cfg = record["config"]
-    algorithm = record.get("source_algorithm", cfg["algorithm"]["algorithm"])
-    source = read_json(Path(record["source_run"]) / "run.json") if "source_run" in record else record
-    density = source["config"]["algorithm"]["density"]
+def run_keys(record: RunRecord, run: Path) -> dict:
+    """Keys and provenance of a run, from its record (a retraining is keyed by its source run)."""
+    cfg = record.config
+    algorithm = record.source_algorithm or cfg["algorithm"]["algorithm"]
+    source = RunFolder(record.source_run).record() if record.source_run else record
+    density = source.config["algorithm"]["density"]
     return {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"], "algorithm": algorithm,
             "density": density, "seed": cfg["seed"],
             "freeze_epoch": cfg["algorithm"]["freeze_epoch"] if algorithm.endswith("_freeze") else None,
-            "git_commit": record["git_commit"], "code_hash": record["code_hash"], "device": record["device"],
+            "git_commit": record.git_commit, "code_hash": record.code_hash, "device": record.device,
             "run": str(run)}
-
-
-def _record(run: Path) -> dict:
-    return read_json(Path(run) / "run.json")
 
 
 def runs_table(runs: list[Path]) -> pd.DataFrame:
     rows = []
     for run in runs:
-        r = _record(run)
-        rows.append({**run_keys(r, run), "status": r["status"], "test_acc": r["test_acc"], "test_loss": r["test_loss"],
-                     "val_acc": r.get("val_acc"), "final_density": r["density"], "epochs_run": r["epochs_run"],
-                     "weight_grad_macs": float(r["weight_grad_macs"]), "wall_s": r["wall_s"]})
+        r = RunFolder(run).record()
+        rows.append({**run_keys(r, run), "status": r.status, "test_acc": r.test_acc, "test_loss": r.test_loss,
+                     "val_acc": r.val_acc, "final_density": r.density, "epochs_run": r.epochs_run,
+                     "weight_grad_macs": float(r.weight_grad_macs), "wall_s": r.wall_s})
     return pd.DataFrame(rows)
 
 
 def reinit_table(retrains: list[Path]) -> pd.DataFrame:
     rows = []
     for run in retrains:
-        r = _record(run)
-        rows.append({**run_keys(r, run), "variant": r["variant"], "status": r["status"], "test_acc": r["test_acc"],
-                     "test_loss": r["test_loss"], "final_density": r["density"], "wall_s": r["wall_s"],
-                     "copy_of_source": r.get("copy_of_source", False)})
+        r = RunFolder(run).record()
+        rows.append({**run_keys(r, run), "variant": r.variant, "status": r.status, "test_acc": r.test_acc,
+                     "test_loss": r.test_loss, "final_density": r.density, "wall_s": r.wall_s,
+                     "copy_of_source": r.copy_of_source})
     return pd.DataFrame(rows)
 
 
@@ -100,7 +97,7 @@ def _per_run(files: list[Path], rename: dict | None = None) -> pd.DataFrame:
     frames = []
     for f in files:
         frame = read_parquet(f).rename(columns=rename or {})
-        for k, v in run_keys(_record(f.parent), f.parent).items():
+        for k, v in run_keys(RunFolder(f.parent).record(), f.parent).items():
             frame[k] = v
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -126,7 +123,7 @@ def freeze_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _epoch_times(run: Path, freeze_epoch) -> dict[str, float]:
     """Mean training-loop seconds per epoch up to the freeze (every epoch of a run never frozen) and after it."""
-    history = read_parquet(run / "history.parquet")
+    history = read_parquet(RunFolder(run).history)
     before = history["epoch"] <= (freeze_epoch if pd.notna(freeze_epoch) else len(history))
     return {"epoch_s_before_freeze": history.loc[before, "train_s"].mean(),
             "epoch_s_after_freeze": history.loc[~before, "train_s"].mean(), "train_s": history["train_s"].sum()}

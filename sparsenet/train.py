@@ -1,11 +1,11 @@
 """The one training loop, for every algorithm.
 
-A run folder ends up holding: init.safetensors (the dense weights training started from, before the mask),
-final.safetensors (the weights the forward pass used at the end), mask.safetensors (the final mask),
-snapshots.safetensors (the mask at epoch 0, at `snapshot_fractions` of epoch 1 and after every epoch),
-history.parquet (one row per epoch) and run.json (settings, results, provenance), written last. While it
-runs, checkpoint.pt holds the last finished epoch (its snapshots in checkpoint_snapshots/, one file each, written
-once); rerunning the same command resumes from it.
+A run folder (sparsenet.record.RunFolder) ends up holding: init.safetensors (the dense weights training started
+from, before the mask), final.safetensors (the weights the forward pass used at the end), mask.safetensors (the
+final mask), snapshots.safetensors (the mask at epoch 0, at `snapshot_fractions` of epoch 1 and after every
+epoch), history.parquet (one row per epoch) and run.json (its RunRecord: settings, results, provenance), written
+last. While it runs, checkpoint.pt holds the last finished epoch (its snapshots in checkpoint_snapshots/, one
+file each, written once); rerunning the same command resumes from it.
 """
 from __future__ import annotations
 
@@ -27,28 +27,16 @@ from sparsenet import datasets, execution, models, provenance, sparse
 from sparsenet.algorithms import ALGORITHMS, Algorithm
 from sparsenet.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
-from sparsenet.files import ResultFileError, read_json, remove_stale_temporaries, write_json, write_parquet
+from sparsenet.files import remove_stale_temporaries, write_parquet
 from sparsenet.masks import Mask, save_packed_snapshots
 from sparsenet.optim import SGD
-
-SNAPSHOT_FOLDER = "checkpoint_snapshots"  # while a run trains: its snapshots, a file each, as checkpoints count them
-RUN_FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
-             "history.parquet", "run.json")
+from sparsenet.record import RunFolder, RunRecord
 
 
 def resolve_device(name: str | None = None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def run_config(run: str | Path) -> RunConfig:
-    """The settings of the finished run in folder `run` (from its run.json)."""
-    path = Path(run) / "run.json"
-    record = read_json(path)
-    if "config" not in record:
-        raise ResultFileError(f"{path} is not a run record (no 'config'); rerun the job that writes it")
-    return RunConfig.from_nested(record["config"])
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -106,13 +94,13 @@ def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split
     return loss_sum.item() / len(split), correct.item() / len(split)
 
 
-def finished_record(cfg: RunConfig, out: Path) -> dict | None:
-    """run.json of a finished run of `cfg` in `out`, or None; an error if `out` holds another finished run."""
-    record_path = out / "run.json"
-    if not record_path.exists():
+def finished_record(cfg: RunConfig, out: Path) -> RunRecord | None:
+    """The record of a finished run of `cfg` in `out`, or None; an error if `out` holds another finished run."""
+    folder = RunFolder(out)
+    if not folder.is_finished():
         return None
-    record = read_json(record_path)
-    if record.get("config") != cfg.to_dict():
+    record = folder.record()
+    if record.config != cfg.to_dict():
         raise ConfigError(f"{out} already holds a finished run with other settings; remove it or use another folder")
     return record
 
@@ -133,13 +121,14 @@ class Run:
         `code` is the job's code identity (sparsenet.provenance), by default a `train` job's."""
         if cfg.algorithm.algorithm == "fixed" and mask is None:
             raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
-        self.cfg, self.out, self.dev, self.extra = cfg, out, dev, extra or {}
+        self.cfg, self.out, self.folder, self.dev, self.extra = cfg, out, RunFolder(out), dev, extra or {}
+        RunRecord.check_extra(self.extra)
         self.train_split, self.test_split, self.val_split, self.batcher = data
         self.save_weights_at_epoch = save_weights_at_epoch
         self.started = time.time()
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
-        remove_stale_temporaries(out / SNAPSHOT_FOLDER)
+        remove_stale_temporaries(self.folder.checkpoint_snapshots)
         execution.configure(cfg.execution, dev)
         torch.manual_seed(cfg.seed)
         spec = datasets.spec(cfg.data.dataset)
@@ -173,7 +162,7 @@ class Run:
         self.mask_shapes = {name: list(w.shape) for name, w in self.weights.items()}
         self.labels: list[dict] = []
         self.start_epoch, self.diverged, self.prior_wall = first_epoch, False, 0.0
-        self.ckpt_path = out / "checkpoint.pt"
+        self.ckpt_path = self.folder.checkpoint
         self.code = code or provenance.identity("train", cfg)
         self._resume_or_start(init_state)
         self.sparse_mode = cfg.execution.sparse_kernels if sparse_kernels else "off"
@@ -200,7 +189,7 @@ class Run:
             print(f"{self.ckpt_path} was written by other training code; starting afresh", file=sys.stderr)
             ckpt = None
         if ckpt is None:
-            save_weights(self.out / "init.safetensors", init_state)
+            save_weights(self.folder.init, init_state)
             self.snapshot(float(self.start_epoch), self.start_epoch * self.steps_per_epoch)
             return
         self.model.load_state_dict(ckpt["model"])
@@ -211,17 +200,17 @@ class Run:
         self.snapshots_saved, self.density = len(self.snapshots), ckpt["density"]
         self.start_epoch = ckpt["epoch"]
         # Snakemake deletes a killed job's outputs, not its checkpoint: init is rebuilt from the same seed and weights
-        if not (self.out / "init.safetensors").exists():
-            save_weights(self.out / "init.safetensors", init_state)
+        if not self.folder.init.exists():
+            save_weights(self.folder.init, init_state)
         print(f"resuming {self.out} after epoch {self.start_epoch}", file=sys.stderr)
 
     def _snapshot_file(self, i: int) -> Path:
-        return self.out / SNAPSHOT_FOLDER / f"{i:05d}.safetensors"
+        return self.folder.checkpoint_snapshots / f"{i:05d}.safetensors"
 
     def _save_new_snapshots(self) -> None:
         """Each snapshot taken since the last checkpoint into a file of its own, before the checkpoint that counts it
         (its labels): a checkpoint writes only the new ones, never every earlier snapshot again."""
-        (self.out / SNAPSHOT_FOLDER).mkdir(exist_ok=True)
+        self.folder.checkpoint_snapshots.mkdir(exist_ok=True)
         for i in range(self.snapshots_saved, len(self.snapshots)):
             save_weights(self._snapshot_file(i), self.snapshots[i])
         self.snapshots_saved = len(self.snapshots)
@@ -329,7 +318,7 @@ class Run:
                   file=sys.stderr)
             return False
         if self.save_weights_at_epoch == epoch + 1:
-            save_weights(self.out / "rewind.safetensors", self.model.state_dict())
+            save_weights(self.folder.rewind, self.model.state_dict())
         self._save_new_snapshots()
         save_checkpoint(self.ckpt_path, {
             "epoch": epoch + 1, "config": config_mod.dumps(self.cfg), "code": self.code,
@@ -346,31 +335,29 @@ class Run:
                         self.feature_major)
 
     # --- the end ----------------------------------------------------------------------------------------------
-    def finish(self) -> dict:
+    def finish(self) -> RunRecord:
         """Write the run's outputs, run.json last, and drop the checkpoint."""
         with self.algo.forward_weights():
-            save_weights(self.out / "final.safetensors", self.model.state_dict())
+            save_weights(self.folder.final, self.model.state_dict())
         final_mask = self.algo.mask()
-        final_mask.save(self.out / "mask.safetensors")
-        save_packed_snapshots(self.out / "snapshots.safetensors", self.snapshots, self.mask_shapes, self.labels)
+        final_mask.save(self.folder.mask)
+        save_packed_snapshots(self.folder.snapshots, self.snapshots, self.mask_shapes, self.labels)
         status = "diverged" if self.diverged else "ok"
         frame = pd.DataFrame(self.history)
         frame.insert(0, "status", status)
-        write_parquet(self.out / "history.parquet", frame)
+        write_parquet(self.folder.history, frame)
         last = self.history[-1]
-        record = {
-            "config": self.cfg.to_dict(), "status": status, "test_acc": last["test_acc"],
-            "test_loss": last["test_loss"], "val_acc": last.get("val_acc"),
-            "density": final_mask.density(exclude=self.cfg.algorithm.dense_layers),
-            "epochs_run": len(self.history), "weight_grad_macs": sum(r["weight_grad_macs"] for r in self.history),
-            "wall_s": self.prior_wall + time.time() - self.started,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sparse_layers": self.sparse_layers or [],
-            **provenance.describe(self.dev, self.code), **self.extra,
-        }
-        write_json(self.out / "run.json", record)
+        record = RunRecord(
+            config=self.cfg.to_dict(), status=status, test_acc=last["test_acc"], test_loss=last["test_loss"],
+            val_acc=last.get("val_acc"), density=final_mask.density(exclude=self.cfg.algorithm.dense_layers),
+            epochs_run=len(self.history), weight_grad_macs=sum(r["weight_grad_macs"] for r in self.history),
+            wall_s=self.prior_wall + time.time() - self.started,
+            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            sparse_layers=self.sparse_layers or [], **provenance.describe(self.dev, self.code), **self.extra)
+        record.write(self.folder.record_path)
         self.ckpt_path.unlink(missing_ok=True)
-        shutil.rmtree(self.out / SNAPSHOT_FOLDER, ignore_errors=True)  # after the checkpoint that named its files
+        # after the checkpoint that named its files
+        shutil.rmtree(self.folder.checkpoint_snapshots, ignore_errors=True)
         return record
 
 
@@ -383,8 +370,8 @@ def load_data(cfg: RunConfig, dev: torch.device, data_root) -> tuple:
 def train(cfg: RunConfig, out: str | Path, *, data_root: str | Path | None = None, device: str | None = None,
           init_weights: dict[str, torch.Tensor] | None = None, mask: Mask | None = None,
           save_weights_at_epoch: int = 0, first_epoch: int = 0, extra: dict | None = None,
-          code: str | None = None) -> dict:
-    """Train one run into folder `out` and return its run.json record; resume if a checkpoint is there.
+          code: str | None = None) -> RunRecord:
+    """Train one run into folder `out` and return its record; resume if a checkpoint is there.
 
     `init_weights` and `mask` start the run from given weights and structure (imp rounds, reinit retraining);
     `save_weights_at_epoch` > 0 also saves the weights after that epoch as rewind.safetensors (imp round 0);

@@ -178,7 +178,7 @@ def test_diverged_run_is_recorded_and_left_out_of_the_figures(tmp_path, data_roo
     bad = tmp_path / "runs" / "snfs"
     train(tiny(algorithm="dnw", density=0.1, epochs=2), ok)
     record = train(tiny(algorithm="snfs", density=0.1, epochs=3, lr=1e9), bad)
-    assert record["status"] == "diverged" and record["epochs_run"] < 3
+    assert record.status == "diverged" and record.epochs_run < 3
     history = pd.read_parquet(bad / "history.parquet")
     assert (history["status"] == "diverged").all()
     for run in (ok, bad):

@@ -15,8 +15,9 @@ from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig, presets
 from sparsenet.emergence import emergence
 from sparsenet.masks import Mask
 from sparsenet.prune import sweep
+from sparsenet.record import RunFolder
 from sparsenet.rounds import run_chain, run_round
-from sparsenet.train import lr_at, run_config, train
+from sparsenet.train import lr_at, train
 
 from .conftest import tiny
 from .test_algorithms import Harness
@@ -69,7 +70,7 @@ def test_late_rewound_round_trains_the_remaining_epochs_on_the_continued_schedul
     cfg = tiny(algorithm="imp", epochs=3, rewind_epoch=1, warmup_epochs=1)
     r0 = run_round(cfg.replace(density=1.0), tmp_path / "r0", prev=None, next_density=0.5)
     r1 = run_round(cfg, tmp_path / "r1", prev=tmp_path / "r0", next_density=None)
-    assert r0["epochs_run"] == 3 and r1["epochs_run"] == 2 and r1["first_epoch"] == 1
+    assert r0.epochs_run == 3 and r1.epochs_run == 2 and r1.first_epoch == 1
     import pandas as pd
 
     h0, h1 = pd.read_parquet(tmp_path / "r0" / "history.parquet"), pd.read_parquet(tmp_path / "r1" / "history.parquet")
@@ -110,7 +111,7 @@ def test_runs_start_from_the_configured_init(tmp_path, data_root):
     train(tiny(epochs=1, init="kaiming_uniform"), tmp_path / "run")
     init = load_weights(tmp_path / "run" / "init.safetensors")
     assert init["fc1.weight"].std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
-    again = reinit.initial_weights(run_config(tmp_path / "run"), 0)
+    again = reinit.initial_weights(RunFolder(tmp_path / "run").config(), 0)
     assert all(torch.equal(init[k], again[k]) for k in init)  # reinit rebuilds exactly what the trainer built
 
 
@@ -148,7 +149,7 @@ def test_signed_constant_takes_sigma_and_signs_from_round_0s_initial_weights(tmp
     cfg = tiny(algorithm="imp", epochs=2, rewind_epoch=1, density=0.5, imp_rate=0.5)
     run_chain(cfg, tmp_path / "chain")
     run = tmp_path / "chain"
-    source = run_config(run)
+    source = RunFolder(run).config()
     own = load_weights(run / "init.safetensors")  # the rewind weights (epoch 1)
     init0 = load_weights(run / "rounds" / "r00" / "init.safetensors")
     weights, _ = reinit.reset(source, own, Mask.load(run / "mask.safetensors"), "signed_constant")
@@ -161,7 +162,7 @@ def test_signed_constant_takes_sigma_and_signs_from_round_0s_initial_weights(tmp
 def test_reported_density_excludes_dense_layers_everywhere(tmp_path, data_root):
     cfg = tiny(algorithm="snfs", density=0.1, epochs=2, dense_layers=("fc3.weight",))
     record = train(cfg, tmp_path / "run")
-    assert record["density"] == pytest.approx(0.1, abs=1e-5)
+    assert record.density == pytest.approx(0.1, abs=1e-5)
     import pandas as pd
 
     assert pd.read_parquet(tmp_path / "run" / "history.parquet")["density"].tolist() == pytest.approx([0.1, 0.1],
@@ -206,12 +207,12 @@ def test_imp_rewind_variant_records_the_trained_run_which_a_retraining_reproduce
     with monkeypatch.context() as m:
         m.setattr(reinit, "train", lambda *a, **k: pytest.fail("imp's rewind variant must not train"))
         record = reinit.retrain(run, "rewind", tmp_path / "rewind")
-    assert record["copy_of_source"] and record["variant"] == "rewind"
+    assert record.copy_of_source and record.variant == "rewind"
     source = load_weights(run / "final.safetensors")
     copy = load_weights(tmp_path / "rewind" / "final.safetensors")
     assert all(torch.equal(source[k], copy[k]) for k in source)
     # what a retraining would have done, done: it ends exactly where the trained run ended
-    fixed = run_config(run).replace(algorithm="fixed")
+    fixed = RunFolder(run).config().replace(algorithm="fixed")
     train(fixed, tmp_path / "real", init_weights=load_weights(run / "init.safetensors"),
           mask=Mask.load(run / "mask.safetensors"), first_epoch=1)
     real = load_weights(tmp_path / "real" / "final.safetensors")
@@ -258,7 +259,8 @@ def test_preset_values_and_overrides(tmp_path):
     out = tmp_path / "run"
     code = cli_main(["train", "--preset", "open_lth_mnist_lenet_300_100", "--epochs", "1", "--train-subset", "500",
                      "--out", str(out), "--device", "cpu"])
-    assert code == 0 and run_config(out).train.momentum == 0.0 and run_config(out).data.train_subset == 500
+    cfg = RunFolder(out).config()
+    assert code == 0 and cfg.train.momentum == 0.0 and cfg.data.train_subset == 500
 
 
 # --- beyond the paper: the layers and scoring of rigl's, GraSP's and SNIP's code (issue 25) ------------------

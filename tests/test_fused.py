@@ -50,10 +50,10 @@ def test_each_fused_run_equals_training_it_alone(tmp_path, data_root, algorithm)
     records = train_fused(cfgs, [tmp_path / "fused" / f"r{k}" for k in range(2)])
     alone = [train(cfg, tmp_path / "alone" / f"r{k}") for k, cfg in enumerate(cfgs)]
     # a fused layer takes CSR kernels where every run's mask would alone
-    routed = [name for name in alone[0]["sparse_layers"] if name in alone[1]["sparse_layers"]]
+    routed = [name for name in alone[0].sparse_layers if name in alone[1].sparse_layers]
     for k in range(2):
-        assert records[k]["config"] == alone[k]["config"]
-        assert records[k]["sparse_layers"] == routed
+        assert records[k].config == alone[k].config
+        assert records[k].sparse_layers == routed
         _assert_same_run(tmp_path / "fused" / f"r{k}", tmp_path / "alone" / f"r{k}")
     finals = [load_weights(tmp_path / "fused" / f"r{k}" / "final.safetensors")["fc1.weight"] for k in range(2)]
     assert not torch.equal(finals[0], finals[1])  # really different runs
@@ -66,7 +66,7 @@ def test_fused_retrainings_under_given_masks_and_weights_equal_alone(tmp_path, d
     train_fused([cfg] * 3, [tmp_path / f"f{k}" for k in range(3)], masks=masks, init_weights=inits)
     for k in range(3):
         alone = train(cfg, tmp_path / f"a{k}", mask=masks[k], init_weights=inits[k])
-        assert alone["sparse_layers"] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+        assert alone.sparse_layers == ["fc1.weight", "fc2.weight", "fc3.weight"]
         _assert_same_run(tmp_path / f"f{k}", tmp_path / f"a{k}")
 
 
@@ -146,7 +146,7 @@ def test_fused_runs_resume_after_a_kill(tmp_path, data_root, monkeypatch):
         train_fused(cfgs, outs)
     monkeypatch.setattr(train_mod, "save_checkpoint", real)
     records = train_fused(cfgs, outs)  # resumes after the freeze, with the fused step's momentum
-    assert [r["epochs_run"] for r in records] == [3, 3]
+    assert [r.epochs_run for r in records] == [3, 3]
     for k, cfg in enumerate(cfgs):
         train(cfg, tmp_path / f"alone{k}")
         _assert_same_run(outs[k], tmp_path / f"alone{k}")
@@ -184,7 +184,7 @@ def test_fused_runs_train_in_bf16_when_asked(tmp_path, data_root):
     a, b = (load_weights(tmp_path / p / "s0" / "final.safetensors")["fc1.weight"] for p in ("fp32", "bf16"))
     assert not torch.equal(a, b)  # autocast ran
     for r32, r16 in zip(records["fp32"], records["bf16"]):
-        assert abs(r32["test_acc"] - r16["test_acc"]) < 0.03
+        assert abs(r32.test_acc - r16.test_acc) < 0.03
 
 
 @pytest.mark.parametrize("rewind_epoch", [0, 1])

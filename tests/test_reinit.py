@@ -55,5 +55,5 @@ def test_variants_retrained_together_equal_each_retrained_alone(tmp_path, data_r
     together = reinit.retrain_variants(tmp_path / "run", variants, [tmp_path / "fused" / v for v in variants])
     for variant, record in zip(variants, together):
         alone = reinit.retrain(tmp_path / "run", variant, tmp_path / "alone" / variant)
-        assert record["variant"] == alone["variant"] == variant and record["config"] == alone["config"]
+        assert record.variant == alone.variant == variant and record.config == alone.config
         _assert_same_run(tmp_path / "fused" / variant, tmp_path / "alone" / variant)

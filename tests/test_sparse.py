@@ -68,7 +68,7 @@ def test_a_layer_run_twice_in_one_graph_sums_its_gradients():
 def test_bf16_runs_stay_dense_on_the_cpu(tmp_path, data_root):
     record = train(tiny(algorithm="fixed", density=0.05, epochs=1, sparse_kernels="on", precision="bf16"),
                    tmp_path / "run", mask=_mask(0.05))
-    assert record["sparse_layers"] == [] and record["status"] == "ok"  # MKL's CSR kernels have no bfloat16
+    assert record.sparse_layers == [] and record.status == "ok"  # MKL's CSR kernels have no bfloat16
 
 
 def test_kept_values_are_gathered_again_once_the_weight_changes():
@@ -91,7 +91,7 @@ def test_fixed_mask_run_on_csr_kernels_equals_the_dense_masked_run(tmp_path, dat
     cfg = tiny(algorithm="fixed", density=density, epochs=2)
     dense = train(cfg.replace(sparse_kernels="off"), tmp_path / "dense", mask=mask)
     csr = train(cfg.replace(sparse_kernels="on"), tmp_path / "csr", mask=mask)
-    assert dense["sparse_layers"] == [] and csr["sparse_layers"] == list(mask.layers)
+    assert dense.sparse_layers == [] and csr.sparse_layers == list(mask.layers)
     a, b = (load_weights(tmp_path / run / "final.safetensors") for run in ("dense", "csr"))
     for name in a:  # equal up to float summation order, which drifts a little over 40 steps
         torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-3)
@@ -139,9 +139,9 @@ def test_dnw_freeze_moves_to_csr_kernels_at_the_freeze_and_matches_the_dense_pat
     cfg = tiny(algorithm="dnw_freeze", density=0.05, epochs=3, freeze_epoch=1)
     csr = train(cfg.replace(sparse_kernels="on"), tmp_path / "csr")
     dense = train(cfg.replace(sparse_kernels="off"), tmp_path / "dense")
-    assert csr["sparse_layers"] == ["fc1.weight", "fc2.weight", "fc3.weight"] and dense["sparse_layers"] == []
+    assert csr.sparse_layers == ["fc1.weight", "fc2.weight", "fc3.weight"] and dense.sparse_layers == []
     assert train(tiny(algorithm="dnw", density=0.05, epochs=1, sparse_kernels="on"),
-                 tmp_path / "dnw")["sparse_layers"] == []  # dense gradients: never sparse
+                 tmp_path / "dnw").sparse_layers == []  # dense gradients: never sparse
     a, b = (load_weights(tmp_path / run / "final.safetensors") for run in ("dense", "csr"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-3)

@@ -8,8 +8,9 @@ import torch
 from sparsenet import train as train_mod
 from sparsenet.checkpoint import load_weights
 from sparsenet.masks import Mask, load_snapshots
+from sparsenet.record import RunFolder
 from sparsenet.rounds import run_chain, run_round
-from sparsenet.train import RUN_FILES, lr_at, train
+from sparsenet.train import lr_at, train
 
 from .conftest import tiny
 
@@ -29,7 +30,7 @@ def _same_run(a, b):
 def test_run_folder_holds_every_output(tmp_path, data_root):
     cfg = tiny(algorithm="snfs", density=0.1)
     record = train(cfg, tmp_path / "run")
-    assert all((tmp_path / "run" / f).exists() for f in RUN_FILES)
+    assert all((tmp_path / "run" / f).exists() for f in RunFolder.FILES)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     stored = json.loads((tmp_path / "run" / "run.json").read_text())
     assert stored["config"] == cfg.to_dict() and stored["status"] == "ok"
@@ -60,7 +61,7 @@ def test_a_checkpoint_writes_only_the_snapshots_taken_since_the_last(tmp_path, d
     parts = [name for name in written if name[:5].isdigit()]
     assert parts == [f"{i:05d}.safetensors" for i in range(6)]  # epochs 0, 0.25, 0.5, 1, 2, 3: each once
     assert states == [(4, False), (5, False), (6, False)]
-    assert not (tmp_path / "run" / train_mod.SNAPSHOT_FOLDER).exists()  # gone with the checkpoint
+    assert not RunFolder(tmp_path / "run").checkpoint_snapshots.exists()  # gone with the checkpoint
     _, labels = load_snapshots(tmp_path / "run" / "snapshots.safetensors")
     assert [label["epoch"] for label in labels] == [0.0, 0.25, 0.5, 1.0, 2.0, 3.0]
 
@@ -77,13 +78,13 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path, data_root):
 def test_imp_rounds_rewind_and_prune(tmp_path, data_root):
     cfg = tiny(algorithm="imp", epochs=2)
     r0 = run_round(cfg.replace(density=1.0), tmp_path / "r0", prev=None, next_density=0.8)
-    assert r0["imp_round"] == 0
+    assert r0.imp_round == 0
     nxt = Mask.load(tmp_path / "r0" / "next_mask.safetensors")
     dense = cfg.algorithm.dense_layers  # LeNet's output layer, as open_lth keeps it
     assert dense == ("fc3.weight",) and nxt.layers["fc3.weight"].all()
     assert nxt.kept(exclude=dense) == round(0.8 * nxt.size(exclude=dense))
     r1 = run_round(cfg, tmp_path / "r1", prev=tmp_path / "r0", next_density=None)
-    assert r1["imp_round"] == 1 and r1["config"]["algorithm"]["density"] == 0.8
+    assert r1.imp_round == 1 and r1.config["algorithm"]["density"] == 0.8
     init0 = load_weights(tmp_path / "r0" / "init.safetensors")
     init1 = load_weights(tmp_path / "r1" / "init.safetensors")
     assert all(torch.equal(init1[k], init0[k]) for k in init0)  # rewound to round 0's initial weights
@@ -104,7 +105,7 @@ def test_imp_rewind_to_an_epoch(tmp_path, data_root):
 
 def test_imp_chain_reaches_the_target_density(tmp_path, data_root):
     record = run_chain(tiny(algorithm="imp", epochs=1, density=0.5, imp_rate=0.3), tmp_path / "chain")
-    assert record["density"] == pytest.approx(0.5, abs=1e-5)
+    assert record.density == pytest.approx(0.5, abs=1e-5)
     assert sorted(p.name for p in (tmp_path / "chain" / "rounds").iterdir()) == ["r00", "r01", "r02"]
     assert json.loads((tmp_path / "chain" / "run.json").read_text())["imp_round"] == 2
 
