@@ -178,25 +178,35 @@ def e2_prune_layers(t):
 
 
 def e3_emergence(t):
+    """Per algorithm, two positional measures of each snapshot against the final mask, with their chance values:
+    recall (top; a random mask of the snapshot's density keeps that share of the final mask) and Cohen's kappa,
+    the agreement corrected for chance (bottom; 0 for a random mask). E4 gives the functional reading."""
     em = t["emergence"]
     em = em[em["layer"] == "all"]
     algorithms = _ordered(em["algorithm"])
-    fig, axes = _panels(len(algorithms), 4.2, 3.6, columns=3)
-    for ax, algorithm in zip(axes, algorithms):
+    fig, axes = plt.subplots(2, max(len(algorithms), 1), figsize=(4.2 * max(len(algorithms), 1), 7.2),
+                             squeeze=False)
+    for (recall, kappa), algorithm in zip(axes.T, algorithms):
         for k, (density, sub) in enumerate(em[em["algorithm"] == algorithm].groupby("density")):
             colour = DENSITY_COLOURS[k % len(DENSITY_COLOURS)]
-            _line(ax, sub, "epoch", "overlap_final", f"density {density:g}", (colour, "o"))
-            # a random mask of the snapshot's density keeps that share of the final mask in expectation
+            _line(recall, sub, "epoch", "overlap_final", f"density {density:g}", (colour, "o"))
             chance = sub.groupby("epoch")["snapshot_density"].mean()
-            ax.plot(chance.index, chance.to_numpy() * 100, ls=":", lw=1, color=colour,
-                    label=f"chance (a random mask), density {density:g}")
-        ax.set_xscale("symlog", linthresh=1, linscale=1.5)  # epoch 1's snapshots spread out, later epochs log
+            recall.plot(chance.index, chance.to_numpy() * 100, ls=":", lw=1, color=colour,
+                        label=f"chance (a random mask), density {density:g}")
+            _line(kappa, sub, "epoch", "kappa_final", f"density {density:g}", (colour, "o"), scale=1)
+        kappa.axhline(0, ls=":", lw=1, color="black", label="chance (a random mask)")
+        recall.set(ylabel="final mask already kept (recall, %)", ylim=(0, 102),
+                   title=f"E3: when {algorithm}'s structure emerges")
+        kappa.set(ylabel="Cohen's kappa against the final mask", ylim=(-0.05, 1.02))
         last = em["epoch"].max()
-        ax.set_xticks([0, 0.5, 1, *[e for e in (2, 3, 5, 10, 20, 50, 100, 200) if e < last], last])
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.set(xlabel="epoch", ylabel="final mask already kept (recall, %)", ylim=(0, 102),
-               title=f"E3: when {algorithm}'s structure emerges")
-        _legend(ax)
+        for ax in (recall, kappa):
+            ax.set_xscale("symlog", linthresh=1, linscale=1.5)  # epoch 1's snapshots spread out, later epochs log
+            ax.set_xticks([0, 0.5, 1, *[e for e in (2, 3, 5, 10, 20, 50, 100, 200) if e < last / 1.5], last])
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.set_xlabel("epoch")
+            _legend(ax)
+    if not algorithms:
+        axes[0, 0].set_title("E3: no snapshots in this study")
     return fig
 
 

@@ -66,3 +66,20 @@ def test_the_similarity_scale_is_centred_on_chance_and_spans_the_values():
         assert np.nanmax(np.abs(image.get_array())) == pytest.approx(0.02)
     finally:
         plt.close("all")
+
+
+def test_e3_draws_recall_and_kappa_each_with_its_chance_value():
+    em = pd.DataFrame([{"algorithm": "dnw", "density": 0.05, "seed": s, "layer": "all", "epoch": e,
+                        "overlap_final": r, "kappa_final": k, "snapshot_density": 0.05}
+                       for s in (0, 1) for e, r, k in ((0.0, 0.3, 0.25), (1.0, 0.8, 0.79), (2.0, 1.0, 1.0))])
+    fig = figures.e3_emergence({"emergence": em})
+    try:
+        recall, kappa = fig.axes[:2]  # one algorithm: its column, recall above kappa
+        lines = {line.get_label(): line.get_ydata() for line in recall.get_lines()}
+        assert list(lines["density 0.05"]) == pytest.approx([30, 80, 100])
+        assert list(lines["chance (a random mask), density 0.05"]) == pytest.approx([5, 5, 5])
+        lines = {line.get_label(): line.get_ydata() for line in kappa.get_lines()}
+        assert list(lines["density 0.05"]) == pytest.approx([0.25, 0.79, 1.0])
+        assert set(lines["chance (a random mask)"]) == {0}
+    finally:
+        plt.close("all")
