@@ -20,11 +20,11 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
     _add_common(p)
     g = p.add_argument_group("run settings (override the config file)")
-    from sparsenet.settings import LIST_TYPES, describe
+    from sparsenet.settings import describe, kind
 
-    for key, type_name in FIELDS.items():
+    for key in FIELDS:
         g.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
-                       metavar=LIST_TYPES.get(type_name, type_name).replace(" ", "_").upper(), help=describe(key))
+                       metavar=kind(key).replace(" ", "_").upper(), help=describe(key))
 
 
 def _run_config(args: argparse.Namespace, **overrides: str) -> RunConfig:

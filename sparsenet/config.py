@@ -1,6 +1,7 @@
-"""Hyperparameters of a run, as dataclasses (after open_lth): one section per concern.
+"""Hyperparameters of a run, as dataclasses (after open_lth's foundations/hparams.py): one section per concern.
 
-Every field is a flat command-line flag (``--batch-size``) and a key of a run config file; a bad value is
+Every field is a flat command-line flag (``--batch-size``) and a key of a run config file, declared with its
+default, meaning, unit and allowed values (`setting`); its type is the field's type hint. A bad value is
 rejected when the dataclass is built, with the key and the allowed values in the message.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -33,6 +34,12 @@ SPARSE_KERNELS = ("auto", "on", "off")
 PRESET_DIR = Path(__file__).parent / "recipes"
 
 
+def setting(default: Any, help: str, *, unit: str = "", choices: tuple[str, ...] = ()) -> Any:
+    """A run setting's field: its default, and for --help, `sparsenet settings` and README (sparsenet.settings)
+    its meaning (ranges are in it where the dataclass checks one), unit and allowed values."""
+    return field(default=default, metadata={"help": help, "unit": unit, "choices": choices})
+
+
 class ConfigError(ValueError):
     """A setting is missing, unknown or out of range; the message names the key."""
 
@@ -51,11 +58,14 @@ def _check_fraction(value: float, key: str, *, low_open: bool, high_open: bool) 
 
 @dataclass(frozen=True)
 class DataHparams:
-    dataset: str = "mnist"
-    batch_size: int = 128
-    val_fraction: float = 0.0  # held out from the training split, fixed across seeds
-    train_subset: int = 0  # use only the first N training samples (0: all); for tests and small studies
-    augment: bool = True  # random crop + flip; applies to CIFAR-10 only
+    dataset: str = setting("mnist", "the dataset: a built-in name, or your own by import path package.module:function",
+                           choices=DATASETS)
+    batch_size: int = setting(128, "training batch size", unit="samples")
+    val_fraction: float = setting(0.0, "part of the training split held out for validation, the same for every seed, "
+                                  "in [0, 1)", unit="fraction")
+    train_subset: int = setting(0, "train on the first N training samples only (0: all); at most the split's size",
+                                unit="samples")
+    augment: bool = setting(True, "random crop (4-pixel zero padding) and horizontal flip; CIFAR-10 only")
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -72,9 +82,14 @@ class DataHparams:
 
 @dataclass(frozen=True)
 class ModelHparams:
-    model: str = "lenet300_100"
-    init: str = "kaiming_normal"  # conv and linear weights (open_lth models/initializers.py); pytorch: torch's default
-    bn_init: str = "uniform"  # batch-norm scale ~ U[0, 1) (open_lth models/bn_initializers.py); fixed: 1
+    model: str = setting("lenet300_100", "the model: a registered name, or your own by import path "
+                         "package.module:function")
+    # open_lth models/initializers.py (kaiming_normal) and models/bn_initializers.py (uniform)
+    init: str = setting("kaiming_normal", "initialisation of conv and linear weights: open_lth's Kaiming normal, "
+                        "Kaiming uniform, PyTorch's default, or TensorFlow's variance scaling with zero biases (SNIP's "
+                        "authors)", choices=INITS)
+    bn_init: str = setting("uniform", "batch-norm scales: U[0, 1) as open_lth (uniform) or 1 (fixed); shifts 0",
+                           choices=BN_INITS)
 
     def __post_init__(self) -> None:
         from sparsenet.models import resolve
@@ -89,17 +104,19 @@ class ModelHparams:
 
 @dataclass(frozen=True)
 class TrainHparams:
-    epochs: int = 30
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    milestones: tuple[int, ...] = ()  # epochs at which the step schedule multiplies lr by gamma
-    gamma: float = 0.1
-    label_smoothing: float = 0.0
-    snapshot_fractions: tuple[float, ...] = (0.1, 0.25, 0.5)  # extra mask snapshots inside epoch 1
+    epochs: int = setting(30, "length of training", unit="epochs")
+    lr: float = setting(0.1, "peak learning rate, > 0")
+    momentum: float = setting(0.9, "SGD momentum, in [0, 1)")
+    nesterov: bool = setting(True, "Nesterov momentum (when momentum > 0)")
+    weight_decay: float = setting(1e-4, "L2 weight decay, >= 0")
+    schedule: str = setting("cosine", "learning-rate schedule after warm-up", choices=SCHEDULES)
+    warmup_epochs: int = setting(0, "linear warm-up from 0 to lr, in [0, epochs)", unit="epochs")
+    milestones: tuple[int, ...] = setting((), "the step schedule multiplies lr by gamma at each, in (0, epochs); "
+                                          "comma-separated", unit="epochs")
+    gamma: float = setting(0.1, "factor of the step schedule, in (0, 1]")
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy, in [0, 1)", unit="fraction")
+    snapshot_fractions: tuple[float, ...] = setting((0.1, 0.25, 0.5), "extra mask snapshots inside epoch 1, each in "
+                                                    "(0, 1); comma-separated", unit="fraction of epoch 1")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs!r}")
@@ -119,26 +136,46 @@ class TrainHparams:
 
 @dataclass(frozen=True)
 class AlgorithmHparams:
-    algorithm: str = "dense"
-    density: float = 1.0  # kept / prunable over the sparse layers (layers in dense_layers stay whole)
-    distribution: str = "uniform"  # per-layer densities of the initial mask (snfs, dnw, set, rigl, static; gmp's)
-    dense_layers: tuple[str, ...] = ()  # prunable weights kept dense, by parameter name
-    sparsity_scales: tuple[tuple[str, float], ...] = ()  # a layer's sparsity as a multiple of the others' (uniform)
-    rigl_layers: str = "reference"  # rigl, set, gmp, static: dense layers and scales of rigl's scripts, or all sparse
-    prune_rate: float = 0.5  # snfs: fraction of kept weights pruned at the first epoch end, cosine-decayed
-    freeze_epoch: int = 1  # <dynamic>_freeze: the mask is fixed after this many epochs
-    update_interval: int = 100  # rigl, set: optimizer steps between mask updates
-    update_end: float = 0.75  # rigl, set: no mask update after this fraction of training
-    drop_fraction: float = 0.3  # rigl, set: fraction of kept weights dropped and regrown at the first update
-    gmp_start: float = 0.0167  # gmp: pruning starts at this fraction of training
-    gmp_end: float = 0.25  # gmp: the target density is reached at this fraction of training
-    gmp_interval: int = 500  # gmp: optimizer steps between pruning steps
-    synflow_rounds: int = 100  # synflow: scoring rounds, exponential schedule of densities
-    imp_rate: float = 0.2  # imp: fraction of remaining weights pruned per round
-    imp_scope: str = "global"
-    imp_layer_rates: tuple[tuple[str, float], ...] = ()  # imp: per-layer rate multipliers, e.g. (("fc3.weight", 0.5),)
-    imp_output: str = "reference"  # imp: the output layer kept dense, pruned at half the rate, or globally
-    rewind_epoch: int = 0  # imp: rewind to the weights after this many epochs of round 0 (0: the initial weights)
+    algorithm: str = setting("dense", "the sparse-training algorithm (fixed: train under a given mask, as retraining "
+                             "does)", choices=ALGORITHMS)
+    density: float = setting(1.0, "kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense",
+                             unit="fraction")
+    distribution: str = setting("uniform", "per-layer densities of the mask (snfs, dnw, set, rigl, static, gmp's "
+                                "schedule, random masks)", choices=DISTRIBUTIONS)
+    dense_layers: tuple[str, ...] = setting((), "prunable weights kept whole, by name (`sparsenet layers MODEL` lists "
+                                            "them, e.g. fc3.weight); comma-separated")
+    sparsity_scales: tuple[tuple[str, float], ...] = setting((), "a layer's sparsity as a multiple of the other sparse "
+                                                             "layers' (uniform densities; the total stays exact), as "
+                                                             "name:scale pairs (e.g. fc2.weight:0.9)")
+    rigl_layers: str = setting("reference", "rigl, set, gmp, static: the layers google-research/rigl's scripts keep "
+                               "dense and their sparsity scales (reference: LeNet-300-100's output layer dense and "
+                               "fc2.weight:0.9, a conv net's first conv dense), or every prunable weight sparse (all)",
+                               choices=RIGL_LAYER_RULES)
+    prune_rate: float = setting(0.5, "snfs: fraction of kept weights pruned and regrown at the first update, decaying "
+                                "by cosine, in [0, 1)", unit="fraction")
+    freeze_epoch: int = setting(1, "snfs_freeze, dnw_freeze, set_freeze, rigl_freeze: the mask is fixed after this "
+                                "many epochs, in [1, epochs)", unit="epochs")
+    update_interval: int = setting(100, "rigl, set: optimizer steps between mask updates, >= 1", unit="steps")
+    update_end: float = setting(0.75, "rigl, set: no mask update after this fraction of training, in (0, 1]",
+                                unit="fraction")
+    drop_fraction: float = setting(0.3, "rigl, set: fraction of each layer's kept weights dropped and regrown at the "
+                                   "first update, decaying by cosine to 0 at update_end, in (0, 1)", unit="fraction")
+    gmp_start: float = setting(0.0167, "gmp: the cubic pruning schedule starts at this fraction of training, in [0, 1)",
+                               unit="fraction")
+    gmp_end: float = setting(0.25, "gmp: the target density is reached at this fraction of training, above gmp_start",
+                             unit="fraction")
+    gmp_interval: int = setting(500, "gmp: optimizer steps between pruning steps, >= 1", unit="steps")
+    synflow_rounds: int = setting(100, "synflow: scoring rounds, densities on an exponential schedule, >= 1")
+    imp_rate: float = setting(0.2, "imp: fraction of the remaining weights pruned per round, in (0, 1)",
+                              unit="fraction")
+    imp_scope: str = setting("global", "imp: rank weights across all sparse layers (global) or within each layer",
+                             choices=IMP_SCOPES)
+    imp_layer_rates: tuple[tuple[str, float], ...] = setting((), "imp: per-layer multipliers of imp_rate, as "
+                                                             "name:multiplier pairs (e.g. fc3.weight:0.5)")
+    imp_output: str = setting("reference", "imp: the output layer as the model's reference code treats it (reference), "
+                              "kept dense, pruned at half the rate, or globally", choices=IMP_OUTPUTS)
+    rewind_epoch: int = setting(0, "imp: rewind each round to the weights after this many epochs of round 0 (0: the "
+                                "initial weights), below epochs", unit="epochs")
 
     def __post_init__(self) -> None:
         _check(self.algorithm in ALGORITHMS, "algorithm",
@@ -180,12 +217,16 @@ class AlgorithmHparams:
 class ExecutionHparams:
     """How a run executes on its device. These change speed, and (but eval_batch_size) float rounding."""
 
-    precision: str = "fp32"  # bf16: autocast of forward and loss to bfloat16 (weights and optimizer stay fp32)
-    channels_last: bool = False  # NHWC memory format for conv nets (faster convolutions on recent GPUs)
-    compile: bool = False  # torch.compile the model's forward (single-seed trainer)
-    deterministic: bool = True  # on CUDA: deterministic kernels, no cudnn autotuning (off: faster, not repeatable)
-    eval_batch_size: int = 1000
-    sparse_kernels: str = "auto"  # CSR kernels for linear layers under a fixed mask on the CPU (sparsenet.sparse)
+    precision: str = setting("fp32", "fp32, or bf16 autocast of forward and loss (weights and optimizer stay fp32)",
+                             choices=PRECISIONS)
+    channels_last: bool = setting(False, "NHWC memory format for model, inputs and masks (faster convolutions on "
+                                  "recent GPUs)")
+    compile: bool = setting(False, "torch.compile the model's forward (single-seed trainer)")
+    deterministic: bool = setting(True, "on CUDA: deterministic kernels and no cuDNN autotuning; false is faster and "
+                                  "not repeatable (no effect on a CPU)")
+    eval_batch_size: int = setting(1000, "batch size of evaluation (speed only)", unit="samples")
+    sparse_kernels: str = setting("auto", "CSR kernels for linear layers while the mask is fixed, on a CPU in fp32: "
+                                  "auto (where they pay), on, off", choices=SPARSE_KERNELS)
 
     def __post_init__(self) -> None:
         _check(self.precision in PRECISIONS, "precision",
@@ -202,7 +243,7 @@ class RunConfig:
     train: TrainHparams = field(default_factory=TrainHparams)
     algorithm: AlgorithmHparams = field(default_factory=AlgorithmHparams)
     execution: ExecutionHparams = field(default_factory=ExecutionHparams)
-    seed: int = 0
+    seed: int = setting(0, "seed of initialisation, data order and random masks")
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
@@ -237,9 +278,9 @@ class RunConfig:
             kwargs = {}
             for f in dataclasses.fields(hp_cls):
                 if f.name in values:
-                    kwargs[f.name] = _coerce(f.name, values[f.name], f.type)
+                    kwargs[f.name] = _coerce(f.name, values[f.name], FIELDS[f.name])
             sections[section] = hp_cls(**kwargs)
-        seed = _coerce("seed", values.get("seed", 0), "int")
+        seed = _coerce("seed", values.get("seed", 0), int)
         return cls(seed=seed, **sections)
 
     @classmethod
@@ -260,14 +301,22 @@ class RunConfig:
 
 SECTIONS = {"data": DataHparams, "model": ModelHparams, "train": TrainHparams, "algorithm": AlgorithmHparams,
             "execution": ExecutionHparams}
-FIELDS: dict[str, str] = {f.name: f.type for hp in SECTIONS.values() for f in dataclasses.fields(hp)}
-FIELDS["seed"] = "int"
+# every setting, flat: key -> (its field, its type); the seed is the run's own
+SETTINGS: dict[str, tuple[dataclasses.Field, Any]] = {
+    f.name: (f, get_type_hints(owner)[f.name]) for owner in SECTIONS.values() for f in dataclasses.fields(owner)}
+SETTINGS["seed"] = (RunConfig.__dataclass_fields__["seed"], get_type_hints(RunConfig)["seed"])
+FIELDS: dict[str, Any] = {key: hint for key, (_, hint) in SETTINGS.items()}
 
 
-def _coerce(key: str, value: Any, type_name: str) -> Any:
+def type_name(hint: Any) -> str:
+    """A setting's type as written: int, tuple[float, ...], ..."""
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Turn a value from YAML/JSON/CLI text into the field's type, or say which key is wrong."""
     try:
-        if type_name == "bool":
+        if hint is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError
@@ -275,33 +324,33 @@ def _coerce(key: str, value: Any, type_name: str) -> Any:
             if not isinstance(value, bool):
                 raise ValueError
             return value
-        if type_name == "int":
+        if hint is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
-        if type_name == "float":
+        if hint is float:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
-        if type_name == "str":
+        if hint is str:
             if not isinstance(value, str):
                 raise ValueError
             return value
-        if type_name.startswith("tuple[tuple[str, float]"):
+        item = get_args(hint)[0] if get_origin(hint) is tuple else None
+        if item == tuple[str, float]:
             if isinstance(value, str):  # the command line's name:float,name:float
                 value = [v.rsplit(":", 1) for v in value.split(",") if v.strip()]
             items = value.items() if isinstance(value, dict) else value
             return tuple((str(k), float(v)) for k, v in items)
-        if type_name.startswith("tuple["):
-            item = {"int": int, "float": float, "str": str}[type_name[6:].split(",")[0].rstrip("]")]
+        if item in (int, float, str):
             if isinstance(value, str):
                 value = [v for v in value.split(",") if v.strip()]
             return tuple(item(v) for v in value)
     except (ValueError, TypeError):
-        hint = " (YAML reads unquoted on/off/yes/no as true/false: quote the word)" \
-            if type_name == "str" and isinstance(value, bool) else ""
-        raise ConfigError(f"{key}: expected {type_name}, got {value!r}{hint}") from None
-    raise AssertionError(f"unhandled field type {type_name}")
+        quote = " (YAML reads unquoted on/off/yes/no as true/false: quote the word)" \
+            if hint is str and isinstance(value, bool) else ""
+        raise ConfigError(f"{key}: expected {type_name(hint)}, got {value!r}{quote}") from None
+    raise AssertionError(f"unhandled field type {type_name(hint)}")
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
