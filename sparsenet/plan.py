@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from sparsenet import models
-from sparsenet.config import expand_preset
+from sparsenet.config import ConfigError, RunConfig, expand_preset
 
 RUNS = "results/runs"
 
@@ -80,6 +80,37 @@ def planned_runs(config: dict) -> list[PlannedRun]:
             for model in config["models"] for seed in config["seeds"]
             for label in ["dense", *config["algorithms"], *freeze_labels(config)]
             for density in ([1.0] if label == "dense" else config["densities"])]
+
+
+# the settings a study sets for each run itself: a recipe or an algorithm's settings must not
+STUDY_KEYS = {"dataset", "model", "algorithm", "density", "seed", "freeze_epoch"}
+
+
+def check(config: dict) -> None:
+    """Reject a bad study before any job runs, with one line naming the key (the schema checked its shape)."""
+    for model in config["models"]:  # registered, or importable: before any settings are built with it
+        try:
+            models.resolve(model)
+        except KeyError as e:
+            raise ConfigError(f"config.yaml: models: {e.args[0]}") from None
+    clash = STUDY_KEYS & (set(config["recipe"]) | {k for s in config["settings"].values() for k in s})
+    if clash:
+        raise ConfigError(f"config.yaml: recipe/settings must not set {sorted(clash)}: the study sets them")
+    # every settings entry, also of an algorithm the study does not run: a typo there is still a typo
+    unplanned = [PlannedRun(config["models"][0], a, 1.0 if a == "dense" else config["densities"][0],
+                            config["seeds"][0])
+                 for a in config["settings"] if a not in ["dense", *config["algorithms"]]]
+    for run in [*planned_runs(config), *unplanned]:
+        try:
+            RunConfig.from_flat(run_settings(config, run.model, run.label, run.density, run.seed))
+        except ConfigError as e:
+            algorithm = split_label(run.label)[0]
+            where = f"recipe or settings.{algorithm}" if algorithm in config["settings"] else "recipe"
+            raise ConfigError(f"config.yaml: {e} (in {where}, for run {run.folder(config['dataset'])})") from None
+    missing = [a for a in config["freeze_algorithms"] if a not in config["algorithms"]]
+    if config["freeze_epochs"] and missing:
+        raise ConfigError(f"config.yaml: freeze_algorithms: {missing} must be in algorithms too: the E4 sweep "
+                          "compares each frozen run with its algorithm's own")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -179,13 +180,28 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
 ]
 
 
-@pytest.mark.parametrize("change,message", BAD_CONFIGS, ids=[m for _, m in BAD_CONFIGS])
-def test_bad_config_is_rejected_before_any_job(tmp_path, change, message):
+def bad_config(tmp_path, change: dict) -> Path:
     cfg = yaml.safe_load(TINY.read_text())
     for key, value in change.items():
         cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and key in cfg else value
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    out = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    return tmp_path / "bad.yaml"
+
+
+@pytest.mark.parametrize("change,message", BAD_CONFIGS, ids=[m for _, m in BAD_CONFIGS])
+def test_bad_config_is_rejected_naming_the_key(tmp_path, change, message):
+    # in this process, as the Snakefile checks a study: the schema (study.load_study), then sparsenet.plan.check
+    from sparsenet import plan, study
+    from sparsenet.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        plan.check(study.load_study(bad_config(tmp_path, change)))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("change,message", [BAD_CONFIGS[1], BAD_CONFIGS[-4]], ids=["schema", "plan"])
+def test_the_workflow_rejects_a_bad_config_before_any_job(tmp_path, change, message):
+    out = snakemake(tmp_path, "--cores", "1", "--configfile", str(bad_config(tmp_path, change)), check=False)
     assert out.returncode != 0
     assert message in out.stdout + out.stderr
     assert "Select jobs to execute" not in out.stdout + out.stderr

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sparsenet import figures, models, plan
+from sparsenet import figures, plan
 from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.provenance import identity
+from sparsenet.record import RunFolder
 from sparsenet.reinit import VARIANTS
 
 REPO = Path(workflow.basedir)
@@ -29,7 +30,6 @@ os.environ.update(
 )
 RES = config["resources"]
 DATASET = config["dataset"]
-WORKFLOW_KEYS = {"dataset", "model", "algorithm", "density", "seed", "freeze_epoch"}
 
 # --- the code each job runs: its identity is a parameter, so an edit reruns exactly the jobs it affects ---
 PKG = REPO / "sparsenet"
@@ -70,11 +70,10 @@ def run_dir(model, label, density, seed):
     return plan.PlannedRun(model, label, density, seed).folder(DATASET)
 
 
-for _model in config["models"]:  # registered, or importable: before any settings are built with it
-    try:
-        models.resolve(_model)
-    except KeyError as e:
-        raise WorkflowError(f"config.yaml: models: {e.args[0]}")
+try:  # a bad study is rejected before any job runs (sparsenet.plan.check)
+    plan.check(config)
+except ConfigError as e:
+    raise WorkflowError(str(e))
 SPARSE = list(config["algorithms"])
 
 
@@ -83,45 +82,11 @@ def planned_runs():
     return [(r.model, r.label, r.density, r.seed) for r in plan.planned_runs(config)]
 
 
-def check_config():
-    """Reject a bad study before any job runs, naming the key (the schema checked the shape already)."""
-    clash = WORKFLOW_KEYS & (set(config["recipe"]) | {k for s in config["settings"].values() for k in s})
-    if clash:
-        raise WorkflowError(f"config.yaml: recipe/settings must not set {sorted(clash)}: the study sets them")
-    # every settings entry, also of an algorithm the study does not run: a typo there is still a typo
-    unplanned = [
-        (config["models"][0], a, 1.0 if a == "dense" else config["densities"][0], config["seeds"][0])
-        for a in config["settings"]
-        if a not in ["dense", *SPARSE]
-    ]
-    for model, label, density, seed in [*planned_runs(), *unplanned]:
-        try:
-            RunConfig.from_flat(run_settings(model, label, density, seed))
-        except ConfigError as e:
-            algorithm = plan.split_label(label)[0]
-            where = f"recipe or settings.{algorithm}" if algorithm in config["settings"] else "recipe"
-            raise WorkflowError(f"config.yaml: {e} (in {where}, for run {run_dir(model, label, density, seed)})")
-    missing = [a for a in config["freeze_algorithms"] if a not in SPARSE]
-    if config["freeze_epochs"] and missing:
-        raise WorkflowError(
-            f"config.yaml: freeze_algorithms: {missing} must be in algorithms too: the E4 sweep "
-            "compares each frozen run with its algorithm's own"
-        )
-
-
-check_config()
 IMP_RATE = RunConfig.from_flat(run_settings(config["models"][0], "imp", 0.5, 0)).algorithm.imp_rate
 SCHEDULE = schedule(config["densities"], IMP_RATE)
 LAST_ROUND = f"{len(SCHEDULE) - 1:02d}"
 
-RUN_FILES = [
-    "run.json",
-    "init.safetensors",
-    "final.safetensors",
-    "mask.safetensors",
-    "snapshots.safetensors",
-    "history.parquet",
-]
+RUN_FILES = list(RunFolder.FILES)
 ALL_RUNS = [run_dir(*r) for r in planned_runs()]
 SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
