@@ -58,61 +58,61 @@ def _counts(verdicts: list[str]) -> str:
     return ", ".join(f"{verdicts.count(v)} {v}" for v in ("no loss", "loss", "undecided") if v in verdicts)
 
 
-def structure_alone(e1: pd.DataFrame) -> Answer:
+def _verdict(row, column: str, lost: bool = False) -> str:
+    """judge() of a column's interval; a loss of points (`lost`) is judged as the negative change it is."""
+    n, low, high = row[f"{column}_n"], row[f"{column}_low"], row[f"{column}_high"]
+    return judge(n, -high, -low) if lost else judge(n, low, high)
+
+
+def _against_control(cells: list, column: str, lost: bool, headers: tuple[str, str], what: str,
+                     control_what: str) -> tuple[pd.DataFrame, str]:
+    """cells: (algorithm, density, measured row, control row or None) -> (table, finding): each cell's verdict on
+    `column`, beside its control's value, and how many cells got each verdict."""
     rows, verdicts, control = [], [], []
+    for algorithm, density, measured, ctrl in cells:
+        verdicts.append(_verdict(measured, column, lost))
+        if ctrl is not None:
+            control.append(_verdict(ctrl, column, lost))
+        rows.append({"algorithm": algorithm, "density": density, headers[0]: _value(measured, column, True),
+                     "verdict": verdicts[-1], headers[1]: "" if ctrl is None else _value(ctrl, column, True)})
+    finding = f"{what}: {_counts(verdicts)} of {len(verdicts)} algorithm and density pairs."
+    return pd.DataFrame(rows), finding + (f" {control_what} (control): {_counts(control)}." if control else "")
+
+
+def _row(frame: pd.DataFrame, key: tuple):
+    return frame.loc[key] if key in frame.index else None
+
+
+def structure_alone(e1: pd.DataFrame) -> Answer:
     variants = e1.set_index(["algorithm", "density", "variant"])
-    for (algorithm, density), _ in e1.groupby(["algorithm", "density"]):
-        if (algorithm, density, "reinit") not in variants.index:
-            continue
-        reset = variants.loc[(algorithm, density, "reinit")]
-        verdicts.append(judge(reset["gap_n"], reset["gap_low"], reset["gap_high"]))
-        shuffled = variants.loc[(algorithm, density, "shuffle")] if (algorithm, density, "shuffle") in \
-            variants.index else None
-        if shuffled is not None:
-            control.append(judge(shuffled["gap_n"], shuffled["gap_low"], shuffled["gap_high"]))
-        rows.append({"algorithm": algorithm, "density": density, "reinit − trained (pp)": _value(reset, "gap", True),
-                     "verdict": verdicts[-1],
-                     "shuffle − trained (pp)": "" if shuffled is None else _value(shuffled, "gap", True)})
-    finding = (f"Retrained from new weights, the mask alone: {_counts(verdicts)} of {len(verdicts)} algorithm and "
-               "density pairs." if verdicts else "Not measured: the study has no `reinit` variant.")
-    if control:
-        finding += f" The mask shuffled within each layer (control): {_counts(control)}."
+    cells = [(a, d, _row(variants, (a, d, "reinit")), _row(variants, (a, d, "shuffle")))
+             for a, d in sorted(set(zip(e1["algorithm"], e1["density"]))) if (a, d, "reinit") in variants.index]
+    table, finding = _against_control(cells, "gap", False, ("reinit − trained (pp)", "shuffle − trained (pp)"),
+                                      "Retrained from new weights, the mask alone",
+                                      "The mask shuffled within each layer")
     return Answer("Does the structure alone carry the accuracy?",
                   "E1, test accuracy: the mask kept, the weights reset from another seed (`reinit`) and retrained, "
                   "minus the trained run of the same seed. Control: the mask shuffled within each layer.",
-                  finding, pd.DataFrame(rows))
+                  finding if cells else "Not measured: the study has no `reinit` variant.", table)
 
 
 def robustness(e2: pd.DataFrame) -> Answer:
     whole = e2[e2["layer"] == "all"].set_index(["algorithm", "density", "method"])
-    rows, verdicts, control = [], [], []
-    for algorithm, density, method in whole.index:
-        if method != "magnitude_global" or whole.loc[(algorithm, density, method), f"{LOST}_n"] == 0:
-            continue
-        row = whole.loc[(algorithm, density, method)]
-        # a loss of points is a negative change: judged as its negation
-        verdicts.append(judge(row[f"{LOST}_n"], -row[f"{LOST}_high"], -row[f"{LOST}_low"]))
-        random = whole.loc[(algorithm, density, "random")] if (algorithm, density, "random") in whole.index else None
-        if random is not None:
-            control.append(judge(random[f"{LOST}_n"], -random[f"{LOST}_high"], -random[f"{LOST}_low"]))
-        rows.append({"algorithm": algorithm, "density": density, "lost, by magnitude (pp)": _value(row, LOST, True),
-                     "verdict": verdicts[-1],
-                     "lost, at random (pp)": "" if random is None else _value(random, LOST, True)})
-    finding = (f"A further half removed by global magnitude: {_counts(verdicts)} of {len(verdicts)} algorithm and "
-               "density pairs." if verdicts else "Not measured: the study's sweep has no global magnitude pruning "
-               "from q = 0 to 0.5.")
-    if control:
-        finding += f" Removed at random (control): {_counts(control)}."
+    cells = [(a, d, whole.loc[(a, d, m)], _row(whole, (a, d, "random"))) for a, d, m in whole.index
+             if m == "magnitude_global" and whole.loc[(a, d, m), f"{LOST}_n"] > 0]
+    table, finding = _against_control(cells, LOST, True, ("lost, by magnitude (pp)", "lost, at random (pp)"),
+                                      "A further half removed by global magnitude", "Removed at random")
     return Answer("How robust is the structure to further pruning?",
                   "E2, test accuracy lost when a further half (q = 0.5) of the kept weights is removed by global "
                   "magnitude, without retraining, against the same run unpruned. Control: removal at random.",
-                  finding, pd.DataFrame(rows))
+                  finding if cells else "Not measured: the study's sweep has no global magnitude pruning from "
+                  "q = 0 to 0.5.", table)
 
 
 def _first_frozen_without_loss(frozen: pd.DataFrame):
     """The row of the first k (in epochs) whose gap is judged "no loss", or None."""
     for _, row in frozen.sort_values("epochs").iterrows():
-        if judge(row["gap_n"], row["gap_low"], row["gap_high"]) == "no loss":
+        if _verdict(row, "gap") == "no loss":
             return row
     return None
 
@@ -153,7 +153,7 @@ def freezing(e4: pd.DataFrame) -> Answer:
     for (algorithm, density), group in frozen.groupby(["algorithm", "density"]):
         first = _first_frozen_without_loss(group)
         row = first if first is not None else group.sort_values("epochs").iloc[-1]
-        verdicts.append("no loss" if first is not None else judge(row["gap_n"], row["gap_low"], row["gap_high"]))
+        verdicts.append("no loss" if first is not None else _verdict(row, "gap"))
         rows.append({"algorithm": algorithm, "density": density,
                      "k": str(row["epochs"]) if first is not None else f"none (largest k = {row['epochs']})",
                      "frozen − never frozen (pp)": _value(row, "gap", True), "verdict": verdicts[-1],
