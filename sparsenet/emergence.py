@@ -10,7 +10,9 @@ for each layer:
 - kappa_final: Cohen's kappa, the agreement 1 - hamming corrected for that chance, (p_o - p_e) / (1 - p_e);
   for one layer with masks of equal size it is (recall - d) / (1 - d). 0: no more alike than chance, 1: equal;
 - overlap_prev, iou_prev, hamming_prev: the same against the previous snapshot (how fast the mask still moves).
-The functional reading of emergence is E4's: the accuracy of the mask frozen at that epoch.
+The functional reading of emergence is E4's: the accuracy of the mask frozen at that epoch. Each row also gives
+lr, the learning rate training goes on with after the snapshot (sparsenet.train.lr_at), so that a figure can
+mark where the schedule drops it.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import pandas as pd
 
 from sparsenet.masks import Mask, load_snapshots
 from sparsenet.record import RunFolder
+from sparsenet.train import lr_at
 
 
 def agreement(a: Mask, b: Mask) -> dict[str, float]:
@@ -47,11 +50,18 @@ def _row(epoch: float, step: int, layer: str, snap: Mask, final: Mask, prev: Mas
             "hamming_prev": agreement(snap, prev)["hamming"] if prev is not None else None}
 
 
+def _steps_per_epoch(labels: list[dict]) -> int:
+    """From an epoch-end snapshot's label (every run has one after epoch 1)."""
+    end = next(label for label in labels if label["epoch"] >= 1 and float(label["epoch"]).is_integer())
+    return end["step"] // int(end["epoch"])
+
+
 def emergence(run: str | Path) -> pd.DataFrame:
     run = RunFolder(run)
     snapshots, labels = load_snapshots(run.snapshots)
     final = Mask.load(run.mask)
-    dense = run.config().algorithm.dense_layers
+    cfg = run.config()
+    dense, per_epoch = cfg.algorithm.dense_layers, _steps_per_epoch(labels)
     rows = []
     prev = None
     for snap, label in zip(snapshots, labels):
@@ -62,4 +72,6 @@ def emergence(run: str | Path) -> pd.DataFrame:
             prev_layer = Mask({name: prev.layers[name]}) if prev is not None else None
             rows.append(_row(label["epoch"], label["step"], name, layer["snap"], layer["final"], prev_layer))
         prev = snap
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["lr"] = [lr_at(cfg.train, step, per_epoch) for step in frame["step"]]
+    return frame

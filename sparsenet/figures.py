@@ -177,10 +177,22 @@ def e2_prune_layers(t):
     return fig
 
 
+def lr_drops(em: pd.DataFrame) -> list[float]:
+    """The snapshot epochs at which a step schedule drops the learning rate: it falls to half or less of the
+    snapshot's before and holds at the next (a cosine's decline never holds); none for tables without lr."""
+    if "lr" not in em or not len(em):
+        return []
+    lr = em.groupby("epoch")["lr"].mean().sort_index()
+    epochs, values = lr.index.to_numpy(), lr.to_numpy()
+    return [float(epochs[i]) for i in range(1, len(values) - 1)
+            if values[i] <= values[i - 1] / 2 and np.isclose(values[i + 1], values[i])]
+
+
 def e3_emergence(t):
     """Per algorithm, two positional measures of each snapshot against the final mask, with their chance values:
     recall (top; a random mask of the snapshot's density keeps that share of the final mask) and Cohen's kappa,
-    the agreement corrected for chance (bottom; 0 for a random mask). E4 gives the functional reading."""
+    the agreement corrected for chance (bottom; 0 for a random mask); learning-rate drops marked. E4 gives the
+    functional reading."""
     em = t["emergence"]
     em = em[em["layer"] == "all"]
     algorithms = _ordered(em["algorithm"])
@@ -195,6 +207,9 @@ def e3_emergence(t):
                         label=f"chance (a random mask), density {density:g}")
             _line(kappa, sub, "epoch", "kappa_final", f"density {density:g}", (colour, "o"), scale=1)
         kappa.axhline(0, ls=":", lw=1, color="black", label="chance (a random mask)")
+        for k, epoch in enumerate(lr_drops(em[em["algorithm"] == algorithm])):
+            for ax in (recall, kappa):
+                ax.axvline(epoch, ls="--", lw=0.8, color="grey", label="learning rate drops" if k == 0 else None)
         recall.set(ylabel="final mask already kept (recall, %)", ylim=(0, 102),
                    title=f"E3: when {algorithm}'s structure emerges")
         kappa.set(ylabel="Cohen's kappa against the final mask", ylim=(-0.05, 1.02))

@@ -2,8 +2,10 @@
 import pytest
 import torch
 
-from sparsenet.emergence import agreement
+from sparsenet.emergence import agreement, emergence
 from sparsenet.masks import Mask
+
+from .conftest import tiny
 
 
 def masks(seed, counts, shapes):
@@ -46,3 +48,14 @@ def test_kappa_of_one_layer_is_the_chance_corrected_recall():
     d, recall = 100 / 2000, b.overlap(a)
     assert agreement(a, b)["kappa"] == pytest.approx((recall - d) / (1 - d))
     assert agreement(a, a) == {"hamming": 0.0, "hamming_chance": pytest.approx(2 * d * (1 - d)), "kappa": 1.0}
+
+
+def test_each_snapshot_gives_the_learning_rate_training_goes_on_with(tmp_path, data_root):
+    from sparsenet.train import train
+
+    cfg = tiny(algorithm="snfs", density=0.1, epochs=3, schedule="step", milestones=(2,), gamma=0.1)
+    train(cfg, tmp_path / "run")
+    whole = emergence(tmp_path / "run").query("layer == 'all'").set_index("epoch")["lr"]
+    # 2000 samples in batches of 100: 20 steps an epoch; the drop at epoch 2 shows at the snapshot after it
+    assert whole.loc[[0.0, 0.25, 0.5, 1.0]].tolist() == pytest.approx([0.1] * 4)
+    assert whole.loc[[2.0, 3.0]].tolist() == pytest.approx([0.01, 0.01])

@@ -83,3 +83,20 @@ def test_e3_draws_recall_and_kappa_each_with_its_chance_value():
         assert set(lines["chance (a random mask)"]) == {0}
     finally:
         plt.close("all")
+
+
+def test_e3_marks_where_the_learning_rate_drops():
+    rows = [{"algorithm": "dnw", "density": 0.05, "seed": 0, "layer": "all", "epoch": float(e), "overlap_final": 0.5,
+             "kappa_final": 0.5, "snapshot_density": 0.05, "lr": lr}
+            for e, lr in enumerate([0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])]
+    em = pd.DataFrame(rows)
+    assert figures.lr_drops(em) == [3.0, 5.0] and figures.lr_drops(em.drop(columns="lr")) == []
+    cosine = em.assign(lr=[0.1, 0.09, 0.07, 0.04, 0.015, 0.004, 0.0])  # halves too, but never holds
+    assert figures.lr_drops(cosine) == []
+    fig = figures.e3_emergence({"emergence": em})
+    try:
+        for ax in fig.axes[:2]:
+            drops = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+            assert drops == [3.0, 5.0]
+    finally:
+        plt.close("all")
