@@ -210,9 +210,9 @@ class Check:
             cfg = self.cfg(epochs=epochs, warmup_epochs=0 if self.smoke else 1, **changes)
             out = Path(tempfile.mkdtemp(dir=self.args.scratch)) / "run"
             record = train(cfg, out, data_root=self.args.data_root, device=str(self.dev))
-            self.rows.add("6 accuracy", f"resnet20 {label}, {epochs} epochs: test accuracy", record["test_acc"] * 100,
+            self.rows.add("6 accuracy", f"resnet20 {label}, {epochs} epochs: test accuracy", record.test_acc * 100,
                           "%")
-            self.rows.add("6 accuracy", f"resnet20 {label}, {epochs} epochs: wall time", record["wall_s"], "s")
+            self.rows.add("6 accuracy", f"resnet20 {label}, {epochs} epochs: wall time", record.wall_s, "s")
 
     # --- 7 --------------------------------------------------------------------------------------------------
     def cost(self) -> None:

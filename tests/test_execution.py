@@ -36,7 +36,7 @@ def test_bf16_trains_in_fp32_weights_close_to_fp32(tmp_path, data_root):
     w32, w16 = _weights(tmp_path / "fp32"), _weights(tmp_path / "bf16")
     assert all(w.dtype == torch.float32 for w in w16.values())
     assert any(not torch.equal(w32[k], w16[k]) for k in w32)  # autocast really ran in bf16
-    assert abs(fp32["test_acc"] - bf16["test_acc"]) < 0.03
+    assert abs(fp32.test_acc - bf16.test_acc) < 0.03
 
 
 def test_channels_last_follows_the_default_layout_run(tmp_path, data_root):
@@ -72,7 +72,7 @@ def test_compiled_forward_matches_eager(tmp_path, data_root):
 def test_evaluation_batch_size_changes_nothing_but_speed(tmp_path, data_root):
     a = train(tiny(epochs=1), tmp_path / "a")
     b = train(tiny(epochs=1, eval_batch_size=37), tmp_path / "b")
-    assert a["test_acc"] == b["test_acc"] and a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
+    assert a.test_acc == b.test_acc and a.test_loss == pytest.approx(b.test_loss, rel=1e-5)
 
 
 @pytest.mark.parametrize("deterministic", [True, False])

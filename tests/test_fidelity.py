@@ -226,7 +226,7 @@ def test_a_mask_fixed_from_the_start_is_its_own_rewind(tmp_path, data_root, monk
     train(cfg, tmp_path / "run")
     with monkeypatch.context() as m:
         m.setattr(reinit, "train", lambda *a, **k: pytest.fail(f"{algorithm}'s rewind variant must not train"))
-        assert reinit.retrain(tmp_path / "run", "rewind", tmp_path / "rewind")["copy_of_source"]
+        assert reinit.retrain(tmp_path / "run", "rewind", tmp_path / "rewind").copy_of_source
     run = tmp_path / "run"
     train(cfg.replace(algorithm="fixed"), tmp_path / "real", init_weights=load_weights(run / "init.safetensors"),
           mask=Mask.load(run / "mask.safetensors"))

@@ -130,7 +130,7 @@ def test_killed_sparse_run_resumes_to_the_same_result(tmp_path, data_root, monke
     monkeypatch.setattr(train_mod, "save_checkpoint", real)
     resumed = train(cfg, tmp_path / "killed", mask=mask)
     whole = train(cfg, tmp_path / "whole", mask=mask)
-    assert resumed["sparse_layers"] == whole["sparse_layers"] != []
+    assert resumed.sparse_layers == whole.sparse_layers != []
     a, b = (load_weights(tmp_path / run / "final.safetensors") for run in ("killed", "whole"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
