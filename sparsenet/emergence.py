@@ -50,18 +50,13 @@ def _row(epoch: float, step: int, layer: str, snap: Mask, final: Mask, prev: Mas
             "hamming_prev": agreement(snap, prev)["hamming"] if prev is not None else None}
 
 
-def _steps_per_epoch(labels: list[dict]) -> int:
-    """From an epoch-end snapshot's label (every run has one after epoch 1)."""
-    end = next(label for label in labels if label["epoch"] >= 1 and float(label["epoch"]).is_integer())
-    return end["step"] // int(end["epoch"])
-
-
 def emergence(run: str | Path) -> pd.DataFrame:
     run = RunFolder(run)
     snapshots, labels = load_snapshots(run.snapshots)
     final = Mask.load(run.mask)
-    cfg = run.config()
-    dense, per_epoch = cfg.algorithm.dense_layers, _steps_per_epoch(labels)
+    record = run.record()
+    cfg = record.run_config()
+    dense = cfg.algorithm.dense_layers
     rows = []
     prev = None
     for snap, label in zip(snapshots, labels):
@@ -73,5 +68,5 @@ def emergence(run: str | Path) -> pd.DataFrame:
             rows.append(_row(label["epoch"], label["step"], name, layer["snap"], layer["final"], prev_layer))
         prev = snap
     frame = pd.DataFrame(rows)
-    frame["lr"] = [lr_at(cfg.train, step, per_epoch) for step in frame["step"]]
+    frame["lr"] = [lr_at(cfg.train, step, record.steps_per_epoch) for step in frame["step"]]
     return frame

@@ -28,6 +28,7 @@ class RunRecord:
     val_acc: float | None  # None without a validation split
     density: float  # of the final mask, over the run's sparse layers
     epochs_run: int
+    steps_per_epoch: int  # optimizer steps in an epoch: a snapshot's step places it in the schedule
     weight_grad_macs: float  # multiply-adds its weight gradients cost, all epochs
     wall_s: float
     finished: str  # UTC, ISO 8601

@@ -350,7 +350,8 @@ class Run:
         record = RunRecord(
             config=self.cfg.to_dict(), status=status, test_acc=last["test_acc"], test_loss=last["test_loss"],
             val_acc=last.get("val_acc"), density=final_mask.density(exclude=self.cfg.algorithm.dense_layers),
-            epochs_run=len(self.history), weight_grad_macs=sum(r["weight_grad_macs"] for r in self.history),
+            epochs_run=len(self.history), steps_per_epoch=self.steps_per_epoch,
+            weight_grad_macs=sum(r["weight_grad_macs"] for r in self.history),
             wall_s=self.prior_wall + time.time() - self.started,
             finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             sparse_layers=self.sparse_layers or [], **provenance.describe(self.dev, self.code), **self.extra)

@@ -3,6 +3,7 @@ import importlib.util
 import re
 
 import pandas as pd
+import pytest
 
 from .conftest import REPO
 
@@ -85,33 +86,49 @@ def test_readme_fused_speed_table_is_rendered_from_its_committed_rows():
     assert set(RATIO.findall(fused)) - set(RATIO.findall(table)) == set()  # no speed-up typed by hand
 
 
-DEFAULT_STUDY = REPO / "docs" / "default-study"
+DOCS = REPO / "docs"
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")  # a number with decimals (a measured value), its sign aside
+# each published study: a folder of docs/ with its committed tables/ and the summary generated from them
+STUDIES = ("default-study", "results-mnist", "results-mnist-matched")
+# each text that quotes studies, and the studies whose summaries may give its numbers
+QUOTING = {"README, the default study": (lambda: section(README.read_text(), "## Results of the default study"),
+                                         ("default-study",)),
+           "README, the full-length MNIST study": (lambda: section(README.read_text(), "## The paper's findings"),
+                                                   ("results-mnist", "results-mnist-matched")),
+           "docs/results-mnist.md": (lambda: (DOCS / "results-mnist.md").read_text(),
+                                     ("results-mnist", "results-mnist-matched"))}
 
 
-def test_the_default_studys_summary_is_generated_from_its_committed_tables():
+def summary_numbers(studies) -> set[str]:
+    return {n for study in studies for n in DECIMAL.findall((DOCS / study / "summary.md").read_text())}
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_a_published_summary_is_generated_from_its_committed_tables(study):
     from sparsenet import answers, summary
 
-    # regenerate: sparsenet summary --tables docs/default-study/tables --out docs/default-study/summary.md
-    generated_text = answers.document(summary.summarise(DEFAULT_STUDY / "tables"))
-    assert (DEFAULT_STUDY / "summary.md").read_text() == generated_text
+    # regenerate: sparsenet summary --tables docs/<study>/tables --out docs/<study>/summary.md
+    generated_text = answers.document(summary.summarise(DOCS / study / "tables"))
+    assert (DOCS / study / "summary.md").read_text() == generated_text
 
 
-def test_every_number_readme_gives_of_the_default_study_is_in_its_summary():
+@pytest.mark.parametrize("text", QUOTING)
+def test_every_number_a_text_gives_of_a_study_is_in_its_summary(text):
+    read, studies = QUOTING[text]
+    typed = set(DECIMAL.findall(read())) - summary_numbers(studies)
+    assert typed == set(), f"numbers in {text} that the summaries of {studies} do not give: {typed}"
+
+
+def test_the_study_number_check_fails_on_a_number_edited_by_hand():
     text = section(README.read_text(), "## Results of the default study")
-    typed = set(DECIMAL.findall(text)) - set(DECIMAL.findall((DEFAULT_STUDY / "summary.md").read_text()))
-    assert typed == set(), f"numbers in README's default-study section that its summary does not give: {typed}"
-
-
-def test_the_default_study_check_fails_on_a_number_edited_by_hand():
-    text = section(README.read_text(), "## Results of the default study")
-    summary_numbers = set(DECIMAL.findall((DEFAULT_STUDY / "summary.md").read_text()))
+    numbers = summary_numbers(["default-study"])
     first = DECIMAL.findall(text.split("What they say")[1])[0]
-    edited = next(v for k in range(1, 100) if (v := f"{float(first) + k / 100:.2f}") not in summary_numbers)
-    assert set(DECIMAL.findall(text.replace(first, edited, 1))) - summary_numbers == {edited}
+    edited = next(v for k in range(1, 100) if (v := f"{float(first) + k / 100:.2f}") not in numbers)
+    assert set(DECIMAL.findall(text.replace(first, edited, 1))) - numbers == {edited}
 
 
-def test_the_published_figures_are_the_studys_figures():
+@pytest.mark.parametrize("folder", ["figures", "results-mnist", "results-mnist-matched"])
+def test_the_published_figures_are_the_studys_figures(folder):
     from sparsenet.figures import FIGURES
 
-    assert sorted(p.stem for p in (REPO / "docs" / "figures").glob("*.png")) == sorted(FIGURES)
+    assert sorted(p.stem for p in (DOCS / folder).glob("*.png")) == sorted(FIGURES)

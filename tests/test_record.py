@@ -11,7 +11,8 @@ from .conftest import tiny
 
 def record(**changes) -> RunRecord:
     fields = dict(config=tiny().to_dict(), status="ok", test_acc=0.9, test_loss=0.3, val_acc=None, density=0.1,
-                  epochs_run=3, weight_grad_macs=1e9, wall_s=2.5, finished="2026-12-05T14:00:00+00:00",
+                  epochs_run=3, steps_per_epoch=20, weight_grad_macs=1e9, wall_s=2.5,
+                  finished="2026-12-05T14:00:00+00:00",
                   sparse_layers=["fc1.weight"], git_commit="abc", code_hash="def", versions={"torch": "2"},
                   device="cpu", host="h")
     return RunRecord(**{**fields, **changes})
