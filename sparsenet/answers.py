@@ -29,7 +29,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from sparsenet import summary
-from sparsenet.summary import LOST, cell
+from sparsenet.summary import EPOCHS, LOST, cell
 
 MARGIN = 0.01
 KAPPA = 0.5
@@ -141,8 +141,9 @@ def emergence(e3: pd.DataFrame, e4: pd.DataFrame) -> Answer:
                      else "none" if first is None else str(first["epochs"])})
     return Answer("How early does the structure emerge?",
                   f"Positional (E3): Cohen's kappa of each snapshot against the final mask, 0 for chance, 1 for "
-                  f"equal; the first snapshot whose whole interval is at least {KAPPA:g}. Functional (E4): the "
-                  "first freeze epoch k whose frozen mask trains to no loss against the run never frozen.",
+                  f"equal; the first of the snapshots after {', '.join(f'{e:g}' for e in EPOCHS)} epochs whose "
+                  f"whole interval is at least {KAPPA:g}. Functional (E4): the first freeze epoch k whose frozen "
+                  "mask trains to no loss against the run never frozen.",
                   "The two readings answer different questions: where the mask is (positional) and whether the "
                   "mask of that epoch is as good (functional)." if rows else "Not measured: no snapshots and no "
                   "freeze sweep.", pd.DataFrame(rows))

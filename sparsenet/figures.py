@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
 
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
 from sparsenet.stats import mean_ci  # noqa: E402
@@ -196,7 +196,7 @@ def e3_emergence(t):
     em = t["emergence"]
     em = em[em["layer"] == "all"]
     algorithms = _ordered(em["algorithm"])
-    fig, axes = plt.subplots(2, max(len(algorithms), 1), figsize=(4.2 * max(len(algorithms), 1), 7.2),
+    fig, axes = plt.subplots(2, max(len(algorithms), 1), figsize=(5.4 * max(len(algorithms), 1), 8),
                              squeeze=False)
     for (recall, kappa), algorithm in zip(axes.T, algorithms):
         for k, (density, sub) in enumerate(em[em["algorithm"] == algorithm].groupby("density")):
@@ -204,7 +204,7 @@ def e3_emergence(t):
             _line(recall, sub, "epoch", "overlap_final", f"density {density:g}", (colour, "o"))
             chance = sub.groupby("epoch")["snapshot_density"].mean()
             recall.plot(chance.index, chance.to_numpy() * 100, ls=":", lw=1, color=colour,
-                        label=f"chance (a random mask), density {density:g}")
+                        label="chance: a random mask of that density" if k == 0 else None)
             _line(kappa, sub, "epoch", "kappa_final", f"density {density:g}", (colour, "o"), scale=1)
         kappa.axhline(0, ls=":", lw=1, color="black", label="chance (a random mask)")
         for k, epoch in enumerate(lr_drops(em[em["algorithm"] == algorithm])):
@@ -215,11 +215,13 @@ def e3_emergence(t):
         kappa.set(ylabel="Cohen's kappa against the final mask", ylim=(-0.05, 1.02))
         last = em["epoch"].max()
         for ax in (recall, kappa):
-            ax.set_xscale("symlog", linthresh=1, linscale=1.5)  # epoch 1's snapshots spread out, later epochs log
-            ax.set_xticks([0, 0.5, 1, *[e for e in (2, 3, 5, 10, 20, 50, 100, 200) if e < last / 1.5], last])
-            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.set_xscale("symlog", linthresh=1, linscale=0.6)  # epoch 1's snapshots spread out, later epochs log
+            ax.set_xlim(0, last * 1.05)
+            ax.set_xticks([0, 0.5, 1, *[e for e in (2, 5, 10, 20, 50, 100, 200) if e < last / 1.5], last])
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
             ax.set_xlabel("epoch")
-            _legend(ax)
+        _legend(recall, loc="upper left")
+        _legend(kappa, loc="upper left")
     if not algorithms:
         axes[0, 0].set_title("E3: no snapshots in this study")
     return fig

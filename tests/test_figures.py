@@ -77,7 +77,7 @@ def test_e3_draws_recall_and_kappa_each_with_its_chance_value():
         recall, kappa = fig.axes[:2]  # one algorithm: its column, recall above kappa
         lines = {line.get_label(): line.get_ydata() for line in recall.get_lines()}
         assert list(lines["density 0.05"]) == pytest.approx([30, 80, 100])
-        assert list(lines["chance (a random mask), density 0.05"]) == pytest.approx([5, 5, 5])
+        assert list(lines["chance: a random mask of that density"]) == pytest.approx([5, 5, 5])
         lines = {line.get_label(): line.get_ydata() for line in kappa.get_lines()}
         assert list(lines["density 0.05"]) == pytest.approx([0.25, 0.79, 1.0])
         assert set(lines["chance (a random mask)"]) == {0}
