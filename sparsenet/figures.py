@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
 
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
@@ -154,9 +155,17 @@ def e2_prune(t):
                 m = sub[(sub["algorithm"] == algorithm) & (sub["method"] == method)]
                 if len(m):
                     _line(ax, m, "q", "test_acc", f"{algorithm}, {method.replace('_', ' ')}", STYLE[algorithm], ls=ls)
-        _accuracy_axes(ax, "fraction q of the remaining weights removed", f"E2: robustness at density {density:g}")
+        ax.set(xlabel="fraction q of the remaining weights removed", ylabel="test accuracy (%)",
+               title=f"E2: robustness at density {density:g}")
+        _percent_axis(ax)
     if not densities:
         axes[0].set_title("E2: no pruning sweep in this study")
+    else:  # one key for all panels: colour and marker the algorithm, line style the removal method
+        present = _ordered(whole["algorithm"])
+        keys = [Line2D([], [], color=STYLE[a][0], marker=STYLE[a][1], ms=3, label=a) for a in present]
+        keys += [Line2D([], [], color="black", ls=ls, label=m.replace("_", " ")) for m, ls in METHOD_LINES.items()
+                 if m in set(whole["method"])]
+        axes[0].legend(handles=keys, loc="lower left", fontsize=7, title=BANDS, title_fontsize=6)
     return fig
 
 

@@ -100,3 +100,19 @@ def test_e3_marks_where_the_learning_rate_drops():
             assert drops == [3.0, 5.0]
     finally:
         plt.close("all")
+
+
+def test_e2_has_one_key_colour_for_the_algorithm_line_style_for_the_method():
+    prune = pd.DataFrame([{"algorithm": a, "density": d, "seed": s, "layer": "all", "method": m, "q": q,
+                           "test_acc": 0.9 - q / 2} for a in ("snfs", "imp") for d in (0.05, 0.2) for s in (0, 1)
+                          for m in ("magnitude_global", "random") for q in (0.0, 0.5)])
+    fig = figures.e2_prune({"prune": prune})
+    try:
+        first, second = fig.axes[:2]
+        assert [t.get_text() for t in first.get_legend().get_texts()] == ["imp", "snfs", "magnitude global", "random"]
+        assert second.get_legend() is None
+        styles = {line.get_label(): (to_hex(line.get_color()), line.get_linestyle()) for line in first.get_lines()}
+        assert styles["imp, random"] == (figures.STYLE["imp"][0].lower(), "--")
+        assert styles["snfs, magnitude global"] == (figures.STYLE["snfs"][0].lower(), "-")
+    finally:
+        plt.close("all")
