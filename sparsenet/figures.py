@@ -241,7 +241,7 @@ def e4_freeze(t):
     against the unfrozen run: modelled weight-gradient work (solid) and measured training time (dotted)."""
     fr = t["freeze"]
     frozen_names = [a for a in SPARSE if f"{a}_freeze" in set(fr["algorithm"])] or ["dnw"]
-    fig, axes = plt.subplots(len(frozen_names), 2, figsize=(9, 3.8 * len(frozen_names)), squeeze=False)
+    fig, axes = plt.subplots(len(frozen_names), 2, figsize=(10, 4.2 * len(frozen_names)), squeeze=False)
     for (acc, cost), name in zip(axes, frozen_names):
         for k, (density, sub) in enumerate(fr.groupby("density")):
             style = (DENSITY_COLOURS[k % len(DENSITY_COLOURS)], "o")
@@ -258,9 +258,18 @@ def e4_freeze(t):
         cost.set(xlabel="freeze epoch k", ylabel=f"% of {name} never frozen", ylim=(0, 105),
                  title=f"E4: cost against {name} never frozen")
         _percent_axis(acc)
+        # one key a panel: colour the density, line style what is drawn
+        densities = [Line2D([], [], color=DENSITY_COLOURS[k % len(DENSITY_COLOURS)], marker="o", ms=3,
+                            label=f"density {d:g}") for k, d in enumerate(sorted(fr["density"].unique()))]
+        acc.legend(handles=densities + [Line2D([], [], color="black", label=f"{name} frozen after k epochs"),
+                                        Line2D([], [], color="black", ls="--", label=f"{name} never frozen")],
+                   loc="lower left", fontsize=7, title=BANDS, title_fontsize=6)
+        cost.legend(handles=densities + [Line2D([], [], color="black", label="weight-gradient work (modelled)"),
+                                         Line2D([], [], color="black", ls=":", marker="x", ms=3,
+                                                label="training time (measured)")],
+                    loc="upper left", fontsize=7, title=BANDS, title_fontsize=6)
         for ax in (acc, cost):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            _legend(ax)
     return fig
 
 

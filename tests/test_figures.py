@@ -116,3 +116,21 @@ def test_e2_has_one_key_colour_for_the_algorithm_line_style_for_the_method():
         assert styles["snfs, magnitude global"] == (figures.STYLE["snfs"][0].lower(), "-")
     finally:
         plt.close("all")
+
+
+def test_e4_keys_density_by_colour_and_what_is_drawn_by_line_style():
+    freeze = pd.DataFrame([{"algorithm": a, "density": d, "seed": s, "freeze_epoch": k, "test_acc": 0.97,
+                            "grad_macs_vs_unfrozen": 0.2, "train_s_vs_unfrozen": 0.3}
+                           for d in (0.05, 0.2) for s in (0, 1)
+                           for a, k in (("dnw", None), ("dnw_freeze", 1), ("dnw_freeze", 2))])
+    fig = figures.e4_freeze({"freeze": freeze})
+    try:
+        acc, cost = fig.axes[:2]
+        assert [t.get_text() for t in acc.get_legend().get_texts()] == [
+            "density 0.05", "density 0.2", "dnw frozen after k epochs", "dnw never frozen"]
+        assert [t.get_text() for t in cost.get_legend().get_texts()][-2:] == [
+            "weight-gradient work (modelled)", "training time (measured)"]
+        measured = [line for line in cost.get_lines() if line.get_linestyle() == ":"]
+        assert len(measured) == 2 and all(list(line.get_ydata()) == pytest.approx([30, 30]) for line in measured)
+    finally:
+        plt.close("all")
