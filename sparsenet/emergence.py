@@ -68,5 +68,6 @@ def emergence(run: str | Path) -> pd.DataFrame:
             rows.append(_row(label["epoch"], label["step"], name, layer["snap"], layer["final"], prev_layer))
         prev = snap
     frame = pd.DataFrame(rows)
-    frame["lr"] = [lr_at(cfg.train, step, record.steps_per_epoch) for step in frame["step"]]
+    lr = {label["step"]: lr_at(cfg.train, label["step"], record.steps_per_epoch) for label in labels}  # a snapshot's
+    frame["lr"] = frame["step"].map(lr)
     return frame

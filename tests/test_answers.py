@@ -117,4 +117,6 @@ def test_readme_states_the_rules_the_code_applies():
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index("### The four answers"):readme.index("## Results of the default study")]
     assert f"{100 * answers.MARGIN:g} point" in block and f"at least {answers.KAPPA:g} over its whole" in block
+    *first, last = [f"{e:g}" for e in answers.EPOCHS]
+    assert f"after {', '.join(first)} and {last} epochs" in block  # the snapshots the positional answer reads
     assert f"-{100 * answers.MARGIN:g} point" in answers.RULE
