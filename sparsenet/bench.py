@@ -22,9 +22,8 @@ import pandas as pd
 import torch
 import yaml
 
+from sparsenet import algorithms, datasets, models
 from sparsenet import data as data_mod
-from sparsenet import datasets, models
-from sparsenet.algorithms import ALGORITHMS
 from sparsenet.algorithms.imp import prune
 from sparsenet.config import RunConfig
 from sparsenet.files import write_parquet
@@ -177,7 +176,7 @@ def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
     weights = models.prunable(net)
     hp = _settings(algorithm="snfs", density=0.05).algorithm
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    snfs = ALGORITHMS["snfs"](hp, weights, 10, generator=torch.Generator().manual_seed(0))
+    snfs = algorithms.get("snfs")(hp, weights, 10, generator=torch.Generator().manual_seed(0))
     net(torch.randn(64, 1, 28, 28, device=device)).sum().backward()
     opt.step()
     rows.add("2 algorithm cost", "snfs: epoch-end update", _timed(lambda: snfs.end_of_epoch(1, opt), device), "ms")

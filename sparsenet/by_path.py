@@ -13,7 +13,7 @@ def function(name: str, kind: str, known: str, takes: str) -> Callable:
         raise KeyError(f"unknown {kind} {name!r}; {known}; or give an import path 'package.module:function'")
     try:
         fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
+    except (ImportError, AttributeError, ValueError, TypeError) as e:  # TypeError, ValueError: a relative or empty name
         raise KeyError(f"{kind} {name!r} cannot be imported: {e}") from None
     if not callable(fn):
         raise KeyError(f"{kind} {name!r} is not a function of {takes}")

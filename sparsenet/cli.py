@@ -201,6 +201,12 @@ def cmd_settings(args) -> None:
     print(markdown(), end="")
 
 
+def cmd_algorithms(args) -> None:
+    from sparsenet.algorithms import markdown
+
+    print(markdown(), end="")
+
+
 def cmd_summary(args) -> None:
     from sparsenet import answers, summary
     from sparsenet.files import atomic_path
@@ -229,7 +235,7 @@ def cmd_plan(args) -> None:
 
     config = study.load_study(args.configfile)
     frame = study.plan(config, measure=args.measure, device=args.device, steps=args.steps)
-    print(frame.to_markdown(index=False, floatfmt=".2f"))  # tabulate comes with snakemake
+    print(frame.to_markdown(index=False, floatfmt=".2f"))
     total = f"{frame['trainings'].sum()} trainings, {frame['epochs'].sum()} epochs"
     if args.measure:
         from sparsenet.provenance import device_name
@@ -362,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("settings", help="every run setting: section, type, default, allowed values, meaning",
                        description="Print the table of run settings (Markdown), as README shows it.")
     p.set_defaults(func=cmd_settings)
+
+    p = sub.add_parser("algorithms", help="every algorithm: whether its mask changes, whether it freezes, what it is",
+                       description="Print the table of algorithms (Markdown), as README shows it; each is the module "
+                                   "of its name in sparsenet/algorithms.")
+    p.set_defaults(func=cmd_algorithms)
 
     p = sub.add_parser("summary", help="the four questions answered, and each experiment's numbers, from the tables",
                        description="Print the four questions with their answers (sparsenet.answers), then one "

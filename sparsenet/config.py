@@ -15,18 +15,11 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-DYNAMIC = ("snfs", "dnw", "set", "rigl")  # mask-changing algorithms that can freeze: <name>_freeze
-# fixed: a given mask, as in retraining (sparsenet.algorithms.ALGORITHMS holds the classes; a test holds the two)
-FROZEN = {f"{n}_freeze": n for n in DYNAMIC}  # <name>_freeze -> the algorithm it runs until its mask is frozen
-ALGORITHMS = ("dense", "imp", *DYNAMIC, *FROZEN, "static", "gmp", "snip", "grasp",
-              "synflow", "magnitude_init", "fixed")
 SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
 IMP_SCOPES = ("global", "layerwise")
 IMP_OUTPUTS = ("reference", "dense", "half", "global")
 RIGL_LAYER_RULES = ("reference", "all")
-# the algorithms that follow google-research/rigl's scripts, whose layer treatment `rigl_layers` sets
-RIGL_LAYERED = ("rigl", "set", "static", "gmp")  # and their freezes
 INITS = ("kaiming_normal", "kaiming_uniform", "pytorch", "variance_scaling")
 BN_INITS = ("uniform", "fixed")
 PRECISIONS = ("fp32", "bf16")
@@ -136,8 +129,8 @@ class TrainHparams:
 
 @dataclass(frozen=True)
 class AlgorithmHparams:
-    algorithm: str = setting("dense", "the sparse-training algorithm (fixed: train under a given mask, as retraining "
-                             "does)", choices=ALGORITHMS)
+    algorithm: str = setting("dense", "the sparse-training algorithm (sparsenet.algorithms; fixed: train under a given "
+                             "mask, as retraining does), or a user's own by import path 'package.module:Class'")
     density: float = setting(1.0, "kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense",
                              unit="fraction")
     distribution: str = setting("uniform", "per-layer densities of the mask (snfs, dnw, set, rigl, static, gmp's "
@@ -153,8 +146,8 @@ class AlgorithmHparams:
                                choices=RIGL_LAYER_RULES)
     prune_rate: float = setting(0.5, "snfs: fraction of kept weights pruned and regrown at the first update, decaying "
                                 "by cosine, in [0, 1)", unit="fraction")
-    freeze_epoch: int = setting(1, "snfs_freeze, dnw_freeze, set_freeze, rigl_freeze: the mask is fixed after this "
-                                "many epochs, in [1, epochs)", unit="epochs")
+    freeze_epoch: int = setting(1, "<name>_freeze (an algorithm that can freeze): the mask is fixed after this many "
+                                "epochs, in [1, epochs)", unit="epochs")
     update_interval: int = setting(100, "rigl, set: optimizer steps between mask updates, >= 1", unit="steps")
     update_end: float = setting(0.75, "rigl, set: no mask update after this fraction of training, in (0, 1]",
                                 unit="fraction")
@@ -178,8 +171,9 @@ class AlgorithmHparams:
                                 "initial weights), below epochs", unit="epochs")
 
     def __post_init__(self) -> None:
-        _check(self.algorithm in ALGORITHMS, "algorithm",
-               f"must be one of {', '.join(ALGORITHMS)}; got {self.algorithm!r}")
+        from sparsenet import algorithms  # it imports this module: not at the top
+
+        algorithms.get(self.algorithm)  # a ConfigError naming the key where there is no such algorithm
         _check_fraction(self.density, "density", low_open=True, high_open=False)
         _check(self.algorithm != "dense" or self.density == 1.0, "density",
                f"the dense algorithm has density 1.0, got {self.density!r}")
@@ -247,16 +241,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
-        if self.algorithm.algorithm in FROZEN:
+        from sparsenet import algorithms
+
+        if algorithms.split(self.algorithm.algorithm)[1]:
             _check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
                    f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
-        if self.algorithm.algorithm == "imp":
-            _check(self.algorithm.rewind_epoch < self.train.epochs, "rewind_epoch",
-                   f"must be < epochs={self.train.epochs}, got {self.algorithm.rewind_epoch}")
-            # written out into dense_layers / imp_layer_rates, so run.json and every later stage see it
-            object.__setattr__(self, "algorithm", _resolve_imp_output(self.algorithm, self.model.model))
-        if FROZEN.get(self.algorithm.algorithm, self.algorithm.algorithm) in RIGL_LAYERED:  # written out as imp's is
-            object.__setattr__(self, "algorithm", _resolve_rigl_layers(self.algorithm, self.model.model))
+        object.__setattr__(self, "algorithm", algorithms.get(self.algorithm.algorithm).resolve(self))
 
     def to_dict(self) -> dict[str, Any]:
         """Nested sections as JSON would store them (tuples become lists)."""
@@ -373,44 +363,6 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 def dumps(cfg: RunConfig) -> str:
     return json.dumps(cfg.to_dict(), sort_keys=True)
-
-
-def _resolve_imp_output(hp: AlgorithmHparams, model: str) -> AlgorithmHparams:
-    """Write imp's treatment of the output layer into dense_layers / imp_layer_rates (idempotent).
-
-    `reference` follows the code the model comes from: open_lth's `pruning_layers_to_ignore='fc.weight'` for
-    LeNet and VGG (dense), none for its ResNet-20 (global); Frankle & Carbin's half rate for Conv-2/4/6.
-    """
-    from sparsenet.models import IMP_OUTPUT, OUTPUT_LAYER
-
-    mode = IMP_OUTPUT.get(model, "global") if hp.imp_output == "reference" else hp.imp_output
-    out = OUTPUT_LAYER.get(model)  # None for a model by import path: its output layer is not known by name
-    if mode != "global" and out is None:
-        raise ConfigError(f"imp_output: the output layer of model {model} is not known by name; use 'global' and "
-                          "name it in dense_layers or imp_layer_rates")
-    if mode == "dense" and out not in hp.dense_layers:
-        return dataclasses.replace(hp, dense_layers=(*hp.dense_layers, out))
-    if mode == "half" and out not in dict(hp.imp_layer_rates):
-        return dataclasses.replace(hp, imp_layer_rates=(*hp.imp_layer_rates, (out, 0.5)))
-    return hp
-
-
-def _resolve_rigl_layers(hp: AlgorithmHparams, model: str) -> AlgorithmHparams:
-    """Write the layer treatment of google-research/rigl's scripts into dense_layers / sparsity_scales (idempotent).
-
-    `reference` takes sparsenet.models.RIGL_LAYERS for the model (nothing for a user's own model); the scales
-    apply to uniform layer densities only, as ERK sets every ratio itself. `all`: every prunable weight sparse.
-    """
-    from sparsenet.models import RIGL_LAYERS
-
-    if hp.rigl_layers == "all" or hp.density == 1:
-        return hp
-    dense, scales = RIGL_LAYERS.get(model, ((), ()))
-    dense_layers = (*hp.dense_layers, *(n for n in dense if n not in hp.dense_layers))
-    named = dict(hp.sparsity_scales)
-    extra = tuple((n, v) for n, v in scales if n not in named and n not in dense_layers)
-    return dataclasses.replace(hp, dense_layers=dense_layers, sparsity_scales=(
-        *hp.sparsity_scales, *(extra if hp.distribution == "uniform" else ())))
 
 
 def presets() -> list[str]:

@@ -19,18 +19,19 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
 
+from sparsenet import algorithms  # noqa: E402
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
 from sparsenet.stats import mean_ci  # noqa: E402
 
 FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e2_prune_layers", "e3_emergence", "e4_freeze", "e5_similarity",
            "e6_wiring")
-# the paper's algorithms, then the dynamic ones beyond it, then fixed masks from the start
-SPARSE = ["imp", "snfs", "dnw", "set", "rigl", "gmp", "static", "snip", "grasp", "synflow", "magnitude_init"]
-# (colour, marker) of each algorithm and each E1 variant, the same in every figure
-STYLE = {"dense": ("#000000", "s"), "imp": ("#E69F00", "o"), "snfs": ("#56B4E9", "^"), "dnw": ("#009E73", "v"),
-         "set": ("#0072B2", "D"), "rigl": ("#D55E00", "P"), "gmp": ("#CC79A7", "X"), "static": ("#777777", "o"),
-         "snip": ("#882255", "s"), "grasp": ("#117733", "^"), "synflow": ("#332288", "v"),
-         "magnitude_init": ("#999933", "D")}
+# (colour, marker) of each algorithm, the same in every figure: the registry's algorithms in its order take these in
+# turn, dense black; one named by import path is grey
+PALETTE = [("#009E73", "v"), ("#44AA99", "P"), ("#CC79A7", "X"), ("#117733", "^"), ("#E69F00", "o"), ("#999933", "D"),
+           ("#D55E00", "P"), ("#0072B2", "D"), ("#56B4E9", "^"), ("#882255", "s"), ("#777777", "o"), ("#332288", "v"),
+           ("#AA4499", "s"), ("#DDCC77", "X")]
+STYLE = {"dense": ("#000000", "s"), **dict(zip([n for n in algorithms.NAMES if n != "dense"], PALETTE))}
+OTHER = ("#BBBBBB", "o")
 VARIANT_STYLE = {"trained": ("#000000", "s"), "rewind": ("#E69F00", "o"), "reinit": ("#56B4E9", "^"),
                  "signed_constant": ("#009E73", "v"), "reshuffle": ("#0072B2", "D"), "shuffle_fanin": ("#D55E00", "P"),
                  "shuffle": ("#CC79A7", "X")}
@@ -92,7 +93,13 @@ def _panels(n: int, width: float, height: float, columns: int = 4):
 
 
 def _ordered(names) -> list[str]:
-    return [a for a in SPARSE if a in set(names)]
+    """The algorithms among `names` in the registry's order, then any by import path."""
+    names = set(names)
+    return [a for a in algorithms.NAMES if a in names] + sorted(names - set(algorithms.NAMES))
+
+
+def style(algorithm: str) -> tuple[str, str]:
+    return STYLE.get(algorithm, OTHER)
 
 
 def without_diverged(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -117,7 +124,7 @@ def e0_accuracy(t: dict[str, pd.DataFrame]):
     runs = t["runs"]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for algorithm in _ordered(runs["algorithm"]):
-        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", algorithm, STYLE[algorithm])
+        _line(ax, runs[runs["algorithm"] == algorithm], "density", "test_acc", algorithm, style(algorithm))
     n, mean, low, high = mean_ci(runs.loc[runs["algorithm"] == "dense", "test_acc"])
     if n:
         ax.axhline(mean * 100, color=STYLE["dense"][0], lw=1, label=f"dense (n={n})")
@@ -154,7 +161,7 @@ def e2_prune(t):
             for method, ls in METHOD_LINES.items():
                 m = sub[(sub["algorithm"] == algorithm) & (sub["method"] == method)]
                 if len(m):
-                    _line(ax, m, "q", "test_acc", f"{algorithm}, {method.replace('_', ' ')}", STYLE[algorithm], ls=ls)
+                    _line(ax, m, "q", "test_acc", f"{algorithm}, {method.replace('_', ' ')}", style(algorithm), ls=ls)
         ax.set(xlabel="fraction q of the remaining weights removed", ylabel="test accuracy (%)",
                title=f"E2: robustness at density {density:g}")
         _percent_axis(ax)
@@ -162,7 +169,7 @@ def e2_prune(t):
         axes[0].set_title("E2: no pruning sweep in this study")
     else:  # one key for all panels: colour and marker the algorithm, line style the removal method
         present = _ordered(whole["algorithm"])
-        keys = [Line2D([], [], color=STYLE[a][0], marker=STYLE[a][1], ms=3, label=a) for a in present]
+        keys = [Line2D([], [], color=style(a)[0], marker=style(a)[1], ms=3, label=a) for a in present]
         keys += [Line2D([], [], color="black", ls=ls, label=m.replace("_", " ")) for m, ls in METHOD_LINES.items()
                  if m in set(whole["method"])]
         axes[0].legend(handles=keys, loc="lower left", fontsize=7, title=BANDS, title_fontsize=6)
@@ -172,8 +179,9 @@ def e2_prune(t):
 def e2_prune_layers(t):
     """Which layer is fragile: one layer pruned by magnitude, the others untouched (magnitude_per_layer)."""
     layers = t["prune"][t["prune"]["layer"] != "all"]
+    order = _ordered(layers["algorithm"])
     panels = sorted(layers[["algorithm", "density"]].drop_duplicates().values.tolist(),
-                    key=lambda p: (SPARSE.index(p[0]) if p[0] in SPARSE else len(SPARSE), p[1]))
+                    key=lambda p: (order.index(p[0]), p[1]))
     fig, axes = _panels(len(panels), 3.8, 3.3)
     for ax, (algorithm, density) in zip(axes, panels):
         sub = layers[(layers["algorithm"] == algorithm) & (layers["density"] == density)]
@@ -240,13 +248,18 @@ def e4_freeze(t):
     """One row per frozen algorithm: accuracy against freeze epoch k (the unfrozen run dashed), and its cost
     against the unfrozen run: modelled weight-gradient work (solid) and measured training time (dotted)."""
     fr = t["freeze"]
-    frozen_names = [a for a in SPARSE if f"{a}_freeze" in set(fr["algorithm"])] or ["dnw"]
+    frozen_names = _ordered(algorithms.split(a)[0] for a in fr["algorithm"] if algorithms.split(a)[1])
+    if not frozen_names:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "E4: this study freezes no algorithm (freeze_epochs is empty)", ha="center", va="center")
+        return fig
     fig, axes = plt.subplots(len(frozen_names), 2, figsize=(10, 4.2 * len(frozen_names)), squeeze=False)
     for (acc, cost), name in zip(axes, frozen_names):
         for k, (density, sub) in enumerate(fr.groupby("density")):
             style = (DENSITY_COLOURS[k % len(DENSITY_COLOURS)], "o")
-            frozen = sub[sub["algorithm"] == f"{name}_freeze"]
-            _line(acc, frozen, "freeze_epoch", "test_acc", f"{name}_freeze, density {density:g}", style)
+            frozen = sub[sub["algorithm"] == name + algorithms.FREEZE]
+            _line(acc, frozen, "freeze_epoch", "test_acc", f"{name}{algorithms.FREEZE}, density {density:g}", style)
             n, mean, _, _ = mean_ci(sub.loc[sub["algorithm"] == name, "test_acc"])
             if n:
                 acc.axhline(mean * 100, ls="--", lw=1, color=style[0],
@@ -312,8 +325,8 @@ def e6_wiring(t):
     fig, (eff, dead) = plt.subplots(1, 2, figsize=(9, 3.8))
     for algorithm in _ordered(whole["algorithm"]):
         sub = whole[whole["algorithm"] == algorithm]
-        _line(eff, sub, "density", "effective_fraction", algorithm, STYLE[algorithm])
-        _line(dead, sub, "density", "dead_fraction", algorithm, STYLE[algorithm])
+        _line(eff, sub, "density", "effective_fraction", algorithm, style(algorithm))
+        _line(dead, sub, "density", "dead_fraction", algorithm, style(algorithm))
     eff.set(xlabel="density", ylabel="effective / kept weights (%)", ylim=(0, 102),
             title="E6: kept weights on an input-output path")
     dead.set(xlabel="density", ylabel="units on no path (%)", title="E6: dead units")

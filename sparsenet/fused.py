@@ -289,7 +289,7 @@ class FusedRuns:
 
     @torch.no_grad()
     def _fused_step(self, runs: list[Run], samples: int) -> None:
-        """Fixed masks: the runs' masked SGD step (sparsenet.algorithms.base.Algorithm) over the stacked tensors."""
+        """Fixed masks: the runs' masked SGD step (sparsenet.algorithms._base.Algorithm) over the stacked tensors."""
         for run in runs:
             run.count_work(samples)  # the fixed-mask hooks, for all runs at once:
         for name, m in self.masks.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sparsenet import models
+from sparsenet import algorithms, models
 from sparsenet.config import ConfigError, RunConfig, expand_preset
 
 RUNS = "results/runs"
@@ -18,7 +18,7 @@ RUNS = "results/runs"
 
 def split_label(label: str) -> tuple[str, int | None]:
     """Folder label -> (algorithm, freeze epoch): 'rigl_freeze_f2' -> ('rigl_freeze', 2)."""
-    frozen = re.fullmatch(r"(\w+_freeze)_f(\d+)", label)
+    frozen = re.fullmatch(rf"(.+{algorithms.FREEZE})_f(\d+)", label)
     return (frozen[1], int(frozen[2])) if frozen else (label, None)
 
 
@@ -55,7 +55,7 @@ def run_settings(config: dict, model: str, label: str, density: float = 1.0, see
     run first takes `<name>`'s), then the keys the study sets. Presets are expanded, so that editing a preset
     reruns what it changes."""
     algorithm, freeze = split_label(label)
-    base = algorithm.removesuffix("_freeze")  # <alg>_freeze runs as <alg> does until its freeze
+    base = algorithms.split(algorithm)[0]  # <alg>_freeze runs as <alg> does until its freeze
     own = config.get("settings", {})
     settings = {
         **expand_preset(config["recipe"]),
@@ -70,7 +70,8 @@ def run_settings(config: dict, model: str, label: str, density: float = 1.0, see
 
 
 def freeze_labels(config: dict) -> list[str]:
-    return [f"{a}_freeze_f{k}" for a in config.get("freeze_algorithms", ["dnw"]) for k in config["freeze_epochs"]]
+    return [f"{a}{algorithms.FREEZE}_f{k}" for a in config.get("freeze_algorithms", ["dnw"])
+            for k in config["freeze_epochs"]]
 
 
 def planned_runs(config: dict) -> list[PlannedRun]:
@@ -86,6 +87,25 @@ def planned_runs(config: dict) -> list[PlannedRun]:
 STUDY_KEYS = {"dataset", "model", "algorithm", "density", "seed", "freeze_epoch"}
 
 
+def _check_names(config: dict) -> None:
+    """Every algorithm the study names is in the registry (or importable), and can do what the study asks of it."""
+    def known(key: str, name: str) -> type:
+        try:
+            return algorithms.get(name)
+        except ConfigError as e:
+            raise ConfigError(f"config.yaml: {key}: {str(e).removeprefix('algorithm: ')}") from None
+
+    for name in config["algorithms"]:
+        cls = known("algorithms", name)
+        if name == "dense" or cls.needs_mask or algorithms.split(name)[1]:
+            raise ConfigError(f"config.yaml: algorithms: {name!r} is not a sparse algorithm a study trains (dense "
+                              "always runs; <name>_freeze runs are freeze_algorithms'; fixed needs a given mask)")
+    for name in config["freeze_algorithms"]:
+        known("freeze_algorithms", name + algorithms.FREEZE)
+    for name in config["settings"]:
+        known("settings", name)
+
+
 def check(config: dict) -> None:
     """Reject a bad study before any job runs, with one line naming the key (the schema checked its shape)."""
     for model in config["models"]:  # registered, or importable: before any settings are built with it
@@ -93,6 +113,7 @@ def check(config: dict) -> None:
             models.resolve(model)
         except KeyError as e:
             raise ConfigError(f"config.yaml: models: {e.args[0]}") from None
+    _check_names(config)
     clash = STUDY_KEYS & (set(config["recipe"]) | {k for s in config["settings"].values() for k in s})
     if clash:
         raise ConfigError(f"config.yaml: recipe/settings must not set {sorted(clash)}: the study sets them")

@@ -3,7 +3,7 @@
 A job's code identity is a hash of the sources of the modules its command imports, found from the package's
 import graph (read with `ast`, not kept by hand): the command's own function in sparsenet.cli and everything it
 imports, module-level and inside functions, transitively; plus the modules its settings import by name (the
-run's algorithm, sparsenet.algorithms imports it on demand, and a user's own model or dataset module named by
+run's algorithm, sparsenet.algorithms imports it on demand, and a user's own model, dataset or algorithm named by
 import path). One identity goes into the rule's parameters, the checkpoint and run.json, so an edit reruns
 exactly the jobs whose command imports the edited module.
 """
@@ -128,9 +128,9 @@ def settings_modules(cfg: RunConfig, package_dir: Path = PACKAGE_DIR) -> set[str
 
 
 def own_files(cfg: RunConfig) -> list[Path]:
-    """The source files of a user's own model or dataset named by import path (package.module:function)."""
+    """The source files of a user's own model, dataset or algorithm named by import path (package.module:name)."""
     files = []
-    for name in (cfg.model.model, cfg.data.dataset):
+    for name in (cfg.model.model, cfg.data.dataset, cfg.algorithm.algorithm):
         if ":" in name:
             spec = importlib.util.find_spec(name.split(":", 1)[0])
             if spec is not None and spec.origin:

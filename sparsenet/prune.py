@@ -16,7 +16,7 @@ from torch import nn
 
 from sparsenet import data as data_mod
 from sparsenet import datasets, execution, models
-from sparsenet.algorithms import ALGORITHMS
+from sparsenet.algorithms.fixed import Fixed
 from sparsenet.algorithms.imp import prune
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import AlgorithmHparams, ConfigError
@@ -101,7 +101,7 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                                               dense_layers=dense_layers, imp_scope=method.split("_")[1])
                         pruned = prune(final, mask, base_density * (1 - q), hp)
                     model.load_state_dict(final)
-                    fixed = ALGORITHMS["fixed"](cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
+                    fixed = Fixed(cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
                     if recompute_bn:
                         recompute_batch_norm(model, batcher, train_split)
                     loss, acc = evaluate(model, fixed, batcher, test_split, cfg.execution)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from sparsenet import datasets, models
-from sparsenet.algorithms import ALGORITHMS
+from sparsenet import algorithms, datasets, models
+from sparsenet.algorithms.fixed import Fixed
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import RunConfig
 from sparsenet.files import atomic_path
@@ -92,7 +92,7 @@ def retrain_variants(run: str | Path, variants: list[str], outs: list[str | Path
     record = run.record()
     source = record.run_config()
     final_mask = Mask.load(run.mask)
-    cfg = source.replace(algorithm="fixed",
+    cfg = source.replace(algorithm=Fixed.name,
                          density=round(final_mask.density(exclude=source.algorithm.dense_layers), 6))
     own = load_weights(run.init)
     first_epoch = record.first_epoch
@@ -121,7 +121,7 @@ def retrain_variants(run: str | Path, variants: list[str], outs: list[str | Path
 def replays_its_run(algorithm: str) -> bool:
     """Whether a run of `algorithm` trained its final mask from its initial weights, as a rewind retraining would:
     its mask never changes while it trains (imp's last round, static, pruning at initialisation)."""
-    return algorithm != "dense" and not ALGORITHMS[algorithm].mask_changes
+    return algorithm != "dense" and not algorithms.get(algorithm).mask_changes
 
 
 def _record_source(run: RunFolder, out: RunFolder, record: RunRecord) -> RunRecord:

@@ -23,6 +23,10 @@ def allowed(key: str) -> str:
         from sparsenet.models import BUILTIN
 
         return ", ".join(BUILTIN)
+    if key == "algorithm":  # the registry's: listed from its folder, without importing every algorithm
+        from sparsenet.algorithms import FREEZE, NAMES
+
+        return f"{', '.join(NAMES)}; <name>{FREEZE} of one that can freeze (`sparsenet algorithms`)"
     return ", ".join(c.SETTINGS[key][0].metadata["choices"])
 
 

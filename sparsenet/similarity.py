@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sparsenet import algorithms
 from sparsenet.masks import Mask
 from sparsenet.record import RunFolder
 
@@ -61,7 +62,7 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
         cfg = run.config()
         key = {"dataset": cfg.data.dataset, "model": cfg.model.model, "algorithm": cfg.algorithm.algorithm,
                "density": cfg.algorithm.density, "seed": cfg.seed}
-        if key["algorithm"].endswith("_freeze"):
+        if key["algorithm"].endswith(algorithms.FREEZE):
             key["algorithm"] = f"{key['algorithm']}_f{cfg.algorithm.freeze_epoch}"
         key["run"], key["dense_layers"] = str(run.path), frozenset(cfg.algorithm.dense_layers)
         loaded.append((key, Mask.load(run.mask)))

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 import yaml
 
-from sparsenet import models
+from sparsenet import algorithms, models
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.plan import chain_groups, run_settings, train_groups
@@ -85,7 +85,7 @@ def trainings(config: dict) -> pd.DataFrame:
         for algorithm in (a for a in sparse if a != "imp"):
             rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}, fused[model, algorithm]))
         for algorithm, k in freeze:
-            label = f"{algorithm}_freeze_f{k}"
+            label = f"{algorithm}{algorithms.FREEZE}_f{k}"
             rows.append((label, model, n_dens * n_seeds, epochs, {algorithm: k, "fixed": epochs - k},
                          fused[model, label]))
         for algorithm in sparse:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sparsenet import algorithms
 from sparsenet.figures import without_diverged
 from sparsenet.files import read_parquet
 from sparsenet.stats import mean_ci
@@ -46,7 +47,7 @@ def _stats(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFra
 
 
 def accuracy(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    runs = t["runs"][~t["runs"]["algorithm"].str.endswith("_freeze")]
+    runs = t["runs"][~t["runs"]["algorithm"].str.endswith(algorithms.FREEZE)]
     return _stats(runs, ["algorithm", "density"], ["test_acc"])
 
 
@@ -84,7 +85,7 @@ def emergence(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def freeze(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frame = t["freeze"].copy()
-    frame["frozen"] = frame["algorithm"].str.removesuffix("_freeze")
+    frame["frozen"] = frame["algorithm"].str.removesuffix(algorithms.FREEZE)
     frame["k"] = frame["freeze_epoch"].astype("Float64").fillna(-1).astype(int)  # the unfrozen run as -1
     unfrozen = frame[frame["k"] == -1].set_index(["frozen", "density", "seed"])["test_acc"]
     frame["gap"] = frame["test_acc"] - unfrozen.reindex(pd.MultiIndex.from_frame(
@@ -109,7 +110,7 @@ def wiring(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     whole["effective_fraction"] = whole["effective_kept"] / whole["kept"]
     whole["dead_unit_fraction"] = whole["dead_units"] / whole["units"]
     whole["fanin_cv"] = layers[layers["layer"] != "all"].groupby("run")["fanin_cv"].mean()  # mean over layers
-    whole = whole[~whole["algorithm"].str.endswith("_freeze")]
+    whole = whole[~whole["algorithm"].str.endswith(algorithms.FREEZE)]
     return _stats(whole.reset_index(), ["algorithm", "density"],
                   ["effective_density", "effective_fraction", "dead_unit_fraction", "fanin_cv"])
 

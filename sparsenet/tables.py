@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sparsenet import algorithms
 from sparsenet.files import atomic_path, read_parquet
 from sparsenet.record import RunFolder, RunRecord
 
@@ -68,7 +69,7 @@ def run_keys(record: RunRecord, run: Path) -> dict:
     density = source.config["algorithm"]["density"]
     return {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"], "algorithm": algorithm,
             "density": density, "seed": cfg["seed"],
-            "freeze_epoch": cfg["algorithm"]["freeze_epoch"] if algorithm.endswith("_freeze") else None,
+            "freeze_epoch": cfg["algorithm"]["freeze_epoch"] if algorithm.endswith(algorithms.FREEZE) else None,
             "git_commit": record.git_commit, "code_hash": record.code_hash, "device": record.device,
             "run": str(run)}
 
@@ -108,14 +109,15 @@ def freeze_table(runs: pd.DataFrame) -> pd.DataFrame:
     """E4: each <alg>_freeze run and the <alg> runs it is compared with, with weight-gradient work and measured
     training time, also relative to <alg> at the same density and seed (the `_vs_unfrozen` columns). Epoch
     times are the training loop's (history's train_s), before and after the freeze."""
-    frozen = runs["algorithm"].str.endswith("_freeze")
-    sub = runs[frozen | runs["algorithm"].isin(runs.loc[frozen, "algorithm"].str.removesuffix("_freeze"))].copy()
+    frozen = runs["algorithm"].str.endswith(algorithms.FREEZE)
+    unfrozen = runs.loc[frozen, "algorithm"].str.removesuffix(algorithms.FREEZE)
+    sub = runs[frozen | runs["algorithm"].isin(unfrozen)].copy()
     times = [_epoch_times(Path(run), k) for run, k in zip(sub["run"], sub["freeze_epoch"])]
     for column in ("epoch_s_before_freeze", "epoch_s_after_freeze", "train_s"):
         sub[column] = [t[column] for t in times]
     keys = ["dataset", "model", "algorithm", "density", "seed"]
     reference = sub.set_index(keys)
-    base = sub.assign(algorithm=sub["algorithm"].str.removesuffix("_freeze"))
+    base = sub.assign(algorithm=sub["algorithm"].str.removesuffix(algorithms.FREEZE))
     for column, ratio in (("weight_grad_macs", "grad_macs_vs_unfrozen"), ("train_s", "train_s_vs_unfrozen")):
         ref = base.set_index(keys).index.map(lambda k, c=column: reference[c].get(k, float("nan")))
         sub[ratio] = sub[column].to_numpy() / ref.to_numpy(dtype=float)

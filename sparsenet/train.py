@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from sparsenet import algorithms, datasets, execution, models, provenance, sparse
 from sparsenet import config as config_mod
 from sparsenet import data as data_mod
-from sparsenet import datasets, execution, models, provenance, sparse
-from sparsenet.algorithms import ALGORITHMS, Algorithm
+from sparsenet.algorithms._base import Algorithm
 from sparsenet.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
 from sparsenet.files import remove_stale_temporaries, write_parquet
@@ -119,8 +119,8 @@ class Run:
         """`sparse_kernels=False` keeps every layer dense whatever the settings say (fused runs choose kernels for
         the fused layers);
         `code` is the job's code identity (sparsenet.provenance), by default a `train` job's."""
-        if cfg.algorithm.algorithm == "fixed" and mask is None:
-            raise ConfigError("algorithm: 'fixed' trains under a given mask, and none was given")
+        if algorithms.get(cfg.algorithm.algorithm).needs_mask and mask is None:
+            raise ConfigError(f"algorithm: {cfg.algorithm.algorithm!r} trains under a given mask, and none was given")
         self.cfg, self.out, self.folder, self.dev, self.extra = cfg, out, RunFolder(out), dev, extra or {}
         RunRecord.check_extra(self.extra)
         self.train_split, self.test_split, self.val_split, self.batcher = data
@@ -141,7 +141,7 @@ class Run:
         init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.weights = models.prunable(self.model)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
-        algorithm = ALGORITHMS[cfg.algorithm.algorithm]
+        algorithm = algorithms.get(cfg.algorithm.algorithm)
         batch = None  # pruning at initialisation scores on data of the run's first epoch
         if mask is None and getattr(algorithm, "needs_batch", False):
             batch = algorithm.scoring_batch(self.batcher.epoch(self.train_split, epoch_generator(cfg.seed, 0)),

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet.algorithms import ALGORITHMS
+from sparsenet import algorithms
 from sparsenet.algorithms.imp import prune, schedule
-from sparsenet.config import AlgorithmHparams
+from sparsenet.config import AlgorithmHparams, ConfigError
 from sparsenet.masks import Mask
 from sparsenet.models import prunable
 
@@ -20,7 +20,7 @@ class Harness:
         self.hp = AlgorithmHparams(algorithm=algorithm, density=density, **hp)
         self.batch = (torch.randn(64, 20, generator=torch.Generator().manual_seed(2)),
                       torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(3)))
-        self.algo = ALGORITHMS[algorithm](self.hp, self.weights, epochs, mask=mask,
+        self.algo = algorithms.get(algorithm)(self.hp, self.weights, epochs, mask=mask,
                                           generator=torch.Generator().manual_seed(0), steps_per_epoch=steps_per_epoch,
                                           model=self.model, batch=self.batch)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -214,20 +214,33 @@ def test_imp_schedule_lands_on_every_target():
     assert all(0.8 * a - 1e-12 <= b < a for a, b in zip(s, s[1:]))
 
 
-def test_every_algorithm_is_registered_configurable_and_in_the_study_schema():
-    import yaml
+def test_every_algorithm_is_the_module_of_its_name_and_registers_itself():
+    from sparsenet.algorithms._base import Algorithm
 
-    from sparsenet import config
-    from sparsenet.algorithms import WHERE, Algorithm
+    assert {"dense", "fixed", "imp", "snfs", "dnw"} <= set(algorithms.NAMES)
+    for name in algorithms.NAMES:
+        cls = algorithms.get(name)
+        assert issubclass(cls, Algorithm) and cls.name == name and cls.__module__ == f"sparsenet.algorithms.{name}"
+    frozen = algorithms.freezable()
+    assert frozen and all(algorithms.get(n).mask_changes for n in frozen)  # a fixed mask has nothing to freeze
+    for name in frozen:
+        cls = algorithms.get(name + algorithms.FREEZE)
+        assert issubclass(cls, algorithms.get(name))
+    assert algorithms.every() == [*algorithms.NAMES, *(n + algorithms.FREEZE for n in frozen)]
+
+
+def test_an_unknown_or_unfreezable_algorithm_is_refused_naming_the_key():
+    for name, words in (("magic", "unknown algorithm 'magic'"), ("imp_freeze", "imp cannot freeze"),
+                        ("tests.custom_model:two_layer", "not a subclass"), ("nowhere:Thing", "cannot be imported")):
+        with pytest.raises(ConfigError, match=f"^algorithm: .*{words}"):
+            algorithms.get(name)
+
+
+def test_readme_shows_the_registry_as_sparsenet_algorithms_prints_it(capsys):
+    from sparsenet.cli import main
     from tests.conftest import REPO
 
-    assert list(ALGORITHMS) == list(config.ALGORITHMS)
-    assert set(WHERE) == {a for a in ALGORITHMS if not a.endswith("_freeze")}
-    assert all(issubclass(ALGORITHMS[a], Algorithm) and ALGORITHMS[a].__name__.lower().startswith(
-        WHERE[a.removesuffix("_freeze")][1].lower()) for a in ALGORITHMS)  # each name imports its own class
-    DYNAMIC = config.DYNAMIC
-    schema = yaml.safe_load((REPO / "sparsenet/schemas/config.schema.yaml").read_text())["properties"]
-    sparse = {a for a in ALGORITHMS if a not in ("dense", "fixed") and not a.endswith("_freeze")}
-    assert set(schema["algorithms"]["items"]["enum"]) == sparse
-    assert set(schema["freeze_algorithms"]["items"]["enum"]) == set(DYNAMIC)
-    assert set(schema["settings"]["properties"]) == set(ALGORITHMS) - {"fixed"}
+    assert main(["algorithms"]) in (0, None)
+    printed = capsys.readouterr().out
+    assert printed == algorithms.markdown() and printed in (REPO / "README.md").read_text()
+    assert all(f"| `{name}` |" in printed for name in algorithms.NAMES)

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from sparsenet.algorithms import ALGORITHMS
-from sparsenet.algorithms.at_init import global_topk
+from sparsenet import algorithms
+from sparsenet.algorithms._at_init import global_topk
 from sparsenet.algorithms.grasp import TEMPERATURE
 from sparsenet.config import AlgorithmHparams
 from sparsenet.masks import Mask, layer_counts
@@ -22,7 +22,7 @@ NAMES = ["0.weight", "2.weight", "4.weight"]
 
 
 def algorithm(name, model, density=0.3, **hp):
-    return ALGORITHMS[name](AlgorithmHparams(algorithm=name, density=density, **hp), prunable(model), 3,
+    return algorithms.get(name)(AlgorithmHparams(algorithm=name, density=density, **hp), prunable(model), 3,
                             generator=torch.Generator().manual_seed(0), model=model, batch=BATCH)
 
 
@@ -88,7 +88,7 @@ def mask_flat(mask):
 def test_grasp_scores_the_first_ten_samples_of_each_class_in_class_order():
     labels = torch.arange(100) % 4  # classes 0..3, 25 each, interleaved
     batches = [(torch.arange(100)[i:i + 16, None].float(), labels[i:i + 16]) for i in range(0, 100, 16)]
-    x, y = ALGORITHMS["grasp"].scoring_batch(batches, num_classes=4)
+    x, y = algorithms.get("grasp").scoring_batch(batches, num_classes=4)
     assert y.tolist() == [c for c in range(4) for _ in range(10)]
     assert x[:, 0].tolist() == [float(c + 4 * k) for c in range(4) for k in range(10)]  # the first 10 of each
 
@@ -106,7 +106,7 @@ def test_snip_scores_with_batch_norm_running_statistics():
     loss = nn.functional.cross_entropy(nn.functional.linear(torch.relu(h), w2, model[3].bias), BATCH[1] % 3)
     g1, g2 = torch.autograd.grad(loss, [w1, w2])
     batch = (BATCH[0], BATCH[1] % 3)
-    algo = ALGORITHMS["snip"](AlgorithmHparams(algorithm="snip", density=0.3), own, 3,
+    algo = algorithms.get("snip")(AlgorithmHparams(algorithm="snip", density=0.3), own, 3,
                               generator=torch.Generator().manual_seed(0), model=model, batch=batch)
     expected = global_topk({n: (g * w).abs().detach() for n, g, w in zip(own, (g1, g2), (w1, w2))},
                            round(0.3 * (48 + 24)), own)
@@ -140,7 +140,7 @@ def test_synflow_iterates_its_exponential_schedule_on_synaptic_flow():
 
 def test_synflow_never_disconnects_a_layer():
     model = nn.Sequential(nn.Linear(100, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
-    mask = ALGORITHMS["synflow"](AlgorithmHparams(algorithm="synflow", density=0.002, synflow_rounds=100),
+    mask = algorithms.get("synflow")(AlgorithmHparams(algorithm="synflow", density=0.002, synflow_rounds=100),
                                  prunable(model), 1, model=model, batch=(torch.zeros(1, 100), None)).mask()
     assert all(int(m.sum()) > 0 for m in mask.layers.values())
     assert mask.kept() == round(0.002 * mask.size())

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
+from sparsenet import algorithms
 from sparsenet.checkpoint import CheckpointError, load_checkpoint, load_weights
 from sparsenet.cli import main
-from sparsenet.config import ALGORITHMS
 from sparsenet.figures import draw_all
 from sparsenet.tables import build_all
 from sparsenet.train import train
@@ -252,7 +252,7 @@ def _final_checkpoint(monkeypatch) -> list[dict]:
     return states
 
 
-@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "fixed"])  # fixed: retraining's, given a mask
+@pytest.mark.parametrize("algorithm", [a for a in algorithms.every() if not algorithms.get(a).needs_mask])
 def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path, data_root, monkeypatch, capsys,
                                                                       algorithm):
     """A real SIGKILL at step 3 of the last epoch (after a freeze, for <name>_freeze; in round 1 of imp's chain),

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.colors import to_hex
+from matplotlib.colors import to_hex, to_rgb
 
 from sparsenet import figures
 from sparsenet.stats import mean_ci
@@ -47,7 +47,8 @@ def test_a_band_is_the_95_percent_t_interval_in_percent():
     try:
         ax = fig.axes[0]
         imp = [line for line in ax.get_lines() if line.get_label() == "imp"][0]
-        band = ax.collections[[c.get_label() for c in ax.collections].index("_child1")]  # imp's, drawn first
+        colour = to_rgb(figures.STYLE["imp"][0])
+        band = [c for c in ax.collections if np.allclose(c.get_facecolor()[0][:3], colour)][0]  # imp's
         vertices = band.get_paths()[0].vertices
         tops = vertices[np.isclose(vertices[:, 0], 0.05), 1]  # the band's edges at density 0.05
         _, mean, low, high = mean_ci(ACCURACY["imp", 0.05])

@@ -7,17 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsenet import models
+from sparsenet import algorithms, models
 from sparsenet.checkpoint import load_weights
 from sparsenet.cli import main
-from sparsenet.config import ALGORITHMS, ConfigError
+from sparsenet.config import ConfigError
 from sparsenet.fused import FusedRuns, fuse, train_fused
 from sparsenet.masks import Mask, load_snapshots, random_for_model
 from sparsenet.train import Run, load_data, train
 
 from .conftest import tiny
 
-TRAINED = [a for a in ALGORITHMS if a != "fixed"]
+TRAINED = [a for a in algorithms.every() if not algorithms.get(a).needs_mask]
 
 
 def _relative_error(a: dict, b: dict) -> float:

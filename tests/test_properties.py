@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparsenet import algorithms, similarity
 from sparsenet import config as c
-from sparsenet import similarity
 from sparsenet.algorithms.imp import schedule
 from sparsenet.masks import Mask, layer_counts, topk_mask
 from sparsenet.optim import SGD
@@ -116,7 +116,7 @@ INVALID = {
     "gmp_interval": st.integers(max_value=0), "synflow_rounds": st.integers(max_value=0),
     "imp_rate": _outside(0, 1, **FRACTION), "imp_scope": _not_one_of(c.IMP_SCOPES),
     "imp_output": _not_one_of(c.IMP_OUTPUTS), "rewind_epoch": st.integers(max_value=-1),
-    "seed": st.integers(max_value=-1), "algorithm": _not_one_of(c.ALGORITHMS),
+    "seed": st.integers(max_value=-1), "algorithm": _not_one_of(algorithms.every()),
     "precision": _not_one_of(c.PRECISIONS), "sparse_kernels": _not_one_of(c.SPARSE_KERNELS),
     "eval_batch_size": st.integers(max_value=0),
 }

@@ -142,6 +142,23 @@ def test_a_users_own_dataset_plans_like_a_built_in_one(tmp_path):
         out.stdout + out.stderr)
 
 
+def test_a_users_own_algorithm_is_one_file_and_runs_through_a_study(tmp_path):
+    """tests/custom_algorithm.py, named by import path with no other file changed, is trained, retrained, pruned
+    further and followed over time (its mask changes) like a registered algorithm."""
+    own = "tests.custom_algorithm:Redraw"
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg.update(algorithms=[own], settings={}, freeze_epochs=[], reinit={"variants": ["rewind", "reinit"]},
+               prune_sweep={"fractions": [0.0, 0.5], "methods": ["magnitude_global"], "draws": 1})
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "own.yaml"))
+    tables = {name: pd.read_parquet(tmp_path / "results/tables" / f"{name}.parquet")
+              for name in ("runs", "reinit", "prune", "emergence")}
+    assert set(tables["runs"]["algorithm"]) == {"dense", own} and (tables["runs"]["status"] == "ok").all()
+    assert set(tables["reinit"]["variant"]) == {"rewind", "reinit"} and set(tables["prune"]["algorithm"]) == {own}
+    assert set(tables["emergence"]["algorithm"]) == {own}  # E3 follows it: its class says its mask changes
+    assert all((tmp_path / "results/figures" / f"{name}.png").exists() for name in FIGURES)
+
+
 def test_lint_passes(tmp_path):  # in a work folder of its own: Snakemake writes .snakemake/ there
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
@@ -155,7 +172,7 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"densities": [0.1, 1.5]}, "densities"),
     ({"densities": [0]}, "densities"),
     ({"densities": [-0.1]}, "densities"),
-    ({"algorithms": ["imp", "magic"]}, "algorithms"),
+    ({"algorithms": ["imp", "magic"]}, "algorithms: unknown algorithm 'magic'"),
     ({"models": ["resnet9000"]}, "models"),
     ({"dataset": "imagenet"}, "dataset"),
     ({"recipe": {"epochs": 0}}, "epochs: must be >= 1"),
@@ -164,7 +181,11 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"recipe": {"warmup": 1}}, "warmup: unknown key"),
     ({"freeze_epochs": [2]}, "freeze_epoch: must be < epochs=2"),
     ({"freeze_algorithms": ["rigl"]}, "freeze_algorithms: ['rigl'] must be in algorithms"),
-    ({"freeze_algorithms": ["imp"]}, "freeze_algorithms"),
+    ({"freeze_algorithms": ["imp"]}, "freeze_algorithms: imp cannot freeze its mask"),
+    ({"algorithms": ["dense"]}, "algorithms: 'dense' is not a sparse algorithm a study trains"),
+    ({"algorithms": ["dnw_freeze"]}, "algorithms: 'dnw_freeze' is not a sparse algorithm a study trains"),
+    ({"algorithms": ["nowhere:Thing"]}, "algorithms: algorithm 'nowhere:Thing' cannot be imported"),
+    ({"settings": {"magic": {"lr": 0.1}}}, "settings: unknown algorithm 'magic'"),
     ({"settings": {"rigl": {"drop_fraction": 1.0}}}, "drop_fraction"),
     ({"prune_sweep": {"fractions": [0.5, 1.0]}}, "fractions"),
     ({"prune_sweep": {"fractions": [-0.1]}}, "fractions"),

@@ -1,9 +1,11 @@
 """Dense training: the reference every figure needs. The mask keeps everything."""
 from __future__ import annotations
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms import register
+from sparsenet.algorithms._base import Algorithm
 
 
+@register
 class Dense(Algorithm):
     dense_gradients = True
 

@@ -8,11 +8,14 @@ Reference: allenai/dnw, imagenet_sparsity_experiments/image_classification/spars
 """
 from __future__ import annotations
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms import register
+from sparsenet.algorithms._base import Algorithm
 from sparsenet.masks import Mask, topk_mask
 
 
+@register
 class DNW(Algorithm):
+    freezable = True
     dense_gradients = True
     mask_fixed, mask_changes, masks_weights = False, True, False
 

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import torch
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms import register
+from sparsenet.algorithms._base import Algorithm
+from sparsenet.algorithms._rigl_scripts import resolve_layers
 from sparsenet.masks import Mask, topk_mask
 
 
+@register
 class GMP(Algorithm):
+    resolve = staticmethod(resolve_layers)  # google-research/rigl's scripts' layers
     mask_changes = True
 
     def __init__(self, *args, **kwargs):

@@ -8,7 +8,7 @@ samples_per_class 10, as its configs/*/GraSP_*.json set):
 - with logits divided by a temperature T = 200, g is the sum of the two halves' loss gradients and Hg the sum of
   their Hessian-gradient products (the gradient of g_detached . grad L per half);
 - each weight's score is -w * Hg, and the weights with the largest scores are removed, globally over the sparse
-  layers (sparsenet.algorithms.at_init); the reference's normalisation by |sum of scores| does not change the rank.
+  layers (sparsenet.algorithms._at_init); the reference's normalisation by |sum of scores| does not change the rank.
 The scoring copy stays in train mode (the reference's `.eval()` is commented out): batch norm uses batch statistics.
 """
 from __future__ import annotations
@@ -16,12 +16,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparsenet.algorithms.at_init import AtInit
+from sparsenet.algorithms import register
+from sparsenet.algorithms._at_init import AtInit
 
 TEMPERATURE = 200  # GraSP.py, GraSP(..., T=200)
 SAMPLES_PER_CLASS = 10  # configs/cifar10/*/GraSP_*.json, "samples_per_class": 10
 
 
+@register
 class GraSP(AtInit):
     @classmethod
     def scoring_batch(cls, batches, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,17 +8,43 @@ do); unlike there, each round's count lands exactly on its target density over t
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable, Mapping
 
 import torch
 
-from sparsenet.algorithms.base import Algorithm
-from sparsenet.config import AlgorithmHparams
+from sparsenet.algorithms import register
+from sparsenet.algorithms._base import Algorithm
+from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig
 from sparsenet.masks import Mask, apportion, topk_mask
 
 
+@register
 class IMP(Algorithm):
     """One round: train with the mask the previous round left (all ones in round 0)."""
+
+    @classmethod
+    def resolve(cls, cfg: RunConfig) -> AlgorithmHparams:
+        """Write imp's treatment of the output layer into dense_layers / imp_layer_rates (idempotent).
+
+        `reference` follows the code the model comes from: open_lth's `pruning_layers_to_ignore='fc.weight'` for
+        LeNet and VGG (dense), none for its ResNet-20 (global); Frankle & Carbin's half rate for Conv-2/4/6.
+        """
+        from sparsenet.models import IMP_OUTPUT, OUTPUT_LAYER
+
+        hp, model = cfg.algorithm, cfg.model.model
+        if hp.rewind_epoch >= cfg.train.epochs:
+            raise ConfigError(f"rewind_epoch: must be < epochs={cfg.train.epochs}, got {hp.rewind_epoch}")
+        mode = IMP_OUTPUT.get(model, "global") if hp.imp_output == "reference" else hp.imp_output
+        out = OUTPUT_LAYER.get(model)  # None for a model by import path: its output layer is not known by name
+        if mode != "global" and out is None:
+            raise ConfigError(f"imp_output: the output layer of model {model} is not known by name; use 'global' "
+                              "and name it in dense_layers or imp_layer_rates")
+        if mode == "dense" and out not in hp.dense_layers:
+            return dataclasses.replace(hp, dense_layers=(*hp.dense_layers, out))
+        if mode == "half" and out not in dict(hp.imp_layer_rates):
+            return dataclasses.replace(hp, imp_layer_rates=(*hp.imp_layer_rates, (out, 0.5)))
+        return hp
 
     def initial_mask(self, generator):
         return Mask.ones_like(self.weights)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from sparsenet.algorithms.at_init import AtInit
+from sparsenet.algorithms import register
+from sparsenet.algorithms._at_init import AtInit
 
 
+@register
 class MagnitudeInit(AtInit):
     needs_batch = False
 

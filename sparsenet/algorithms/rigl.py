@@ -27,11 +27,16 @@ import math
 
 import torch
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms import register
+from sparsenet.algorithms._base import Algorithm
+from sparsenet.algorithms._rigl_scripts import resolve_layers
 from sparsenet.masks import Mask, topk_mask
 
 
+@register
 class RigL(Algorithm):
+    freezable = True
+    resolve = staticmethod(resolve_layers)  # google-research/rigl's scripts' layers
     mask_fixed, mask_changes = False, True
 
     step_first = 0  # set: 1, its batch's optimizer step comes first and the global step counts it

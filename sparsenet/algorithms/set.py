@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from sparsenet.algorithms import register
 from sparsenet.algorithms.rigl import RigL
 
 
+@register
 class SET(RigL):
     dense_gradients = False  # random growth reads no gradient
     takes_optimizer_step = True

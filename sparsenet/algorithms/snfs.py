@@ -24,14 +24,17 @@ import math
 
 import torch
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms import register
+from sparsenet.algorithms._base import Algorithm
 from sparsenet.masks import Mask, topk_mask
 
 PRUNE_RATE_FLOOR = 0.005  # CosineDecay's eta_min
 DENSE_LAYER = 0.8  # adjust_prune_rate: layers denser than this may prune less
 
 
+@register
 class SNFS(Algorithm):
+    freezable = True
     dense_gradients = True
     mask_fixed, mask_changes = False, True
 

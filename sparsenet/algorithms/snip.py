@@ -2,7 +2,7 @@
 
 Follows namhoonlee/snip-public, snip/model.py (get_sparse_mask): the saliency of a weight is |dL/dc| for a
 multiplicative mask c = 1, that is |g * w|, from one batch of the training data (there, a batch of the run's
-batch size); ranked globally over the sparse layers (sparsenet.algorithms.at_init), the mask then fixed for
+batch size); ranked globally over the sparse layers (sparsenet.algorithms._at_init), the mask then fixed for
 training. The scoring copy is in eval mode, as snip/prune.py feeds is_train=False: batch norm normalises with its
 running statistics (at initialisation mean 0, variance 1), not the batch's. That repository's initialisation is
 `init: variance_scaling` (sparsenet.models).
@@ -12,9 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparsenet.algorithms.at_init import AtInit
+from sparsenet.algorithms import register
+from sparsenet.algorithms._at_init import AtInit
 
 
+@register
 class SNIP(AtInit):
     def scores(self, mask=None) -> dict[str, torch.Tensor]:
         model, weights = self.scoring_copy()

@@ -10,8 +10,11 @@ the weakest kept weights in place. The base class's fixed-mask training does all
 """
 from __future__ import annotations
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms import register
+from sparsenet.algorithms._base import Algorithm
+from sparsenet.algorithms._rigl_scripts import resolve_layers
 
 
+@register
 class Static(Algorithm):
-    pass
+    resolve = staticmethod(resolve_layers)  # google-research/rigl's scripts' layers

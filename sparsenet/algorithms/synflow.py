@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from sparsenet.algorithms.at_init import AtInit
+from sparsenet.algorithms import register
+from sparsenet.algorithms._at_init import AtInit
 
 
+@register
 class SynFlow(AtInit):
     # needs_batch (inherited): only for the input's shape, the scores read no data
 

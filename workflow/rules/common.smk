@@ -8,13 +8,12 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sparsenet import figures, plan
-from sparsenet.algorithms import ALGORITHMS
+from sparsenet import algorithms, figures, plan
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.provenance import identity
 from sparsenet.record import RunFolder
-from sparsenet.reinit import VARIANTS
+from sparsenet.reinit import VARIANTS, replays_its_run
 
 REPO = Path(workflow.basedir)
 RUNS = plan.RUNS
@@ -91,9 +90,9 @@ ALL_RUNS = [run_dir(*r) for r in planned_runs()]
 SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
 # E1's rewind of these replays the run itself (sparsenet.reinit.replays_its_run): recorded, not trained again
-REPLAYED = [a for a in SPARSE if not ALGORITHMS[a].mask_changes]
+REPLAYED = [a for a in SPARSE if replays_its_run(a)]
 # E3 where the mask changes during a run: an imp round's, a static or pruned-at-init mask never does
-EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and ALGORITHMS[a].mask_changes]
+EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and algorithms.get(a).mask_changes]
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
 TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)

@@ -14,7 +14,7 @@ import copy
 
 import torch
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms._base import Algorithm
 from sparsenet.config import ConfigError
 from sparsenet.masks import Mask, topk_mask
 from sparsenet.models import prunable

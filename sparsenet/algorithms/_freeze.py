@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from sparsenet.algorithms.base import Algorithm
+from sparsenet.algorithms._base import Algorithm
 
 
 def freezing(base: type[Algorithm]) -> type[Algorithm]:

@@ -5,7 +5,9 @@ The trainer calls, per step: ``with algo.forward_weights(): forward + backward``
 ``end_of_epoch(epoch, optimizer)`` after each epoch. ``mask()`` is the structure at that moment (for snapshots),
 ``kept_counts()`` its kept weights per layer; ``dense_gradients`` says whether this step needs the gradient of
 absent weights (the E4 cost model, counted per step); ``mask_fixed`` whether the mask stays as it is for the
-rest of the run (sparse kernels need that); ``mask_changes`` whether the algorithm ever changes its mask (E3).
+rest of the run (sparse kernels need that); ``mask_changes`` whether the algorithm ever changes its mask (E3);
+``freezable`` whether it can run as ``<name>_freeze`` (E4); ``resolve`` writes what the algorithm's reference code
+decides about the run's layers into its settings, once, before the run is recorded.
 """
 from __future__ import annotations
 
@@ -14,16 +16,19 @@ from typing import Iterator
 
 import torch
 
-from sparsenet.config import AlgorithmHparams
+from sparsenet.config import AlgorithmHparams, RunConfig
 from sparsenet.masks import Mask, layer_counts
 
 
 class Algorithm:
     """Fixed mask: absent weights are zero after every step and get no gradient (imp; dense with no mask)."""
 
+    name = ""  # the registry's name for it (sparsenet.algorithms.register)
+    needs_mask = False  # trains under the mask it is given (retraining) and none of its own
     dense_gradients = False
     mask_fixed = True
     mask_changes = False
+    freezable = False  # dynamic algorithms whose mask can be frozen after k epochs (sparsenet.algorithms._freeze)
     masks_weights = True  # absent weights are zero from the start (dnw: the weights stay dense)
     takes_optimizer_step = True  # rigl: False at an update step, which replaces the optimizer step
     # the trainer's optimizer, set by the trainer: for algorithms that reset the momentum of weights they grow
@@ -42,6 +47,12 @@ class Algorithm:
         self._mask = (mask if mask is not None else self.initial_mask(generator)).like(weights)
         if self.masks_weights:
             self._mask.apply(self.weights)
+
+    @classmethod
+    def resolve(cls, cfg: RunConfig) -> AlgorithmHparams:
+        """The run's algorithm settings with the algorithm's own layer treatment written out (idempotent), so that
+        run.json and every later stage see it; ConfigError naming the key where a setting does not fit the run."""
+        return cfg.algorithm
 
     def counts(self, density: float | None = None) -> dict[str, int]:
         """Kept weights per layer at `density` (default: the configured one), by the run's layer settings."""

@@ -1,0 +1,25 @@
+"""What the algorithms that follow google-research/rigl's scripts (rigl, set, static, gmp) share: their layers."""
+from __future__ import annotations
+
+import dataclasses
+
+from sparsenet.config import AlgorithmHparams, RunConfig
+
+
+def resolve_layers(cfg: RunConfig) -> AlgorithmHparams:
+    """Write the layer treatment of google-research/rigl's scripts into dense_layers / sparsity_scales (idempotent).
+
+    `reference` takes sparsenet.models.RIGL_LAYERS for the model (nothing for a user's own model); the scales
+    apply to uniform layer densities only, as ERK sets every ratio itself. `all`: every prunable weight sparse.
+    """
+    from sparsenet.models import RIGL_LAYERS
+
+    hp = cfg.algorithm
+    if hp.rigl_layers == "all" or hp.density == 1:
+        return hp
+    dense, scales = RIGL_LAYERS.get(cfg.model.model, ((), ()))
+    dense_layers = (*hp.dense_layers, *(n for n in dense if n not in hp.dense_layers))
+    named = dict(hp.sparsity_scales)
+    extra = tuple((n, v) for n, v in scales if n not in named and n not in dense_layers)
+    return dataclasses.replace(hp, dense_layers=dense_layers, sparsity_scales=(
+        *hp.sparsity_scales, *(extra if hp.distribution == "uniform" else ())))
