@@ -1,5 +1,5 @@
-"""Properties that hold for any input (hypothesis): the mask budget, imp's schedule, top-k, packing, SGD, the
-settings' validation and E5's chance values."""
+"""Properties that hold for any input (hypothesis): the mask budget, imp's schedule, top-k (per layer and global),
+snfs's prune and regrowth counts, packing, SGD, the settings' validation and E5's chance values."""
 import itertools
 import math
 from fractions import Fraction
@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from sparsenet import algorithms, similarity
 from sparsenet import config as c
+from sparsenet.algorithms._at_init import global_topk
 from sparsenet.algorithms.imp import schedule
+from sparsenet.algorithms.snfs import prune_counts, redistribute
 from sparsenet.masks import Mask, layer_counts, topk_mask
 from sparsenet.optim import SGD
 
@@ -39,6 +41,54 @@ def test_imp_schedule_lands_on_every_target_never_pruning_more_than_the_rate(tar
     assert all(any(math.isclose(t, r, abs_tol=1e-12) for r in rounds) for t in targets)
     assert all(b >= a * (1 - rate) - 1e-12 for a, b in zip(rounds, rounds[1:]))
     assert math.isclose(rounds[-1], min(targets), abs_tol=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(dims=SHAPES, data=st.data())
+def test_global_topk_keeps_the_k_best_over_the_sparse_layers_and_never_empties_one(dims, data):
+    weights = {f"l{i}.weight": torch.zeros(d) for i, d in enumerate(dims)}
+    dense = data.draw(st.integers(0, len(dims) - 1))
+    dense_layers, sparse = list(weights)[:dense], list(weights)[dense:]
+    seed = data.draw(st.integers(0, 2**16))
+    scores = {n: torch.randn(w.shape, generator=torch.Generator().manual_seed(seed + i))
+              for i, (n, w) in enumerate(weights.items())}
+    k = data.draw(st.integers(len(sparse), sum(weights[n].numel() for n in sparse)))
+    mask = global_topk(scores, k, weights, dense_layers)
+    assert sum(int(mask.layers[n].sum()) for n in sparse) == k
+    assert all(mask.layers[n].all() for n in dense_layers) and all(mask.layers[n].any() for n in sparse)
+    # against a sort: apart from each layer's guaranteed best, no dropped score beats a kept one
+    best = {n: scores[n] == scores[n].max() for n in sparse}
+    kept = torch.cat([scores[n][mask.layers[n] & ~best[n]] for n in sparse])
+    dropped = torch.cat([scores[n][~mask.layers[n]] for n in sparse])
+    if len(kept) and len(dropped):
+        assert kept.min() >= dropped.max()
+
+
+LAYER_COUNTS = st.lists(st.tuples(st.integers(1, 500), st.integers(0, 500)), min_size=1, max_size=5)
+
+
+@settings(max_examples=120, deadline=None)
+@given(layers=LAYER_COUNTS, total=st.integers(0, 3000), data=st.data())
+def test_snfs_regrowth_is_all_that_fits_and_never_above_a_layers_free_slots(layers, total, data):
+    free = {f"l{i}": f for i, (_, f) in enumerate(layers)}
+    raw = [data.draw(st.floats(0.0, 1.0)) for _ in free]
+    share = {n: (r / sum(raw) if sum(raw) else 1 / len(free)) for n, r in zip(free, raw)}
+    counts = redistribute(total, share, free)
+    assert sum(counts.values()) == min(total, sum(free.values()))  # every freed weight regrows where it fits
+    assert all(0 <= counts[n] <= free[n] for n in free)
+
+
+@settings(max_examples=120, deadline=None)
+@given(layers=LAYER_COUNTS, rate=st.floats(0.0, 0.99), data=st.data())
+def test_snfs_prunes_ceil_rate_of_each_layer_or_less_where_a_dense_layer_still_grows(layers, rate, data):
+    size = {f"l{i}": s + k for i, (s, k) in enumerate(layers)}
+    kept = {f"l{i}": k for i, (_, k) in enumerate(layers)}
+    raw = [data.draw(st.floats(0.01, 1.0)) for _ in kept]
+    share = {n: r / sum(raw) for n, r in zip(kept, raw)}
+    out = prune_counts(rate, kept, size, share)
+    assert all(0 <= out[n] <= min(math.ceil(rate * kept[n]), kept[n]) for n in kept)
+    assert all(out[n] == min(math.ceil(rate * kept[n]), kept[n]) for n in kept
+               if not 1 - kept[n] / size[n] < 0.2 or share[n] <= 1 / len(kept))  # sparse_learning's adjust_prune_rate
 
 
 @settings(max_examples=80, deadline=None)
