@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sparsenet import bench, models, provenance, study  # noqa: E402
+from sparsenet import algorithms, bench, models, provenance, study  # noqa: E402
 from sparsenet.config import RunConfig  # noqa: E402
 from sparsenet.files import write_parquet  # noqa: E402
 from sparsenet.masks import layer_counts, random_for_model, topk_mask  # noqa: E402
@@ -116,8 +116,8 @@ class Check:
 
     def run_for(self, model: str, algorithm: str, data, extra: dict, seed: int = 0) -> Run:
         """A fresh run in a temporary folder, ready to step: imp is a round under a fixed mask, dnw_freeze frozen."""
-        name = "fixed" if algorithm == "imp" else algorithm
-        cfg = self.cfg(model=model, algorithm=name, density=1.0 if algorithm == "dense" else DENSITY, seed=seed,
+        run_settings = algorithms.settings("fixed" if algorithm == "imp" else algorithm)
+        cfg = self.cfg(model=model, **run_settings, density=1.0 if algorithm == "dense" else DENSITY, seed=seed,
                        **extra)
         mask = (random_for_model(model, "cifar10", DENSITY, cfg.algorithm.distribution, seed=seed)
                 if algorithm == "imp" else None)

@@ -41,12 +41,12 @@ COST = {"imp": 4, "set": 3, "dnw": 3, "rigl": 2, "snfs": 2, "dnw_freeze": 2, "gm
 def one(algorithm: str, seed: int, density: float, epochs: int | None, out: Path) -> None:
     import torch
 
-    from sparsenet import rounds, train
+    from sparsenet import algorithms, rounds, train
     from sparsenet.config import RunConfig, expand_preset
 
     torch.set_num_threads(1)
     preset, extra = RECIPES[algorithm]
-    settings = {"preset": preset, "algorithm": algorithm, "seed": seed, "density": density, **extra}
+    settings = {"preset": preset, **algorithms.settings(algorithm), "seed": seed, "density": density, **extra}
     if epochs:  # a shorter run: the schedule's milestones move with it
         recipe = expand_preset({"preset": preset})
         scaled = {round(m * epochs / recipe["epochs"]) for m in recipe.get("milestones", ())}

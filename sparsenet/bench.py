@@ -162,8 +162,8 @@ def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
     dense = _trainer_throughput(_settings(train_subset=subset), device, data_root)
     rows.add("2 algorithm cost", "dense: training", dense, "samples/s")
     for algorithm in ("imp", "snfs", "dnw", "dnw_freeze"):
-        extra = {"freeze_epoch": 1, "epochs": 2} if algorithm == "dnw_freeze" else {}
-        cfg = _settings(train_subset=subset, algorithm=algorithm, density=0.05, **extra)
+        extra = {"epochs": 2} if algorithm == "dnw_freeze" else {}
+        cfg = _settings(train_subset=subset, density=0.05, **algorithms.settings(algorithm), **extra)
         mask = random_for_model("lenet300_100", "mnist", 0.05, "erk") if algorithm == "imp" else None
         speed = _trainer_throughput(cfg, device, data_root, mask=mask)
         what = "after the freeze" if algorithm == "dnw_freeze" else "training"
@@ -276,9 +276,9 @@ def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
         rows.add("2c sparse kernels", f"{label}: dense masked", 128 / dense, "samples/s")
         rows.add("2c sparse kernels", f"{label}: sparse_kernels auto", 128 / auto, "samples/s")
         rows.add("2c sparse kernels", f"{label}: speed-up", dense / auto, "x", "goal >= 2 at 0.05")
+    frozen = _settings(algorithm="dnw", freeze_epoch=1, density=0.05, epochs=2)
     times = interleaved({"dnw": functools.partial(step_s, _settings(algorithm="dnw", density=0.05)),
-                         "frozen": functools.partial(step_s, _settings(algorithm="dnw_freeze", density=0.05, epochs=2),
-                                                     freeze=True)}, repeats)
+                         "frozen": functools.partial(step_s, frozen, freeze=True)}, repeats)
     rows.add("2c sparse kernels", "dnw_freeze(1) frozen step / dnw step, density 0.05 (speed-up)",
              times["dnw"] / times["frozen"], "x", "goal >= 2")
 

@@ -146,8 +146,9 @@ class AlgorithmHparams:
                                choices=RIGL_LAYER_RULES)
     prune_rate: float = setting(0.5, "snfs: fraction of kept weights pruned and regrown at the first update, decaying "
                                 "by cosine, in [0, 1)", unit="fraction")
-    freeze_epoch: int = setting(1, "<name>_freeze (an algorithm that can freeze): the mask is fixed after this many "
-                                "epochs, in [1, epochs)", unit="epochs")
+    freeze_epoch: int = setting(0, "fix the mask after this many epochs (an algorithm that can freeze, `sparsenet "
+                                "algorithms`; tables call the run <name>_freeze), in [0, epochs); 0: never",
+                                unit="epochs")
     update_interval: int = setting(100, "rigl, set: optimizer steps between mask updates, >= 1", unit="steps")
     update_end: float = setting(0.75, "rigl, set: no mask update after this fraction of training, in (0, 1]",
                                 unit="fraction")
@@ -186,7 +187,7 @@ class AlgorithmHparams:
         _check(self.rigl_layers in RIGL_LAYER_RULES, "rigl_layers",
                f"must be one of {', '.join(RIGL_LAYER_RULES)}; got {self.rigl_layers!r}")
         _check_fraction(self.prune_rate, "prune_rate", low_open=False, high_open=True)
-        _check(self.freeze_epoch >= 1, "freeze_epoch", f"must be >= 1, got {self.freeze_epoch!r}")
+        _check(self.freeze_epoch >= 0, "freeze_epoch", f"must be >= 0, got {self.freeze_epoch!r}")
         _check(self.update_interval >= 1, "update_interval", f"must be >= 1, got {self.update_interval!r}")
         _check_fraction(self.update_end, "update_end", low_open=True, high_open=False)
         _check_fraction(self.drop_fraction, "drop_fraction", low_open=True, high_open=True)
@@ -243,10 +244,9 @@ class RunConfig:
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
         from sparsenet import algorithms
 
-        if algorithms.split(self.algorithm.algorithm)[1]:
-            _check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
-                   f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
-        object.__setattr__(self, "algorithm", algorithms.get(self.algorithm.algorithm).resolve(self))
+        _check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
+               f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
+        object.__setattr__(self, "algorithm", algorithms.of(self.algorithm).resolve(self))  # of: can it freeze?
 
     def to_dict(self) -> dict[str, Any]:
         """Nested sections as JSON would store them (tuples become lists)."""

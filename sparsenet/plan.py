@@ -52,21 +52,18 @@ class PlannedRun:
 
 def run_settings(config: dict, model: str, label: str, density: float = 1.0, seed: int = 0) -> dict:
     """The explicit flat settings of a run: the study's recipe, then its algorithm's settings (a `<name>_freeze`
-    run first takes `<name>`'s), then the keys the study sets. Presets are expanded, so that editing a preset
-    reruns what it changes."""
-    algorithm, freeze = split_label(label)
-    base = algorithms.split(algorithm)[0]  # <alg>_freeze runs as <alg> does until its freeze
+    run first takes `<name>`'s, then those under `settings.<name>_freeze`), then the keys the study sets. Presets
+    are expanded, so that editing a preset reruns what it changes."""
+    run_label, freeze = split_label(label)
+    base = algorithms.split(run_label)[0]  # <alg>_freeze runs as <alg> does until its freeze
     own = config.get("settings", {})
-    settings = {
+    return {
         **expand_preset(config["recipe"]),
-        **(expand_preset(own.get(base, {})) if base != algorithm else {}),
-        **expand_preset(own.get(algorithm, {})),
-        "dataset": config["dataset"], "model": model, "algorithm": algorithm,
-        "density": float(density), "seed": int(seed),
+        **(expand_preset(own.get(base, {})) if base != run_label else {}),
+        **expand_preset(own.get(run_label, {})),
+        "dataset": config["dataset"], "model": model, "density": float(density), "seed": int(seed),
+        **algorithms.settings(run_label, freeze or 1),
     }
-    if freeze is not None:
-        settings["freeze_epoch"] = freeze
-    return settings
 
 
 def freeze_labels(config: dict) -> list[str]:
@@ -95,15 +92,23 @@ def _check_names(config: dict) -> None:
         except ConfigError as e:
             raise ConfigError(f"config.yaml: {key}: {str(e).removeprefix('algorithm: ')}") from None
 
+    def freezable(key: str, name: str) -> None:
+        if not known(key, name).freezable:
+            raise ConfigError(f"config.yaml: {key}: {name} cannot freeze its mask; those that can: "
+                              f"{', '.join(algorithms.freezable())}")
+
     for name in config["algorithms"]:
-        cls = known("algorithms", name)
-        if name == "dense" or cls.needs_mask or algorithms.split(name)[1]:
+        if name == "dense" or known("algorithms", name).needs_mask:
             raise ConfigError(f"config.yaml: algorithms: {name!r} is not a sparse algorithm a study trains (dense "
-                              "always runs; <name>_freeze runs are freeze_algorithms'; fixed needs a given mask)")
+                              "always runs; fixed needs a given mask)")
     for name in config["freeze_algorithms"]:
-        known("freeze_algorithms", name + algorithms.FREEZE)
-    for name in config["settings"]:
-        known("settings", name)
+        freezable("freeze_algorithms", name)
+    for name in config["settings"]:  # an algorithm's, or its frozen runs' (<name>_freeze)
+        base, frozen = algorithms.split(name)
+        if frozen:
+            freezable("settings", base)
+        else:
+            known("settings", base)
 
 
 def check(config: dict) -> None:

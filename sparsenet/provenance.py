@@ -124,7 +124,7 @@ def settings_modules(cfg: RunConfig, package_dir: Path = PACKAGE_DIR) -> set[str
     """The package's modules the run's settings import by name: its algorithm's, and what they import."""
     from sparsenet.algorithms import modules
 
-    return closure(modules(cfg.algorithm.algorithm), package_dir)
+    return closure(modules(cfg.algorithm.algorithm, frozen=cfg.algorithm.freeze_epoch > 0), package_dir)
 
 
 def own_files(cfg: RunConfig) -> list[Path]:

@@ -92,13 +92,15 @@ def retrain_variants(run: str | Path, variants: list[str], outs: list[str | Path
     record = run.record()
     source = record.run_config()
     final_mask = Mask.load(run.mask)
-    cfg = source.replace(algorithm=Fixed.name,
+    cfg = source.replace(algorithm=Fixed.name, freeze_epoch=0,
                          density=round(final_mask.density(exclude=source.algorithm.dense_layers), 6))
     own = load_weights(run.init)
     first_epoch = record.first_epoch
     records, todo = {}, []
     for k, (variant, out) in enumerate(zip(variants, outs)):
-        extra = {"variant": variant, "source_algorithm": source.algorithm.algorithm, "source_run": str(run.path)}
+        extra = {"variant": variant, "source_algorithm": algorithms.label(source.algorithm.algorithm,
+                                                                           source.algorithm.freeze_epoch),
+                 "source_run": str(run.path)}
         if variant == "rewind" and replays_its_run(source.algorithm.algorithm):
             records[k] = _record_source(run, RunFolder(out), record.replace(**extra, config=cfg.to_dict(),
                                                                             copy_of_source=True))

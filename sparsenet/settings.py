@@ -24,9 +24,9 @@ def allowed(key: str) -> str:
 
         return ", ".join(BUILTIN)
     if key == "algorithm":  # the registry's: listed from its folder, without importing every algorithm
-        from sparsenet.algorithms import FREEZE, NAMES
+        from sparsenet.algorithms import NAMES
 
-        return f"{', '.join(NAMES)}; <name>{FREEZE} of one that can freeze (`sparsenet algorithms`)"
+        return ", ".join(NAMES)
     return ", ".join(c.SETTINGS[key][0].metadata["choices"])
 
 

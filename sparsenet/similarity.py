@@ -62,8 +62,8 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
         cfg = run.config()
         key = {"dataset": cfg.data.dataset, "model": cfg.model.model, "algorithm": cfg.algorithm.algorithm,
                "density": cfg.algorithm.density, "seed": cfg.seed}
-        if key["algorithm"].endswith(algorithms.FREEZE):
-            key["algorithm"] = f"{key['algorithm']}_f{cfg.algorithm.freeze_epoch}"
+        if cfg.algorithm.freeze_epoch:
+            key["algorithm"] = f"{algorithms.label(key['algorithm'], 1)}_f{cfg.algorithm.freeze_epoch}"
         key["run"], key["dense_layers"] = str(run.path), frozenset(cfg.algorithm.dense_layers)
         loaded.append((key, Mask.load(run.mask)))
     rows = []

@@ -64,12 +64,11 @@ SCHEMAS = {
 def run_keys(record: RunRecord, run: Path) -> dict:
     """Keys and provenance of a run, from its record (a retraining is keyed by its source run)."""
     cfg = record.config
-    algorithm = record.source_algorithm or cfg["algorithm"]["algorithm"]
     source = RunFolder(record.source_run).record() if record.source_run else record
-    density = source.config["algorithm"]["density"]
-    return {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"], "algorithm": algorithm,
-            "density": density, "seed": cfg["seed"],
-            "freeze_epoch": cfg["algorithm"]["freeze_epoch"] if algorithm.endswith(algorithms.FREEZE) else None,
+    hp = source.config["algorithm"]
+    return {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"],
+            "algorithm": algorithms.label(hp["algorithm"], hp["freeze_epoch"]), "density": hp["density"],
+            "seed": cfg["seed"], "freeze_epoch": hp["freeze_epoch"] or None,
             "git_commit": record.git_commit, "code_hash": record.code_hash, "device": record.device,
             "run": str(run)}
 

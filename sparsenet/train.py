@@ -119,7 +119,7 @@ class Run:
         """`sparse_kernels=False` keeps every layer dense whatever the settings say (fused runs choose kernels for
         the fused layers);
         `code` is the job's code identity (sparsenet.provenance), by default a `train` job's."""
-        if algorithms.get(cfg.algorithm.algorithm).needs_mask and mask is None:
+        if algorithms.of(cfg.algorithm).needs_mask and mask is None:
             raise ConfigError(f"algorithm: {cfg.algorithm.algorithm!r} trains under a given mask, and none was given")
         self.cfg, self.out, self.folder, self.dev, self.extra = cfg, out, RunFolder(out), dev, extra or {}
         RunRecord.check_extra(self.extra)
@@ -141,7 +141,7 @@ class Run:
         init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.weights = models.prunable(self.model)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
-        algorithm = algorithms.get(cfg.algorithm.algorithm)
+        algorithm = algorithms.of(cfg.algorithm)
         batch = None  # pruning at initialisation scores on data of the run's first epoch
         if mask is None and getattr(algorithm, "needs_batch", False):
             batch = algorithm.scoring_batch(self.batcher.epoch(self.train_split, epoch_generator(cfg.seed, 0)),

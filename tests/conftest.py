@@ -29,11 +29,15 @@ def data_root() -> Path:
 
 
 def tiny(**changes):
-    """A run config that trains in about a second: 2000 MNIST samples, LeNet-300-100."""
+    """A run config that trains in about a second: 2000 MNIST samples, LeNet-300-100. `algorithm` may be a label:
+    <name>_freeze freezes after `freeze_epoch` (default 1) epochs, which other algorithms ignore."""
+    from sparsenet import algorithms
     from sparsenet.config import RunConfig
 
     settings = {"dataset": "mnist", "model": "lenet300_100", "train_subset": 2000, "epochs": 3, "batch_size": 100,
                 "snapshot_fractions": (0.25, 0.5)}
+    if "algorithm" in changes:
+        changes.update(algorithms.settings(changes["algorithm"], changes.get("freeze_epoch", 1)))
     settings.update(changes)
     return RunConfig.from_flat(settings)
 

@@ -5,7 +5,7 @@ from torch import nn
 
 from sparsenet import algorithms
 from sparsenet.algorithms.imp import prune, schedule
-from sparsenet.config import AlgorithmHparams, ConfigError
+from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig
 from sparsenet.masks import Mask
 from sparsenet.models import prunable
 
@@ -13,14 +13,15 @@ from sparsenet.models import prunable
 class Harness:
     """A small MLP, random data and torch's SGD driven the way the trainer drives an algorithm."""
 
-    def __init__(self, algorithm, density=0.1, epochs=5, mask=None, steps_per_epoch=5, **hp):
+    def __init__(self, algorithm, density=0.1, epochs=5, mask=None, steps_per_epoch=5, freeze_epoch=1, **hp):
+        """`algorithm` is a label: <name>_freeze freezes <name>'s mask after `freeze_epoch` epochs."""
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 5))
         self.weights = prunable(self.model)
-        self.hp = AlgorithmHparams(algorithm=algorithm, density=density, **hp)
+        self.hp = AlgorithmHparams(**algorithms.settings(algorithm, freeze_epoch), density=density, **hp)
         self.batch = (torch.randn(64, 20, generator=torch.Generator().manual_seed(2)),
                       torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(3)))
-        self.algo = algorithms.get(algorithm)(self.hp, self.weights, epochs, mask=mask,
+        self.algo = algorithms.of(self.hp)(self.hp, self.weights, epochs, mask=mask,
                                           generator=torch.Generator().manual_seed(0), steps_per_epoch=steps_per_epoch,
                                           model=self.model, batch=self.batch)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -224,16 +225,19 @@ def test_every_algorithm_is_the_module_of_its_name_and_registers_itself():
     frozen = algorithms.freezable()
     assert frozen and all(algorithms.get(n).mask_changes for n in frozen)  # a fixed mask has nothing to freeze
     for name in frozen:
-        cls = algorithms.get(name + algorithms.FREEZE)
-        assert issubclass(cls, algorithms.get(name))
-    assert algorithms.every() == [*algorithms.NAMES, *(n + algorithms.FREEZE for n in frozen)]
+        cls = algorithms.of(AlgorithmHparams(algorithm=name, freeze_epoch=1))
+        assert issubclass(cls, algorithms.get(name)) and algorithms.get(name) is algorithms.of(
+            AlgorithmHparams(algorithm=name))
+    assert algorithms.labels() == [*algorithms.NAMES, *(n + algorithms.FREEZE for n in frozen)]
 
 
 def test_an_unknown_or_unfreezable_algorithm_is_refused_naming_the_key():
-    for name, words in (("magic", "unknown algorithm 'magic'"), ("imp_freeze", "imp cannot freeze"),
+    for name, words in (("magic", "unknown algorithm 'magic'"), ("dnw_freeze", "unknown algorithm 'dnw_freeze'"),
                         ("tests.custom_model:two_layer", "not a subclass"), ("nowhere:Thing", "cannot be imported")):
         with pytest.raises(ConfigError, match=f"^algorithm: .*{words}"):
             algorithms.get(name)
+    with pytest.raises(ConfigError, match="^freeze_epoch: imp cannot freeze its mask; those that can: dnw"):
+        RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "freeze_epoch": 1})
 
 
 def test_readme_shows_the_registry_as_sparsenet_algorithms_prints_it(capsys):

@@ -12,7 +12,9 @@ from sparsenet.config import ConfigError, RunConfig, load_file
     ({"model": "resnet9000"}, "model"),
     ({"dataset": "imagenet"}, "dataset"),
     ({"epochs": 0}, "epochs"),
-    ({"algorithm": "dnw_freeze", "density": 0.1, "epochs": 5, "freeze_epoch": 5}, "freeze_epoch"),
+    ({"algorithm": "dnw", "density": 0.1, "epochs": 5, "freeze_epoch": 5}, "freeze_epoch"),
+    ({"algorithm": "snip", "density": 0.1, "epochs": 5, "freeze_epoch": 1}, "freeze_epoch"),  # cannot freeze
+    ({"algorithm": "dnw_freeze", "density": 0.1}, "algorithm"),  # a label, not an algorithm
     ({"epochs": "ten"}, "epochs"),
     ({"nesterov": "maybe"}, "nesterov"),
     ({"lr": -1}, "lr"),

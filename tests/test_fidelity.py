@@ -30,7 +30,7 @@ def test_default_distribution_is_uniform():
     for algorithm in ("snfs", "dnw", "dnw_freeze"):
         cfg = tiny(algorithm=algorithm, density=0.05)
         weights = models.prunable(models.build("lenet300_100", (1, 28, 28), 10))
-        algo = algorithms.get(algorithm)(cfg.algorithm, weights, 3, generator=torch.Generator().manual_seed(0))
+        algo = algorithms.of(cfg.algorithm)(cfg.algorithm, weights, 3, generator=torch.Generator().manual_seed(0))
         densities = [row["density"] for row in algo.mask().per_layer()]
         assert densities == pytest.approx([0.05] * 3, abs=1e-3)
 
@@ -271,8 +271,7 @@ FIRST_CONV = {"conv2": "conv1.weight", "conv4": "conv1.weight", "conv6": "conv1.
 def initial_counts(cfg):
     spec = (3, 32, 32) if cfg.data.dataset == "cifar10" else (1, 28, 28)
     weights = models.prunable(models.build(cfg.model.model, spec, 10))
-    algo = algorithms.get(cfg.algorithm.algorithm)(cfg.algorithm, weights, 3,
-                                                   generator=torch.Generator().manual_seed(0))
+    algo = algorithms.of(cfg.algorithm)(cfg.algorithm, weights, 3, generator=torch.Generator().manual_seed(0))
     return weights, algo.counts(), algo.mask()
 
 

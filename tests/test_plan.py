@@ -56,7 +56,8 @@ def test_run_settings_of_a_frozen_run_take_its_algorithms_then_its_own():
                                                     "dnw_freeze": {"lr": 0.2}})
     settings = plan.run_settings(cfg, "lenet300_100", "dnw_freeze_f1", 0.1, 2)
     assert settings["lr"] == 0.2 and settings["weight_decay"] == 0.1
-    assert (settings["algorithm"], settings["freeze_epoch"], settings["seed"]) == ("dnw_freeze", 1, 2)
+    assert (settings["algorithm"], settings["freeze_epoch"], settings["seed"]) == ("dnw", 1, 2)
+    assert plan.run_settings(cfg, "lenet300_100", "dnw", 0.1, 2)["freeze_epoch"] == 0
 
 
 def test_the_workflow_plans_the_groups_of_the_library(tmp_path):

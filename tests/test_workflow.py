@@ -104,7 +104,7 @@ def test_a_frozen_run_has_its_algorithms_settings_until_its_own_override_them(tm
     (tmp_path / "frozen.yaml").write_text(yaml.safe_dump(cfg))
     out = snakemake(tmp_path, "-n", "-p", "--configfile", str(tmp_path / "frozen.yaml"))
     commands = [line for line in out.stdout.splitlines() if "python -m sparsenet train" in line]
-    frozen = [c for c in commands if "--algorithm snfs_freeze" in c]
+    frozen = [c for c in commands if "--algorithm snfs " in c and "--freeze-epoch 1" in c]
     assert len(frozen) == 1 and "--distribution erk" in frozen[0] and "--prune-rate 0.4" in frozen[0]
     assert "--freeze-epoch 1" in frozen[0]
 
@@ -183,7 +183,8 @@ BAD_CONFIGS = [  # (change to tests/config/tiny.yaml, what the error must name)
     ({"freeze_algorithms": ["rigl"]}, "freeze_algorithms: ['rigl'] must be in algorithms"),
     ({"freeze_algorithms": ["imp"]}, "freeze_algorithms: imp cannot freeze its mask"),
     ({"algorithms": ["dense"]}, "algorithms: 'dense' is not a sparse algorithm a study trains"),
-    ({"algorithms": ["dnw_freeze"]}, "algorithms: 'dnw_freeze' is not a sparse algorithm a study trains"),
+    ({"algorithms": ["dnw_freeze"]}, "algorithms: unknown algorithm 'dnw_freeze'"),
+    ({"settings": {"imp_freeze": {"lr": 0.1}}}, "settings: imp cannot freeze its mask"),
     ({"algorithms": ["nowhere:Thing"]}, "algorithms: algorithm 'nowhere:Thing' cannot be imported"),
     ({"settings": {"magic": {"lr": 0.1}}}, "settings: unknown algorithm 'magic'"),
     ({"settings": {"rigl": {"drop_fraction": 1.0}}}, "drop_fraction"),
