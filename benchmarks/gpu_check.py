@@ -116,7 +116,7 @@ class Check:
 
     def run_for(self, model: str, algorithm: str, data, extra: dict, seed: int = 0) -> Run:
         """A fresh run in a temporary folder, ready to step: imp is a round under a fixed mask, dnw_freeze frozen."""
-        run_settings = algorithms.settings("fixed" if algorithm == "imp" else algorithm)
+        run_settings = algorithms.from_label("fixed" if algorithm == "imp" else algorithm)
         cfg = self.cfg(model=model, **run_settings, density=1.0 if algorithm == "dense" else DENSITY, seed=seed,
                        **extra)
         mask = (random_for_model(model, "cifar10", DENSITY, cfg.algorithm.distribution, seed=seed)

@@ -46,7 +46,7 @@ def one(algorithm: str, seed: int, density: float, epochs: int | None, out: Path
 
     torch.set_num_threads(1)
     preset, extra = RECIPES[algorithm]
-    settings = {"preset": preset, **algorithms.settings(algorithm), "seed": seed, "density": density, **extra}
+    settings = {"preset": preset, **algorithms.from_label(algorithm), "seed": seed, "density": density, **extra}
     if epochs:  # a shorter run: the schedule's milestones move with it
         recipe = expand_preset({"preset": preset})
         scaled = {round(m * epochs / recipe["epochs"]) for m in recipe.get("milestones", ())}

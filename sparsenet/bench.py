@@ -163,7 +163,7 @@ def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
     rows.add("2 algorithm cost", "dense: training", dense, "samples/s")
     for algorithm in ("imp", "snfs", "dnw", "dnw_freeze"):
         extra = {"epochs": 2} if algorithm == "dnw_freeze" else {}
-        cfg = _settings(train_subset=subset, density=0.05, **algorithms.settings(algorithm), **extra)
+        cfg = _settings(train_subset=subset, density=0.05, **algorithms.from_label(algorithm), **extra)
         mask = random_for_model("lenet300_100", "mnist", 0.05, "erk") if algorithm == "imp" else None
         speed = _trainer_throughput(cfg, device, data_root, mask=mask)
         what = "after the freeze" if algorithm == "dnw_freeze" else "training"

@@ -62,7 +62,7 @@ def run_settings(config: dict, model: str, label: str, density: float = 1.0, see
         **(expand_preset(own.get(base, {})) if base != run_label else {}),
         **expand_preset(own.get(run_label, {})),
         "dataset": config["dataset"], "model": model, "density": float(density), "seed": int(seed),
-        **algorithms.settings(run_label, freeze or 1),
+        **algorithms.from_label(run_label, freeze or 1),
     }
 
 

@@ -59,12 +59,13 @@ def pairs(runs: list[str | Path]) -> pd.DataFrame:
     """Every pair of runs of the same model and density: their keys, and compare()'s rows."""
     loaded = []
     for run in map(RunFolder, runs):
-        cfg = run.config()
-        key = {"dataset": cfg.data.dataset, "model": cfg.model.model, "algorithm": cfg.algorithm.algorithm,
-               "density": cfg.algorithm.density, "seed": cfg.seed}
-        if cfg.algorithm.freeze_epoch:
-            key["algorithm"] = f"{algorithms.label(key['algorithm'], 1)}_f{cfg.algorithm.freeze_epoch}"
-        key["run"], key["dense_layers"] = str(run.path), frozenset(cfg.algorithm.dense_layers)
+        cfg = run.record().config  # the settings as recorded: reading them imports no algorithm (code identity)
+        hp = cfg["algorithm"]
+        key = {"dataset": cfg["data"]["dataset"], "model": cfg["model"]["model"], "algorithm": hp["algorithm"],
+               "density": hp["density"], "seed": cfg["seed"]}
+        if hp["freeze_epoch"]:
+            key["algorithm"] = f"{algorithms.label(hp['algorithm'], 1)}_f{hp['freeze_epoch']}"
+        key["run"], key["dense_layers"] = str(run.path), frozenset(hp["dense_layers"])
         loaded.append((key, Mask.load(run.mask)))
     rows = []
     for (ka, ma), (kb, mb) in combinations(loaded, 2):

@@ -37,7 +37,7 @@ def tiny(**changes):
     settings = {"dataset": "mnist", "model": "lenet300_100", "train_subset": 2000, "epochs": 3, "batch_size": 100,
                 "snapshot_fractions": (0.25, 0.5)}
     if "algorithm" in changes:
-        changes.update(algorithms.settings(changes["algorithm"], changes.get("freeze_epoch", 1)))
+        changes.update(algorithms.from_label(changes["algorithm"], changes.get("freeze_epoch", 1)))
     settings.update(changes)
     return RunConfig.from_flat(settings)
 

@@ -18,7 +18,7 @@ class Harness:
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 5))
         self.weights = prunable(self.model)
-        self.hp = AlgorithmHparams(**algorithms.settings(algorithm, freeze_epoch), density=density, **hp)
+        self.hp = AlgorithmHparams(**algorithms.from_label(algorithm, freeze_epoch), density=density, **hp)
         self.batch = (torch.randn(64, 20, generator=torch.Generator().manual_seed(2)),
                       torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(3)))
         self.algo = algorithms.of(self.hp)(self.hp, self.weights, epochs, mask=mask,

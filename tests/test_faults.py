@@ -258,7 +258,7 @@ def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path,
     """A real SIGKILL at step 3 of the last epoch (after a freeze, for <name>_freeze; in round 1 of imp's chain),
     then a resume: the same weights, masks, snapshots and history, and the same last checkpoint (momentum and the
     algorithm's state included) as a run never killed."""
-    settings = {k.replace("_", "-"): v for k, v in algorithms.settings(algorithm).items()}  # a label's
+    settings = {k.replace("_", "-"): v for k, v in algorithms.from_label(algorithm).items()}  # a label's
     flags = [f"--{k}={v}" for k, v in {**KILLED, **settings}.items()]
     if algorithm == "dense":
         flags.remove("--density=0.3")

@@ -95,7 +95,7 @@ def labels() -> list[str]:
     return [*NAMES, *(label(n, 1) for n in freezable())]
 
 
-def settings(run_label: str, freeze_epoch: int = 1) -> dict[str, object]:
+def from_label(run_label: str, freeze_epoch: int = 1) -> dict[str, object]:
     """The run settings a label names: {'algorithm': 'dnw', 'freeze_epoch': 1} for 'dnw_freeze'."""
     name, frozen = split(run_label)
     return {"algorithm": name, "freeze_epoch": freeze_epoch if frozen else 0}

@@ -92,7 +92,9 @@ MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "den
 # E1's rewind of these replays the run itself (sparsenet.reinit.replays_its_run): recorded, not trained again
 REPLAYED = [a for a in SPARSE if replays_its_run(a)]
 # E3 where the mask changes during a run: an imp round's, a static or pruned-at-init mask never does
-EMERGENCE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and algorithms.get(a).mask_changes]
+EMERGENCE_RUNS = [
+    run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and algorithms.get(a).mask_changes
+]
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
 TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
