@@ -42,6 +42,7 @@ from sparsenet import algorithms, bench, models, provenance, study  # noqa: E402
 from sparsenet.config import RunConfig  # noqa: E402
 from sparsenet.files import write_parquet  # noqa: E402
 from sparsenet.masks import layer_counts, random_for_model, topk_mask  # noqa: E402
+from sparsenet.record import RunFolder  # noqa: E402
 from sparsenet.train import Run, load_data, resolve_device, train  # noqa: E402
 
 SETTINGS = {"fp32": {}, "bf16+cl": {"precision": "bf16", "channels_last": True},
@@ -195,7 +196,7 @@ class Check:
             for _ in range(2):
                 out = Path(tempfile.mkdtemp(dir=self.args.scratch)) / "run"
                 train(cfg, out, data_root=self.args.data_root, device=str(self.dev))
-                files.append([(out / f).read_bytes() for f in ("final.safetensors", "mask.safetensors")])
+                files.append([f.read_bytes() for f in (RunFolder(out).final, RunFolder(out).mask)])
             same = [a == b for a, b in zip(*files)]
             self.rows.add("5 determinism", f"resnet20 dnw twice, deterministic={deterministic}: identical weights",
                           float(same[0]), "1 = yes")

@@ -29,6 +29,7 @@ from sparsenet.config import RunConfig
 from sparsenet.files import write_parquet
 from sparsenet.masks import Mask, layer_counts, random_for_model
 from sparsenet.provenance import device_name
+from sparsenet.record import RunFolder
 from sparsenet.train import resolve_device, train, weight_grad_macs_per_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def _trainer_throughput(cfg: RunConfig, device, data_root, mask: Mask | None = N
     """Training samples/s of the trainer (training loop only, as recorded in its history)."""
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, Path(tmp) / "run", data_root=data_root, device=str(device), mask=mask)
-        return float(pd.read_parquet(Path(tmp) / "run" / "history.parquet")["samples_per_s"].iloc[-1])
+        return float(pd.read_parquet(RunFolder(Path(tmp) / "run").history)["samples_per_s"].iloc[-1])
 
 
 def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers: int, max_steps: int) -> float:
@@ -188,7 +189,7 @@ def bench_algorithms(rows: Rows, device, data_root, quick: bool) -> None:
 
 def _training_seconds(out: Path) -> float:
     """A finished run's seconds in its training loops (its history's train_s)."""
-    return float(pd.read_parquet(out / "history.parquet")["train_s"].sum())
+    return float(pd.read_parquet(RunFolder(out).history)["train_s"].sum())
 
 
 def bench_fused(rows: Rows, device, data_root, quick: bool, runs: int = 8) -> None:

@@ -100,10 +100,11 @@ def cmd_imp_round(args) -> None:
 def cmd_retrain(args) -> None:
     from sparsenet import provenance, reinit
     from sparsenet.record import RunFolder
+    from sparsenet.variants import VARIANTS
 
-    unknown = [v for v in args.variant if v not in reinit.VARIANTS]
+    unknown = [v for v in args.variant if v not in VARIANTS]
     if unknown or len(set(args.variant)) < len(args.variant):
-        raise ConfigError(f"--variant: distinct names of {', '.join(reinit.VARIANTS)}; got {','.join(args.variant)}")
+        raise ConfigError(f"--variant: distinct names of {', '.join(VARIANTS)}; got {','.join(args.variant)}")
     if len(args.variant) > 1 and "{variant}" not in str(args.out):
         raise ConfigError(f"--out must contain {{variant}} with several variants, got {args.out}")
     outs = [Path(str(args.out).format(variant=v)) for v in args.variant]
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("retrain", help="retrain a run under its final mask with weights reset by a variant (E1)")
     p.add_argument("--run", type=Path, required=True, help="the trained run folder")
     p.add_argument("--variant", required=True, type=lambda s: s.split(","), metavar="V1,V2,...",
-                   help="one or more of sparsenet.reinit.VARIANTS; several train as one fused group")
+                   help="one or more of sparsenet.variants.VARIANTS; several train as one fused group")
     p.add_argument("--out", type=Path, required=True,
                    help="run folder to write (with several variants it must contain {variant})")
     _add_common(p)

@@ -22,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, ScalarFormatter  # noq
 from sparsenet import algorithms  # noqa: E402
 from sparsenet.files import atomic_path, read_parquet  # noqa: E402
 from sparsenet.stats import mean_ci  # noqa: E402
+from sparsenet.variants import VARIANTS  # noqa: E402
 
 FIGURES = ("e0_accuracy", "e1_reinit", "e2_prune", "e2_prune_layers", "e3_emergence", "e4_freeze", "e5_similarity",
            "e6_wiring")
@@ -32,9 +33,8 @@ PALETTE = [("#009E73", "v"), ("#44AA99", "P"), ("#CC79A7", "X"), ("#117733", "^"
            ("#AA4499", "s"), ("#DDCC77", "X")]
 STYLE = {"dense": ("#000000", "s"), **dict(zip([n for n in algorithms.NAMES if n != "dense"], PALETTE))}
 OTHER = ("#BBBBBB", "o")
-VARIANT_STYLE = {"trained": ("#000000", "s"), "rewind": ("#E69F00", "o"), "reinit": ("#56B4E9", "^"),
-                 "signed_constant": ("#009E73", "v"), "reshuffle": ("#0072B2", "D"), "shuffle_fanin": ("#D55E00", "P"),
-                 "shuffle": ("#CC79A7", "X")}
+VARIANT_STYLE = {"trained": ("#000000", "s"), **dict(zip(VARIANTS, [
+    ("#E69F00", "o"), ("#56B4E9", "^"), ("#009E73", "v"), ("#0072B2", "D"), ("#D55E00", "P"), ("#CC79A7", "X")]))}
 DENSITY_COLOURS = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB"]  # Tol's bright
 METHOD_LINES = {"magnitude_global": "-", "magnitude_layerwise": "-.", "random": "--"}  # E2's removal methods
 BANDS = "mean over seeds; band: 95% CI"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sparsenet import algorithms, models
 from sparsenet.config import ConfigError, RunConfig, expand_preset
+from sparsenet.variants import VARIANTS
 
 RUNS = "results/runs"
 
@@ -103,6 +104,9 @@ def _check_names(config: dict) -> None:
                               "always runs; fixed needs a given mask)")
     for name in config["freeze_algorithms"]:
         freezable("freeze_algorithms", name)
+    unknown = [v for v in config.get("reinit", {}).get("variants", []) if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"config.yaml: reinit.variants: unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     for name in config["settings"]:  # an algorithm's, or its frozen runs' (<name>_freeze)
         base, frozen = algorithms.split(name)
         if frozen:

@@ -89,22 +89,25 @@ class RunFolder:
 
     path: Path
 
-    FILES = ("init.safetensors", "final.safetensors", "mask.safetensors", "snapshots.safetensors",
-             "history.parquet", "run.json")
+    # a finished run's files by role, each named here once; run.json is written last (it marks the run complete)
+    FILE = {"init": "init.safetensors", "final": "final.safetensors", "mask": "mask.safetensors",
+            "snapshots": "snapshots.safetensors", "history": "history.parquet", "record": "run.json"}
+    ROUND_FILE = {"rewind": "rewind.safetensors", "next_mask": "next_mask.safetensors"}  # imp's rounds add these
+    FILES = tuple(FILE.values())
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
 
-    record_path = property(lambda self: self.path / "run.json")
-    init = property(lambda self: self.path / "init.safetensors")  # the weights it started from
-    final = property(lambda self: self.path / "final.safetensors")  # its weights at the end
-    mask = property(lambda self: self.path / "mask.safetensors")  # its final mask
-    snapshots = property(lambda self: self.path / "snapshots.safetensors")  # its masks during training (E3)
-    history = property(lambda self: self.path / "history.parquet")  # one row per epoch
+    record_path = property(lambda self: self.path / self.FILE["record"])
+    init = property(lambda self: self.path / self.FILE["init"])  # the weights it started from
+    final = property(lambda self: self.path / self.FILE["final"])  # its weights at the end
+    mask = property(lambda self: self.path / self.FILE["mask"])  # its final mask
+    snapshots = property(lambda self: self.path / self.FILE["snapshots"])  # its masks during training (E3)
+    history = property(lambda self: self.path / self.FILE["history"])  # one row per epoch
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     checkpoint_snapshots = property(lambda self: self.path / "checkpoint_snapshots")
-    rewind = property(lambda self: self.path / "rewind.safetensors")  # imp round 0: the weights to rewind to
-    next_mask = property(lambda self: self.path / "next_mask.safetensors")  # imp: the next round's mask
+    rewind = property(lambda self: self.path / self.ROUND_FILE["rewind"])  # imp round 0: the weights to rewind to
+    next_mask = property(lambda self: self.path / self.ROUND_FILE["next_mask"])  # imp: the next round's mask
 
     def is_finished(self) -> bool:
         return self.record_path.exists()

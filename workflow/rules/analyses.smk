@@ -4,7 +4,7 @@
 
 rule mask_stats:
     input:
-        f"{RUNS}/{{run}}/mask.safetensors",
+        f"{RUNS}/{{run}}/{F['mask']}",
     output:
         f"{RUNS}/{{run}}/layers.parquet",
     log:
@@ -25,7 +25,7 @@ if TRAINED_VARIANTS["changing"]:
 
     rule retrain:
         input:
-            multiext(f"{RUN_PATTERN}/", "run.json", "init.safetensors", "mask.safetensors"),
+            multiext(f"{RUN_PATTERN}/", F["record"], F["init"], F["mask"]),
         output:
             [f"{RUN_PATTERN}/reinit/{v}/{f}" for v in TRAINED_VARIANTS["changing"] for f in RUN_FILES],
         log:
@@ -49,7 +49,7 @@ if TRAINED_VARIANTS["replayed"]:
 
     rule retrain_replayed:
         input:
-            multiext(f"{RUN_PATTERN}/", "run.json", "init.safetensors", "mask.safetensors"),
+            multiext(f"{RUN_PATTERN}/", F["record"], F["init"], F["mask"]),
         output:
             [f"{RUN_PATTERN}/reinit/{v}/{f}" for v in TRAINED_VARIANTS["replayed"] for f in RUN_FILES],
         log:
@@ -93,7 +93,7 @@ rule record_rewind:
 
 rule prune_sweep:
     input:
-        multiext(f"{RUNS}/{{run}}/", "run.json", "final.safetensors", "mask.safetensors"),
+        multiext(f"{RUNS}/{{run}}/", F["record"], F["final"], F["mask"]),
     output:
         f"{RUNS}/{{run}}/prune_sweep.parquet",
     log:
@@ -119,7 +119,7 @@ rule prune_sweep:
 
 rule emergence:
     input:
-        multiext(f"{RUNS}/{{run}}/", "run.json", "snapshots.safetensors", "mask.safetensors"),
+        multiext(f"{RUNS}/{{run}}/", F["record"], F["snapshots"], F["mask"]),
     output:
         f"{RUNS}/{{run}}/emergence.parquet",
     log:

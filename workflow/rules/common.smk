@@ -13,7 +13,8 @@ from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.provenance import identity
 from sparsenet.record import RunFolder
-from sparsenet.reinit import VARIANTS, replays_its_run
+from sparsenet.variants import VARIANTS
+from sparsenet.reinit import replays_its_run
 
 REPO = Path(workflow.basedir)
 RUNS = plan.RUNS
@@ -85,6 +86,7 @@ IMP_RATE = RunConfig.from_flat(run_settings(config["models"][0], "imp", 0.5, 0))
 SCHEDULE = schedule(config["densities"], IMP_RATE)
 LAST_ROUND = f"{len(SCHEDULE) - 1:02d}"
 
+F = {**RunFolder.FILE, **RunFolder.ROUND_FILE}  # a run's files by role (sparsenet.record)
 RUN_FILES = list(RunFolder.FILES)
 ALL_RUNS = [run_dir(*r) for r in planned_runs()]
 SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
@@ -179,7 +181,7 @@ def imp_prev(chain, w):
     r = int(w.round) if "round" in w.keys() else len(SCHEDULE) - 1
     if r == 0:
         return []
-    files = ["run.json", "init.safetensors", "next_mask.safetensors"]
+    files = [F["record"], F["init"], F["next_mask"]]
     return [f"{chain.round_folder(DATASET, f'{r - 1:02d}', s)}/{f}" for s in chain.seeds for f in files]
 
 

@@ -13,8 +13,8 @@ localrules:
 
 rule tables:
     input:
-        runs=[f"{r}/run.json" for r in ALL_RUNS],
-        retrains=[f"{r}/run.json" for r in RETRAINS],
+        runs=[f"{r}/{F['record']}" for r in ALL_RUNS],
+        retrains=[f"{r}/{F['record']}" for r in RETRAINS],
         sweeps=[f"{r}/prune_sweep.parquet" for r in SPARSE_RUNS],
         emergence=[f"{r}/emergence.parquet" for r in EMERGENCE_RUNS],
         layers=[f"{r}/layers.parquet" for r in MASKED_RUNS],
@@ -36,7 +36,7 @@ rule tables:
 # E5: every final mask read once, all pairs compared in memory
 rule similarity:
     input:
-        [f"{r}/{f}" for r in MASKED_RUNS for f in ("run.json", "mask.safetensors")],
+        [f"{r}/{f}" for r in MASKED_RUNS for f in (F["record"], F["mask"])],
     output:
         "results/tables/similarity.parquet",
     log:

@@ -38,7 +38,7 @@ for _chain in CHAIN_GROUPS:
         input:
             functools.partial(imp_prev, _chain),
         output:
-            imp_outputs(_chain, "{round}", "next_mask.safetensors"),
+            imp_outputs(_chain, "{round}", F["next_mask"]),
         log:
             imp_log(_chain, "{round}"),
         wildcard_constraints:
