@@ -52,7 +52,7 @@ def cmd_train(args) -> None:
         if any(c.algorithm.algorithm == "imp" for c in cfgs):
             raise ConfigError("algorithm: imp trains in rounds (sparsenet imp-round); fuse runs of any other")
         outs = _fused_folders("--out", args.out, args.fuse)
-        code = provenance.identity("train", cfgs[0])  # the runs share their algorithm: one identity
+        code = provenance.identity("train", cfgs[0])  # the runs share their algorithm, frozen or not (fused)
         for out, record in zip(outs, fused.train_fused(cfgs, outs, data_root=args.data_root, device=args.device,
                                                        code=code)):
             print(f"{out}: {record.status} test_acc {record.test_acc:.4f} density {record.density:.4f}")

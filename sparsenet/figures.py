@@ -93,9 +93,10 @@ def _panels(n: int, width: float, height: float, columns: int = 4):
 
 
 def _ordered(names) -> list[str]:
-    """The algorithms among `names` in the registry's order, then any by import path."""
-    names = set(names)
-    return [a for a in algorithms.NAMES if a in names] + sorted(names - set(algorithms.NAMES))
+    """The sparse algorithms among `names` (not dense, nor a frozen run's label), in the registry's order, then
+    any by import path."""
+    names = {n for n in names if n != "dense" and not algorithms.split(n)[1]}
+    return [a for a in algorithms.NAMES if a in names] + sorted(n for n in names if ":" in n)
 
 
 def style(algorithm: str) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from sparsenet import execution, models, sparse
+from sparsenet import algorithms, execution, models, sparse
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.optim import SGD
 from sparsenet.record import RunRecord
@@ -328,9 +328,9 @@ def _check_group(cfgs: list[RunConfig]) -> None:
             if getattr(c, part) != getattr(first, part):
                 raise ConfigError(f"fused runs share model, data, recipe and execution settings; {part} differs "
                                   f"between the runs of seed {first.seed} and {c.seed}")
-        if c.algorithm.algorithm != first.algorithm.algorithm:
-            raise ConfigError(f"fused runs share an algorithm; got {first.algorithm.algorithm} and "
-                              f"{c.algorithm.algorithm}")
+        label, first_label = (algorithms.label(x.algorithm.algorithm, x.algorithm.freeze_epoch) for x in (c, first))
+        if label != first_label:  # one code identity for all: a frozen run's holds the freeze, an unfrozen one's not
+            raise ConfigError(f"fused runs share an algorithm, frozen or not; got {first_label} and {label}")
 
 
 def train_fused(cfgs: list[RunConfig], outs: list[str | Path], *, data_root=None, device: str | None = None,

@@ -18,7 +18,7 @@ RUNS = "results/runs"
 
 
 def split_label(label: str) -> tuple[str, int | None]:
-    """Folder label -> (algorithm, freeze epoch): 'rigl_freeze_f2' -> ('rigl_freeze', 2)."""
+    """Folder label -> (the run's label, freeze epoch): 'rigl_freeze_f2' -> ('rigl_freeze', 2)."""
     frozen = re.fullmatch(rf"(.+{algorithms.FREEZE})_f(\d+)", label)
     return (frozen[1], int(frozen[2])) if frozen else (label, None)
 
@@ -63,7 +63,7 @@ def run_settings(config: dict, model: str, label: str, density: float = 1.0, see
         **(expand_preset(own.get(base, {})) if base != run_label else {}),
         **expand_preset(own.get(run_label, {})),
         "dataset": config["dataset"], "model": model, "density": float(density), "seed": int(seed),
-        **algorithms.from_label(run_label, freeze or 1),
+        **algorithms.from_label(run_label, 1 if freeze is None else freeze),
     }
 
 

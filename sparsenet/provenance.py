@@ -121,10 +121,16 @@ def command_modules(command: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
 
 
 def settings_modules(cfg: RunConfig, package_dir: Path = PACKAGE_DIR) -> set[str]:
-    """The package's modules the run's settings import by name: its algorithm's, and what they import."""
+    """The package's modules the run's settings import by name: its algorithm's, the package's modules that a
+    user's own model, dataset or algorithm imports (a class built on rigl's, say), and what they import."""
     from sparsenet.algorithms import modules
 
-    return closure(modules(cfg.algorithm.algorithm, frozen=cfg.algorithm.freeze_epoch > 0), package_dir)
+    roots = set(modules(cfg.algorithm.algorithm, frozen=cfg.algorithm.freeze_epoch > 0))
+    for path in own_files(cfg):
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        roots.update(m for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                     for m in _targets(node, path.stem, False, package_dir))
+    return closure(roots, package_dir)
 
 
 def own_files(cfg: RunConfig) -> list[Path]:

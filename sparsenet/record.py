@@ -42,7 +42,7 @@ class RunRecord:
     imp_round: int | None = None  # imp: the round of its chain
     first_epoch: int = 0  # the epoch it started at (imp's rounds after late rewinding, and their retrainings)
     variant: str | None = None  # E1 retrainings: the variant,
-    source_algorithm: str | None = None  # the algorithm of the run retrained,
+    source_algorithm: str | None = None  # the label of the run retrained (<name>_freeze where it froze),
     source_run: str | None = None  # that run's folder,
     copy_of_source: bool = False  # and whether this is that run's own result (rewind that replays it exactly)
     version: int = VERSION

@@ -183,11 +183,11 @@ class Run:
 
     def _resume_or_start(self, init_state: dict) -> None:
         ckpt = load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else None
-        if ckpt is not None and ckpt["config"] != config_mod.dumps(self.cfg):
-            raise ConfigError(f"{self.ckpt_path} belongs to a run with other settings; delete it to start afresh")
-        if ckpt is not None and ckpt["code"] != self.code:
+        if ckpt is not None and ckpt["code"] != self.code:  # first: other code may also spell the settings otherwise
             print(f"{self.ckpt_path} was written by other training code; starting afresh", file=sys.stderr)
             ckpt = None
+        if ckpt is not None and ckpt["config"] != config_mod.dumps(self.cfg):
+            raise ConfigError(f"{self.ckpt_path} belongs to a run with other settings; delete it to start afresh")
         if ckpt is None:
             save_weights(self.folder.init, init_state)
             self.snapshot(float(self.start_epoch), self.start_epoch * self.steps_per_epoch)

@@ -30,7 +30,7 @@ def data_root() -> Path:
 
 def tiny(**changes):
     """A run config that trains in about a second: 2000 MNIST samples, LeNet-300-100. `algorithm` may be a label:
-    <name>_freeze freezes after `freeze_epoch` (default 1) epochs, which other algorithms ignore."""
+    <name>_freeze freezes after `freeze_epoch` (default 1) epochs; any other label runs unfrozen."""
     from sparsenet import algorithms
     from sparsenet.config import RunConfig
 

@@ -169,3 +169,11 @@ def test_every_file_of_the_package_is_in_the_identity_or_left_out_by_name():
     unnamed = [f for f in others if not any(f.match(pattern) for pattern in provenance.NOT_IN_IDENTITY)]
     assert unnamed == [], f"add these to the identity or to provenance.NOT_IN_IDENTITY with a reason: {unnamed}"
     assert all(reason for reason in provenance.NOT_IN_IDENTITY.values())
+
+
+def test_a_users_own_algorithm_brings_the_package_modules_it_builds_on_into_the_identity():
+    from sparsenet.config import RunConfig
+
+    cfg = RunConfig.from_flat({"algorithm": "tests.custom_algorithm:Redraw", "density": 0.5})
+    own = provenance.settings_modules(cfg)
+    assert {"sparsenet.algorithms._base", "sparsenet.masks"} <= own  # what tests/custom_algorithm.py imports

@@ -3,8 +3,8 @@
 Adding an algorithm is adding its module: the names are read from this folder (modules whose name starts with `_`
 are shared parts: `_base` the protocol, `_freeze`, `_at_init`, `_rigl_scripts`), and everything that lists
 algorithms (config, plan, help, figures, code identity) asks this registry. A module is imported only when its
-algorithm is asked for, so a job imports the algorithm it runs and no other, and its code identity
-(sparsenet.provenance) holds that one alone. A run's `freeze_epoch` (k > 0) freezes the mask of an algorithm
+algorithm is asked for, so a job imports the algorithms its run and its command use and no other, and its code
+identity (sparsenet.provenance) holds those alone. A run's `freeze_epoch` (k > 0) freezes the mask of an algorithm
 that can freeze (`freezable`) after k epochs (`_freeze`); tables, figures and run folders call such a run
 `<name>_freeze` (its label). A user's own algorithm is named by import path, 'package.module:Class'.
 """
@@ -62,7 +62,8 @@ def get(name: str) -> type[Algorithm]:
             raise ConfigError(f"algorithm: {name!r} is not a subclass of sparsenet.algorithms._base.Algorithm")
         return cls
     if name not in NAMES:
-        raise ConfigError(f"algorithm: unknown algorithm {name!r}; {_known()}; or an import path "
+        hint = f" ({name} is a label: set algorithm {split(name)[0]} and freeze_epoch)" if split(name)[1] else ""
+        raise ConfigError(f"algorithm: unknown algorithm {name!r}{hint}; {_known()}; or an import path "
                           "'package.module:Class'")
     module = f"{__name__}.{name}"
     importlib.import_module(module)

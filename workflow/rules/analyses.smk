@@ -80,7 +80,7 @@ rule record_rewind:
     log:
         f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/reinit/rewind/train.log",
     wildcard_constraints:
-        label="|".join(REPLAYED) or "^$",
+        label="|".join(re.escape(a) for a in REPLAYED) or "^$",
     conda:
         ENV
     params:
