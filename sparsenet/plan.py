@@ -68,7 +68,7 @@ def run_settings(config: dict, model: str, label: str, density: float = 1.0, see
 
 
 def freeze_labels(config: dict) -> list[str]:
-    return [f"{a}{algorithms.FREEZE}_f{k}" for a in config.get("freeze_algorithms", ["dnw"])
+    return [f"{a}{algorithms.FREEZE}_f{k}" for a in config["freeze_algorithms"]  # the schema fills its default
             for k in config["freeze_epochs"]]
 
 

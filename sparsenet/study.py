@@ -20,7 +20,7 @@ import yaml
 from sparsenet import algorithms, models
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
-from sparsenet.plan import chain_groups, run_settings, train_groups
+from sparsenet.plan import chain_groups, freeze_labels, run_settings, split_label, train_groups
 from sparsenet.reinit import replays_its_run
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # the workflow validates with it too
@@ -70,7 +70,8 @@ def trainings(config: dict) -> pd.DataFrame:
     rows = []
     n_seeds, n_dens = len(config["seeds"]), len(config["densities"])
     sparse, variants = config["algorithms"], config["reinit"]["variants"]
-    freeze = [(a, k) for a in config.get("freeze_algorithms", ["dnw"]) if a in sparse for k in config["freeze_epochs"]]
+    frozen = [(label, *split_label(label)) for label in freeze_labels(config)]  # (label, <alg>_freeze, k)
+    freeze = [(label, algorithms.split(name)[0], k) for label, name, k in frozen]
     fused: dict[tuple[str, str], int] = {}  # (model, label) -> the largest group its jobs train (sparsenet.plan)
     for group in [*train_groups(config), *chain_groups(config)]:
         fused[group.model, group.label] = max(fused.get((group.model, group.label), 0), group.size)
@@ -84,8 +85,7 @@ def trainings(config: dict) -> pd.DataFrame:
             rows.append(("imp_round", model, rounds * n_seeds, each, {"fixed": each}, fused[model, "imp"]))
         for algorithm in (a for a in sparse if a != "imp"):
             rows.append((algorithm, model, n_dens * n_seeds, epochs, {algorithm: epochs}, fused[model, algorithm]))
-        for algorithm, k in freeze:
-            label = f"{algorithm}{algorithms.FREEZE}_f{k}"
+        for label, algorithm, k in (f for f in freeze if f[1] in sparse):
             rows.append((label, model, n_dens * n_seeds, epochs, {algorithm: k, "fixed": epochs - k},
                          fused[model, label]))
         for algorithm in sparse:

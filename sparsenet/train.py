@@ -119,7 +119,8 @@ class Run:
         """`sparse_kernels=False` keeps every layer dense whatever the settings say (fused runs choose kernels for
         the fused layers);
         `code` is the job's code identity (sparsenet.provenance), by default a `train` job's."""
-        if algorithms.of(cfg.algorithm).needs_mask and mask is None:
+        algorithm = algorithms.of(cfg.algorithm)
+        if algorithm.needs_mask and mask is None:
             raise ConfigError(f"algorithm: {cfg.algorithm.algorithm!r} trains under a given mask, and none was given")
         self.cfg, self.out, self.folder, self.dev, self.extra = cfg, out, RunFolder(out), dev, extra or {}
         RunRecord.check_extra(self.extra)
@@ -141,9 +142,8 @@ class Run:
         init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.weights = models.prunable(self.model)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
-        algorithm = algorithms.of(cfg.algorithm)
         batch = None  # pruning at initialisation scores on data of the run's first epoch
-        if mask is None and getattr(algorithm, "needs_batch", False):
+        if mask is None and algorithm.needs_batch:
             batch = algorithm.scoring_batch(self.batcher.epoch(self.train_split, epoch_generator(cfg.seed, 0)),
                                             spec.num_classes)
         self.algo = algorithm(cfg.algorithm, self.weights, cfg.train.epochs, mask=mask,

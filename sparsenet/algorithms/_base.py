@@ -25,6 +25,7 @@ class Algorithm:
 
     name = ""  # the registry's name for it (sparsenet.algorithms.register)
     needs_mask = False  # trains under the mask it is given (retraining) and none of its own
+    needs_batch = False  # scores weights on a batch of the run's first epoch (pruning at initialisation)
     dense_gradients = False
     mask_fixed = True
     mask_changes = False

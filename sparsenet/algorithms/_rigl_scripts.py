@@ -1,4 +1,9 @@
-"""What the algorithms that follow google-research/rigl's scripts (rigl, set, static, gmp) share: their layers."""
+"""What the algorithms that follow google-research/rigl's scripts (rigl, set, static, gmp) share: their layers.
+
+The layers per model are sparsenet.models.RIGL_LAYERS, after rigl/mnist/mnist_train_eval.py (output layer dense,
+fc2 at 0.9 of fc1's sparsity), rigl/cifar_resnet/resnet_train_eval.py and rigl/imagenet_resnet/imagenet_train_eval.py
+(first conv dense); README's Fidelity table, row "layers of rigl, set, gmp, static".
+"""
 from __future__ import annotations
 
 import dataclasses
