@@ -89,14 +89,17 @@ def test_readme_fused_speed_table_is_rendered_from_its_committed_rows():
 DOCS = REPO / "docs"
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![.\d])")  # a measured value, its sign aside (not a version, 2.14.1)
 # each published study: a folder of docs/ with its committed tables/ and the summary generated from them
-STUDIES = ("default-study", "results-mnist", "results-mnist-matched")
+STUDIES = ("default-study", "results-mnist", "results-mnist-matched", "results-fashion-mnist")
 # each text that quotes studies, and the studies whose summaries may give its numbers
 QUOTING = {"README, the default study": (lambda: section(README.read_text(), "## Results of the default study"),
                                          ("default-study",)),
-           "README, the full-length MNIST study": (lambda: section(README.read_text(), "## The four questions at"),
-                                                   ("results-mnist", "results-mnist-matched")),
+           "README, the full-length studies": (lambda: section(README.read_text(), "## The four questions at"),
+                                               ("results-mnist", "results-mnist-matched", "results-fashion-mnist")),
            "docs/results-mnist.md": (lambda: (DOCS / "results-mnist.md").read_text(),
-                                     ("results-mnist", "results-mnist-matched"))}
+                                     ("results-mnist", "results-mnist-matched")),
+           # it compares with the MNIST study in a few places
+           "docs/results-fashion-mnist.md": (lambda: (DOCS / "results-fashion-mnist.md").read_text(),
+                                             ("results-fashion-mnist", "results-mnist", "results-mnist-matched"))}
 
 
 def summary_numbers(studies) -> set[str]:
@@ -127,7 +130,7 @@ def test_the_study_number_check_fails_on_a_number_edited_by_hand():
     assert set(DECIMAL.findall(text.replace(first, edited, 1))) - numbers == {edited}
 
 
-@pytest.mark.parametrize("folder", ["figures", "results-mnist", "results-mnist-matched"])
+@pytest.mark.parametrize("folder", ["figures", "results-mnist", "results-mnist-matched", "results-fashion-mnist"])
 def test_the_published_figures_are_the_studys_figures(folder):
     from sparsenet.figures import FIGURES
 
