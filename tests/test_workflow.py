@@ -80,7 +80,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "config", ["config.yaml", "config/cifar10.yaml", "config/paper-mnist.yaml", "config/paper-mnist-matched.yaml",
-               "config/paper-fashion-mnist.yaml", "config/extended.yaml"])
+               "config/paper-fashion-mnist.yaml", "config/paper-fashion-mnist-matched.yaml", "config/extended.yaml"])
 def test_dry_run_plans_every_job(tmp_path, config):
     # Planned where config.yaml lies, as from the repository root: a --configfile study must replace it, not
     # be merged into it (the default's imp_rate 0.5 would halve the full-length studies' imp rounds).
