@@ -116,3 +116,24 @@ def test_fanin_spread_is_the_coefficient_of_variation_of_kept_inputs_per_unit():
     rows = wiring(net, mask, (4,)).set_index("layer")
     assert rows.loc["0.weight", "fanin_cv"] == pytest.approx(1 / 2)  # fan-ins 3 and 1: std 1, mean 2
     assert math.isnan(rows.loc["all", "fanin_cv"])
+
+
+def test_pools_batch_norm_and_dropout_pass_paths_and_the_callers_model_is_left_as_it_was():
+    # conv (1 -> 2 channels, 1x1) -> batch norm -> relu -> max-pool 2 -> dropout -> flatten -> fc (2 -> 2)
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.5),
+                        nn.Flatten(), nn.Linear(2, 2))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    mask = Mask({"0.weight": torch.tensor([True, True]).reshape(2, 1, 1, 1),
+                 "6.weight": torch.tensor([[True, False], [False, False]])})
+    rows = wiring(net, mask, (1, 2, 2))
+    assert list(rows.index) == list(range(3))  # one row per layer, then 'all'
+    rows = rows.set_index("layer")
+    # channel 0 reaches output 0 through the pool's window; channel 1 feeds no kept weight, output 1 has none
+    assert rows["effective_kept"].to_dict() == {"0.weight": 1, "6.weight": 1, "all": 2}
+    assert rows["dead_units"].to_dict() == {"0.weight": 1, "6.weight": 1, "all": 2}
+    assert rows["units"].to_dict() == {"0.weight": 2, "6.weight": 2, "all": 4}
+    assert rows["density"].to_dict() == {"0.weight": 1.0, "6.weight": 0.25, "all": 0.5}
+    assert rows.loc["6.weight", "fanin_cv"] == pytest.approx(1.0)  # fan-ins 1 and 0: mean 0.5, std 0.5
+    assert [type(m) for m in net] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Dropout, nn.Flatten,
+                                      nn.Linear]
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
