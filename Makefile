@@ -1,4 +1,5 @@
-# `make run`: set up .venv, run the study of config.yaml and write its report; `make test`: lint, then the tests.
+# `make run`: set up .venv, run the study of config.yaml and write its report; `make test`: lint, then the tests;
+# `make mutation`: mutation testing of the modules that decide results (an hour or more; not part of `make test`).
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -10,7 +11,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,test]'
 	touch $@
 
-.PHONY: setup run test
+.PHONY: setup run test mutation
 setup: $(BIN)/.installed
 
 run: setup
@@ -21,3 +22,9 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/python -m pytest -q
+
+# MUTANTS: mutmut's name patterns, to measure some modules only (make mutation MUTANTS='sparsenet.prune.*')
+mutation: setup
+	rm -rf mutants  # from scratch: mutmut keeps a survivor's verdict even after a new test would kill it
+	$(BIN)/mutmut run --max-children $(CORES) $(MUTANTS)
+	$(BIN)/python benchmarks/mutation.py --out docs/tables/mutation.csv

@@ -86,6 +86,27 @@ def test_readme_fused_speed_table_is_rendered_from_its_committed_rows():
     assert set(RATIO.findall(fused)) - set(RATIO.findall(table)) == set()  # no speed-up typed by hand
 
 
+def test_mutation_scores_count_each_modules_verdicts_and_leave_out_an_unfinished_module(tmp_path, capsys):
+    import json
+
+    def meta(path, codes):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"exit_code_by_key": {f"m{i}": c for i, c in enumerate(codes)}}))
+
+    # mutmut's exit codes: 1 killed, 36 timeout, 0 survived, 33 no tests, None not checked yet
+    meta(tmp_path / "sparsenet" / "prune.py.meta", [1, 1, 1, 36, 0, 33, 0, 1])
+    meta(tmp_path / "sparsenet" / "algorithms" / "dnw.py.meta", [1, 0])
+    meta(tmp_path / "sparsenet" / "wiring.py.meta", [1, None])
+    rows = benchmark("mutation").count(tmp_path).set_index("module")
+    assert "sparsenet.wiring" not in rows.index
+    assert "sparsenet.wiring: 1 of 2 mutants not checked" in capsys.readouterr().err
+    assert rows.loc["sparsenet.prune"].to_dict() == {"mutants": 8, "killed": 4, "timeout": 1, "survived": 2,
+                                                     "no_tests": 1, "score": 5 / 8}
+    assert rows.loc["sparsenet.algorithms.dnw", "score"] == 0.5
+    table = benchmark("mutation").markdown(rows.reset_index())
+    assert "| `sparsenet.prune` | 8 | 4 | 1 | 2 | 1 | 62.5% |" in table and table.endswith("| 60.0% |")
+
+
 DOCS = REPO / "docs"
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![.\d])")  # a measured value, its sign aside (not a version, 2.14.1)
 # each published study: a folder of docs/ with its committed tables/ and the summary generated from them

@@ -1,0 +1,84 @@
+"""The mutation score of each module that decides results: how many of mutmut's mutants the tests kill.
+
+    make mutation                  # mutmut run (the modules and tests: pyproject's [tool.mutmut]), then this
+    make mutation MUTANTS='sparsenet.prune.* sparsenet.wiring.*'   # some modules only
+    python benchmarks/mutation.py --out docs/tables/mutation.csv   # count mutmut's results in mutants/
+    python benchmarks/mutation.py --markdown docs/tables/mutation.csv   # README's table
+
+A mutant counts as detected when a test fails (killed) or runs past mutmut's time limit (timeout); "no tests"
+means no selected test reaches the mutated function, and counts as undetected. Score = detected / mutants.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+MUTANTS = Path("mutants")
+DETECTED = ("killed", "timeout")
+COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "score"]
+
+
+def count(mutants: Path = MUTANTS) -> pd.DataFrame:
+    """One row per mutated module from mutmut's records (`mutants/**/*.py.meta`)."""
+    from mutmut.stats import status_by_exit_code  # the one place that reads mutmut's exit codes
+
+    rows = []
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"].values()
+        statuses = [status_by_exit_code[c] for c in codes]
+        module = ".".join(meta.relative_to(mutants).with_suffix("").with_suffix("").parts)
+        if not statuses:
+            continue
+        tally = {s: statuses.count(s) for s in ("killed", "timeout", "no tests")}
+        if "not checked" in statuses:  # a module outside MUTANTS, or a run stopped early: no score
+            print(f"{module}: {statuses.count('not checked')} of {len(statuses)} mutants not checked, left out",
+                  file=sys.stderr)
+            continue
+        rows.append({"module": module, "mutants": len(statuses), "killed": tally["killed"],
+                     "timeout": tally["timeout"], "no_tests": tally["no tests"],
+                     # survived, and the rare suspicious or crashed mutant: none is counted as detected
+                     "survived": len(statuses) - tally["killed"] - tally["timeout"] - tally["no tests"]})
+    if not rows:
+        sys.exit(f"no mutmut results under {mutants}/; run `make mutation` first")
+    frame = pd.DataFrame(rows)
+    frame["score"] = (frame["killed"] + frame["timeout"]) / frame["mutants"]
+    return frame[COLUMNS]
+
+
+def markdown(rows: pd.DataFrame) -> str:
+    """README's table: every module's score, then all modules together."""
+    total = rows[["mutants", "killed", "timeout", "survived", "no_tests"]].sum()
+    lines = ["| module | mutants | killed | timeout | survived | no test reaches it | score |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows.itertuples():
+        lines.append(f"| `{r.module}` | {r.mutants} | {r.killed} | {r.timeout} | {r.survived} | {r.no_tests} "
+                     f"| {100 * r.score:.1f}% |")
+    detected = (total["killed"] + total["timeout"]) / total["mutants"]
+    lines.append(f"| all | {total['mutants']} | {total['killed']} | {total['timeout']} | {total['survived']} "
+                 f"| {total['no_tests']} | {100 * detected:.1f}% |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, help="write the counts of mutants/ to this CSV")
+    p.add_argument("--markdown", type=Path, help="print README's table from this CSV")
+    args = p.parse_args()
+    if args.out:
+        frame = count()
+        tmp = args.out.with_suffix(".tmp")
+        frame.to_csv(tmp, index=False, float_format="%.4f")
+        tmp.replace(args.out)
+        print(markdown(frame))
+    elif args.markdown:
+        print(markdown(pd.read_csv(args.markdown)))
+    else:
+        p.error("give --out or --markdown")
+
+
+if __name__ == "__main__":
+    main()
