@@ -7,6 +7,7 @@ variable SPARSENET_DATA, or ``./data``.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,19 @@ def _read_idx(path: Path) -> np.ndarray:
     return body.reshape(shape)
 
 
+@functools.lru_cache(maxsize=2)
+def _read_npz(path: Path, part: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One part of cifar10.npz as NCHW uint8 images and int64 labels, kept for the process: decompressing it takes
+    seconds, and a process (a benchmark, the test suite) may load it several times. The file's time and size are
+    part of the key, so a replaced file is read again."""
+    try:
+        with np.load(path) as npz:
+            x, y = npz[f"x_{part}"], npz[f"y_{part}"]
+    except (KeyError, OSError, ValueError) as e:
+        raise DataError(f"{path} is unreadable or lacks x_{part}/y_{part}: {e}") from None
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
+
+
 def _load_raw(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     """Images as uint8 NCHW and labels as int64: MNIST-like raw files and cifar10.npz are read directly (no
     torchvision import: it costs a training job seconds of start-up); anything else goes through torchvision,
@@ -72,13 +86,10 @@ def _load_raw(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarra
     if images.exists() and labels.exists():
         return _read_idx(images)[:, None], _read_idx(labels).astype(np.int64)
     if name == "cifar10" and (root / "cifar10.npz").exists():
-        part = "train" if train else "test"
-        try:
-            with np.load(root / "cifar10.npz") as npz:
-                x, y = npz[f"x_{part}"], npz[f"y_{part}"]
-        except (KeyError, OSError, ValueError) as e:
-            raise DataError(f"{root / 'cifar10.npz'} is unreadable or lacks x_{part}/y_{part}: {e}") from None
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
+        path = root / "cifar10.npz"
+        stat = path.stat()
+        x, y = _read_npz(path, "train" if train else "test", stat.st_mtime_ns, stat.st_size)
+        return x.copy(), y.copy()  # a split on the CPU shares its array's memory: the cached arrays stay apart
     import torchvision
 
     tv = torchvision.datasets

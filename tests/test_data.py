@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +128,20 @@ def test_every_built_in_dataset_has_a_spec():
     from sparsenet.config import DATASETS
 
     assert tuple(datasets.BUILTIN) == DATASETS
+
+
+def test_cifar10_npz_is_decompressed_once_per_process_and_read_again_when_replaced(tmp_path):
+    from sparsenet import data
+
+    def write(value):
+        np.savez(tmp_path / "cifar10.npz", x_train=np.full((2, 32, 32, 3), value, np.uint8), y_train=np.zeros(2),
+                 x_test=np.zeros((1, 32, 32, 3), np.uint8), y_test=np.zeros(1))
+        os.utime(tmp_path / "cifar10.npz", ns=(value * 10**9, value * 10**9))
+
+    write(1)
+    x, _ = data._load_raw("cifar10", tmp_path, train=True)
+    x[:] = 7  # a split's array is the caller's own: changing it leaves the cache as it was
+    again, _ = data._load_raw("cifar10", tmp_path, train=True)
+    assert x.shape == (2, 3, 32, 32) and (again == 1).all()
+    write(2)
+    assert (data._load_raw("cifar10", tmp_path, train=True)[0] == 2).all()
