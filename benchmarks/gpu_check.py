@@ -61,7 +61,7 @@ class Check:
         self.step_s: dict[tuple[str, str, str], float] = {}  # (model, algorithm, setting) -> seconds per step
         self.eval_s: dict[tuple[str, str], float] = {}
         self.out = Path(args.out)
-        self.batch = 16 if self.smoke else 128
+        self.batch = 4 if self.smoke else 128
 
     def cfg(self, **changes) -> RunConfig:
         base = {"dataset": "cifar10", "model": "resnet20", "epochs": 15, "batch_size": self.batch, "lr": 0.1,
