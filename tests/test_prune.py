@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from sparsenet.config import ConfigError
 from sparsenet.masks import Mask, layer_counts
-from sparsenet.prune import prune_one_layer, sweep
+from sparsenet.prune import METHODS, prune_one_layer, random_prune, sweep
 from sparsenet.train import train
 
 from .conftest import tiny
@@ -35,3 +36,32 @@ def test_sweep_prunes_each_sparse_layer_alone(tmp_path, data_root):
     assert len(alone) == 6 and alone.xs(0.0, level="q")["density"].to_numpy() == pytest.approx(0.2, abs=1e-3)
     fc1 = alone.loc[("fc1.weight", 0.5), "density"]  # fc1 holds 235200 of 266200 weights: half of its kept go
     assert fc1 == pytest.approx(0.2 * (1 - 0.5 * 235200 / 266200), abs=2e-3)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.3, 0.9])
+def test_random_prune_removes_a_fraction_of_each_sparse_layers_kept_weights_and_draws_again_by_seed(q):
+    g = torch.Generator().manual_seed(0)
+    weights = {n: torch.randn(s, generator=g) for n, s in SHAPES.items()}
+    mask = Mask.random(weights, layer_counts(SHAPES, 0.4, "uniform"), g)
+    dense = {"fc1.weight"}  # kept whole: left as it is, and the layers after it still pruned
+    draws = [random_prune(mask, q, dense, torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    pruned = draws[0]
+    assert set(pruned.layers) == set(mask.layers)
+    assert torch.equal(pruned.layers["fc1.weight"], mask.layers["fc1.weight"])
+    before, after = mask.layers["fc2.weight"], pruned.layers["fc2.weight"]
+    kept = int(before.sum())
+    assert int(after.sum()) == kept - round(q * kept) and not (after & ~before).any()
+    assert draws[0].equal(draws[1])  # a draw is its generator's
+    assert draws[0].equal(draws[2]) == (q == 0.0)
+
+
+@pytest.mark.parametrize("fractions,methods,message", [
+    ([0.5, 1.0], METHODS, "prune_sweep.fractions: each must lie in [0, 1), got 1.0"),
+    ([-0.1], METHODS, "prune_sweep.fractions: each must lie in [0, 1), got -0.1"),
+    ([0.5], ["magnitude_global", "largest"],
+     f"prune_sweep.methods: ['largest'] unknown; allowed: {', '.join(METHODS)}")])
+def test_a_sweep_refuses_a_fraction_or_method_it_cannot_run_before_reading_the_run(tmp_path, fractions, methods,
+                                                                                   message):
+    with pytest.raises(ConfigError) as e:
+        sweep(tmp_path / "no run", fractions, methods=methods)
+    assert str(e.value) == message
