@@ -1,4 +1,5 @@
 """E1 variants that reset weights or mask without training: what each keeps and what it destroys."""
+import pytest
 import torch
 
 from sparsenet import reinit
@@ -57,3 +58,31 @@ def test_variants_retrained_together_equal_each_retrained_alone(tmp_path, data_r
         alone = reinit.retrain(tmp_path / "run", variant, tmp_path / "alone" / variant)
         assert record.variant == alone.variant == variant and record.config == alone.config
         _assert_same_run(tmp_path / "fused" / variant, tmp_path / "alone" / variant)
+
+
+def test_reinit_draws_new_weights_from_a_seed_no_run_trains_and_keeps_the_mask():
+    cfg = tiny(seed=3)
+    mask, _ = _mask_and_weights()
+    own = reinit.initial_weights(cfg, cfg.seed)  # what the run started from
+    weights, kept = reinit.reset(cfg, own, mask, "reinit")
+    again, _ = reinit.reset(cfg, own, mask, "reinit")
+    assert kept is mask and set(weights) == set(own)
+    assert all(torch.equal(weights[n], again[n]) for n in own)  # one draw per seed
+    assert not torch.equal(weights["fc1.weight"], own["fc1.weight"])
+    fresh = reinit.initial_weights(cfg, 3 + reinit.RESEED)  # the model built anew with the seed reserved for reinit
+    assert all(torch.equal(weights[n], fresh[n]) for n in own)
+
+
+def test_signed_constant_keeps_each_kept_weights_sign_at_its_layers_standard_deviation():
+    mask, own = _mask_and_weights()
+    weights, kept = reinit.reset(tiny(), own, mask, "signed_constant")
+    assert kept is mask and torch.equal(weights["fc1.bias"], own["fc1.bias"])  # only the masked layers change
+    for name in mask.layers:
+        assert torch.equal(weights[name], torch.sign(own[name]) * own[name].std()), name
+
+
+def test_rewind_keeps_the_runs_own_weights_and_mask_and_an_unknown_variant_is_named():
+    mask, own = _mask_and_weights()
+    assert reinit.reset(tiny(), own, mask, "rewind") == (own, mask)
+    with pytest.raises(ValueError, match="variant: must be one of rewind, .*; got 'rewound'"):
+        reinit.reset(tiny(), own, mask, "rewound")
