@@ -10,6 +10,7 @@ from .conftest import REPO
 README = REPO / "README.md"
 ACCURACY_ROWS = REPO / "docs" / "tables" / "mnist_accuracy.csv"
 FUSED_ROWS = REPO / "docs" / "tables" / "fused_speed.csv"
+MUTATION_ROWS = REPO / "docs" / "tables" / "mutation.csv"
 
 
 def benchmark(name: str):
@@ -84,6 +85,14 @@ def test_readme_fused_speed_table_is_rendered_from_its_committed_rows():
     fused = section(README.read_text(), "### Fused runs").split("\n### ")[0]
     assert table in fused
     assert set(RATIO.findall(fused)) - set(RATIO.findall(table)) == set()  # no speed-up typed by hand
+
+
+def test_readme_mutation_table_is_rendered_from_its_committed_rows():
+    # regenerate: python benchmarks/mutation.py --markdown docs/tables/mutation.csv
+    table = benchmark("mutation").markdown(pd.read_csv(MUTATION_ROWS))
+    testing = section(README.read_text(), "## Testing")
+    assert table in testing
+    assert hand_typed(testing, table, set()) == set()  # no score typed by hand
 
 
 def test_mutation_scores_count_each_modules_verdicts_and_leave_out_an_unfinished_module(tmp_path, capsys):
