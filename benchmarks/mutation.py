@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 
 MUTANTS = Path("mutants")
-DETECTED = ("killed", "timeout")
 COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "score"]
 
 
