@@ -70,8 +70,9 @@ def trainings(config: dict) -> pd.DataFrame:
     rows = []
     n_seeds, n_dens = len(config["seeds"]), len(config["densities"])
     sparse, variants = config["algorithms"], config["reinit"]["variants"]
-    frozen = [(label, *split_label(label)) for label in freeze_labels(config)]  # (label, <alg>_freeze, k)
-    freeze = [(label, algorithms.split(name)[0], k) for label, name, k in frozen]
+    # (label, algorithm, k) of each frozen run: 'dnw_freeze_f2' -> ('dnw_freeze_f2', 'dnw', 2)
+    freeze = [(label, algorithms.split(split_label(label)[0])[0], split_label(label)[1])
+              for label in freeze_labels(config)]
     fused: dict[tuple[str, str], int] = {}  # (model, label) -> the largest group its jobs train (sparsenet.plan)
     for group in [*train_groups(config), *chain_groups(config)]:
         fused[group.model, group.label] = max(fused.get((group.model, group.label), 0), group.size)
