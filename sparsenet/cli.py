@@ -19,7 +19,9 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
                                     "flags override its keys")
     p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
     _add_common(p)
-    g = p.add_argument_group("run settings (override the config file)")
+    g = p.add_argument_group("run settings (override the config file)",
+                             "An algorithm's own settings are flags as well (--prune-rate 0.3 for snfs); "
+                             "`sparsenet settings` lists every setting with the algorithms that have it.")
     from sparsenet.settings import describe, kind
 
     for key in FIELDS:
@@ -27,11 +29,33 @@ def _add_run_settings(p: argparse.ArgumentParser) -> None:
                        metavar=kind(key).replace(" ", "_").upper(), help=describe(key))
 
 
+def _own_flags(extra: list[str]) -> dict[str, str]:
+    """The flags not declared on the command line, as settings ('--prune-rate 0.3' or '--prune-rate=0.3' ->
+    {'prune_rate': '0.3'}): an algorithm's own, which RunConfig checks against the run's algorithm."""
+    out, rest = {}, list(extra)
+    while rest:
+        flag = rest.pop(0)
+        key, sep, value = flag.removeprefix("--").partition("=")
+        if not flag.startswith("--") or not key:
+            raise ConfigError(f"unexpected argument {flag!r}")
+        if not sep:
+            if not rest:
+                raise ConfigError(f"{flag}: expected a value")
+            value = rest.pop(0)
+        out[key.replace("-", "_")] = value
+    return out
+
+
 def _run_config(args: argparse.Namespace, **overrides: str) -> RunConfig:
-    values = config_mod.expand_preset(config_mod.load_file(args.config)) if args.config else {}
-    values = {**config_mod.expand_preset({"preset": args.preset}), **values}
-    values.update({k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None})
-    return RunConfig.from_flat({**values, **overrides})
+    """The run's settings: the preset, then the config file (and its own preset), then flags, then `overrides`;
+    a preset's settings of one algorithm are those of the run's."""
+    file = config_mod.load_file(args.config) if args.config else {}
+    given = {**{k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}, **_own_flags(args.extra),
+             **overrides}
+    algorithm = given.get("algorithm", file.get("algorithm"))
+    values = {**config_mod.expand_preset({"preset": args.preset}, algorithm),
+              **config_mod.expand_preset(file, algorithm)}
+    return RunConfig.from_flat({**values, **given})
 
 
 def _fused_run(text: str) -> dict[str, str]:
@@ -403,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_common(p)
     p.set_defaults(func=cmd_plan)
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not hasattr(args, "preset"):  # only commands that take run settings take an algorithm's own
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     if getattr(args, "threads", None):
         import torch
 

@@ -7,6 +7,7 @@ rejected when the dataclass is built, with the key and the allowed values in the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,6 @@ import yaml
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
-IMP_SCOPES = ("global", "layerwise")
-IMP_OUTPUTS = ("reference", "dense", "half", "global")
-RIGL_LAYER_RULES = ("reference", "all")
 INITS = ("kaiming_normal", "kaiming_uniform", "pytorch", "variance_scaling")
 BN_INITS = ("uniform", "fixed")
 PRECISIONS = ("fp32", "bf16")
@@ -37,16 +35,20 @@ class ConfigError(ValueError):
     """A setting is missing, unknown or out of range; the message names the key."""
 
 
-def _check(ok: bool, key: str, message: str) -> None:
+def check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {message}")
 
 
-def _check_fraction(value: float, key: str, *, low_open: bool, high_open: bool) -> None:
+def check_choice(value: str, key: str, choices: tuple[str, ...]) -> None:
+    check(value in choices, key, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_fraction(value: float, key: str, *, low_open: bool, high_open: bool) -> None:
     above = value > 0 if low_open else value >= 0
     below = value < 1 if high_open else value <= 1
     lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-    _check(above and below, key, f"must lie in {lo}0, 1{hi}, got {value!r}")
+    check(above and below, key, f"must lie in {lo}0, 1{hi}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,9 @@ class DataHparams:
                 loader(self.dataset)
             except KeyError as e:
                 raise ConfigError(f"dataset: {e.args[0]}") from None
-        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size!r}")
-        _check_fraction(self.val_fraction, "val_fraction", low_open=False, high_open=True)
-        _check(self.train_subset >= 0, "train_subset", f"must be >= 0, got {self.train_subset!r}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size!r}")
+        check_fraction(self.val_fraction, "val_fraction", low_open=False, high_open=True)
+        check(self.train_subset >= 0, "train_subset", f"must be >= 0, got {self.train_subset!r}")
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,8 @@ class ModelHparams:
             resolve(self.model)
         except KeyError as e:
             raise ConfigError(f"model: {e.args[0]}") from None
-        _check(self.init in INITS, "init", f"must be one of {', '.join(INITS)}; got {self.init!r}")
-        _check(self.bn_init in BN_INITS, "bn_init", f"must be one of {', '.join(BN_INITS)}; got {self.bn_init!r}")
+        check_choice(self.init, "init", INITS)
+        check_choice(self.bn_init, "bn_init", BN_INITS)
 
 
 @dataclass(frozen=True)
@@ -112,19 +114,19 @@ class TrainHparams:
                                                     "(0, 1); comma-separated", unit="fraction of epoch 1")
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs!r}")
-        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr!r}")
-        _check(0 <= self.momentum < 1, "momentum", f"must lie in [0, 1), got {self.momentum!r}")
-        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay!r}")
-        _check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
-        _check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs",
-               f"must lie in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
-        _check(all(0 < m < self.epochs for m in self.milestones), "milestones",
-               f"each must lie in (0, epochs={self.epochs}), got {list(self.milestones)}")
-        _check(0 < self.gamma <= 1, "gamma", f"must lie in (0, 1], got {self.gamma!r}")
-        _check_fraction(self.label_smoothing, "label_smoothing", low_open=False, high_open=True)
+        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs!r}")
+        check(self.lr > 0, "lr", f"must be > 0, got {self.lr!r}")
+        check(0 <= self.momentum < 1, "momentum", f"must lie in [0, 1), got {self.momentum!r}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay!r}")
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs",
+              f"must lie in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
+        check(all(0 < m < self.epochs for m in self.milestones), "milestones",
+              f"each must lie in (0, epochs={self.epochs}), got {list(self.milestones)}")
+        check(0 < self.gamma <= 1, "gamma", f"must lie in (0, 1], got {self.gamma!r}")
+        check_fraction(self.label_smoothing, "label_smoothing", low_open=False, high_open=True)
         for f in self.snapshot_fractions:
-            _check_fraction(f, "snapshot_fractions", low_open=True, high_open=True)
+            check_fraction(f, "snapshot_fractions", low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -133,79 +135,30 @@ class AlgorithmHparams:
                              "mask, as retraining does), or a user's own by import path 'package.module:Class'")
     density: float = setting(1.0, "kept / prunable weights over the sparse layers, in (0, 1]; 1 for dense",
                              unit="fraction")
-    distribution: str = setting("uniform", "per-layer densities of the mask (snfs, dnw, set, rigl, static, gmp's "
-                                "schedule, random masks)", choices=DISTRIBUTIONS)
+    distribution: str = setting("uniform", "per-layer densities of a mask an algorithm draws, "
+                                "regrows or schedules by layer, and of random masks", choices=DISTRIBUTIONS)
     dense_layers: tuple[str, ...] = setting((), "prunable weights kept whole, by name (`sparsenet layers MODEL` lists "
                                             "them, e.g. fc3.weight); comma-separated")
     sparsity_scales: tuple[tuple[str, float], ...] = setting((), "a layer's sparsity as a multiple of the other sparse "
                                                              "layers' (uniform densities; the total stays exact), as "
                                                              "name:scale pairs (e.g. fc2.weight:0.9)")
-    rigl_layers: str = setting("reference", "rigl, set, gmp, static: the layers google-research/rigl's scripts keep "
-                               "dense and their sparsity scales (reference: LeNet-300-100's output layer dense and "
-                               "fc2.weight:0.9, a conv net's first conv dense), or every prunable weight sparse (all)",
-                               choices=RIGL_LAYER_RULES)
-    prune_rate: float = setting(0.5, "snfs: fraction of kept weights pruned and regrown at the first update, decaying "
-                                "by cosine, in [0, 1)", unit="fraction")
     freeze_epoch: int = setting(0, "fix the mask after this many epochs (an algorithm that can freeze, `sparsenet "
                                 "algorithms`; tables call the run <name>_freeze), in [0, epochs); 0: never",
                                 unit="epochs")
-    update_interval: int = setting(100, "rigl, set: optimizer steps between mask updates, >= 1", unit="steps")
-    update_end: float = setting(0.75, "rigl, set: no mask update after this fraction of training, in (0, 1]",
-                                unit="fraction")
-    drop_fraction: float = setting(0.3, "rigl, set: fraction of each layer's kept weights dropped and regrown at the "
-                                   "first update, decaying by cosine to 0 at update_end, in (0, 1)", unit="fraction")
-    gmp_start: float = setting(0.0167, "gmp: the cubic pruning schedule starts at this fraction of training, in [0, 1)",
-                               unit="fraction")
-    gmp_end: float = setting(0.25, "gmp: the target density is reached at this fraction of training, above gmp_start",
-                             unit="fraction")
-    gmp_interval: int = setting(500, "gmp: optimizer steps between pruning steps, >= 1", unit="steps")
-    synflow_rounds: int = setting(100, "synflow: scoring rounds, densities on an exponential schedule, >= 1")
-    imp_rate: float = setting(0.2, "imp: fraction of the remaining weights pruned per round, in (0, 1)",
-                              unit="fraction")
-    imp_scope: str = setting("global", "imp: rank weights across all sparse layers (global) or within each layer",
-                             choices=IMP_SCOPES)
-    imp_layer_rates: tuple[tuple[str, float], ...] = setting((), "imp: per-layer multipliers of imp_rate, as "
-                                                             "name:multiplier pairs (e.g. fc3.weight:0.5)")
-    imp_output: str = setting("reference", "imp: the output layer as the model's reference code treats it (reference), "
-                              "kept dense, pruned at half the rate, or globally", choices=IMP_OUTPUTS)
-    rewind_epoch: int = setting(0, "imp: rewind each round to the weights after this many epochs of round 0 (0: the "
-                                "initial weights), below epochs", unit="epochs")
 
     def __post_init__(self) -> None:
         from sparsenet import algorithms  # it imports this module: not at the top
 
         algorithms.get(self.algorithm)  # a ConfigError naming the key where there is no such algorithm
-        _check_fraction(self.density, "density", low_open=True, high_open=False)
-        _check(self.algorithm != "dense" or self.density == 1.0, "density",
-               f"the dense algorithm has density 1.0, got {self.density!r}")
-        _check(self.distribution in DISTRIBUTIONS, "distribution",
-               f"must be one of {', '.join(DISTRIBUTIONS)}; got {self.distribution!r}")
+        check_fraction(self.density, "density", low_open=True, high_open=False)
+        check(self.algorithm != "dense" or self.density == 1.0, "density",
+              f"the dense algorithm has density 1.0, got {self.density!r}")
+        check_choice(self.distribution, "distribution", DISTRIBUTIONS)
         for name, scale in self.sparsity_scales:
-            _check(scale > 0, "sparsity_scales", f"the scale of {name!r} must be > 0, got {scale!r}")
-        _check(not self.sparsity_scales or self.distribution == "uniform", "sparsity_scales",
-               f"apply to distribution 'uniform' only, got distribution {self.distribution!r}")
-        _check(self.rigl_layers in RIGL_LAYER_RULES, "rigl_layers",
-               f"must be one of {', '.join(RIGL_LAYER_RULES)}; got {self.rigl_layers!r}")
-        _check_fraction(self.prune_rate, "prune_rate", low_open=False, high_open=True)
-        _check(self.freeze_epoch >= 0, "freeze_epoch", f"must be >= 0, got {self.freeze_epoch!r}")
-        _check(self.update_interval >= 1, "update_interval", f"must be >= 1, got {self.update_interval!r}")
-        _check_fraction(self.update_end, "update_end", low_open=True, high_open=False)
-        _check_fraction(self.drop_fraction, "drop_fraction", low_open=True, high_open=True)
-        _check_fraction(self.gmp_start, "gmp_start", low_open=False, high_open=True)
-        _check_fraction(self.gmp_end, "gmp_end", low_open=True, high_open=False)
-        _check(self.gmp_start < self.gmp_end, "gmp_end",
-               f"must be above gmp_start={self.gmp_start}, got {self.gmp_end!r}")
-        _check(self.gmp_interval >= 1, "gmp_interval", f"must be >= 1, got {self.gmp_interval!r}")
-        _check(self.synflow_rounds >= 1, "synflow_rounds", f"must be >= 1, got {self.synflow_rounds!r}")
-        _check_fraction(self.imp_rate, "imp_rate", low_open=True, high_open=True)
-        _check(self.imp_scope in IMP_SCOPES, "imp_scope",
-               f"must be one of {', '.join(IMP_SCOPES)}; got {self.imp_scope!r}")
-        _check(self.imp_output in IMP_OUTPUTS, "imp_output",
-               f"must be one of {', '.join(IMP_OUTPUTS)}; got {self.imp_output!r}")
-        for name, mult in self.imp_layer_rates:
-            _check(mult > 0 and mult * self.imp_rate < 1, "imp_layer_rates",
-                   f"multiplier for {name!r} must make the rate lie in (0, 1), got {mult!r}")
-        _check(self.rewind_epoch >= 0, "rewind_epoch", f"must be >= 0, got {self.rewind_epoch!r}")
+            check(scale > 0, "sparsity_scales", f"the scale of {name!r} must be > 0, got {scale!r}")
+        check(not self.sparsity_scales or self.distribution == "uniform", "sparsity_scales",
+              f"apply to distribution 'uniform' only, got distribution {self.distribution!r}")
+        check(self.freeze_epoch >= 0, "freeze_epoch", f"must be >= 0, got {self.freeze_epoch!r}")
 
 
 @dataclass(frozen=True)
@@ -224,11 +177,9 @@ class ExecutionHparams:
                                   "auto (where they pay), on, off", choices=SPARSE_KERNELS)
 
     def __post_init__(self) -> None:
-        _check(self.precision in PRECISIONS, "precision",
-               f"must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
-        _check(self.sparse_kernels in SPARSE_KERNELS, "sparse_kernels",
-               f"must be one of {', '.join(SPARSE_KERNELS)}; got {self.sparse_kernels!r}")
-        _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size!r}")
+        check_choice(self.precision, "precision", PRECISIONS)
+        check_choice(self.sparse_kernels, "sparse_kernels", SPARSE_KERNELS)
+        check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size!r}")
 
 
 @dataclass(frozen=True)
@@ -241,11 +192,11 @@ class RunConfig:
     seed: int = setting(0, "seed of initialisation, data order and random masks")
 
     def __post_init__(self) -> None:
-        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
         from sparsenet import algorithms
 
-        _check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
-               f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
+        check(self.algorithm.freeze_epoch < self.train.epochs, "freeze_epoch",
+              f"must be < epochs={self.train.epochs}, got {self.algorithm.freeze_epoch}")
         object.__setattr__(self, "algorithm", algorithms.of(self.algorithm).resolve(self))  # of: can it freeze?
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,24 +205,24 @@ class RunConfig:
 
     @classmethod
     def from_flat(cls, values: dict[str, Any]) -> RunConfig:
-        """Build from one flat mapping of field names (as in a run config file or on the command line).
+        """Build from one flat mapping of field names (as in a run config file or on the command line): the
+        shared settings and those of the run's algorithm (its `hparams`).
 
         A `preset` key names a recipe (sparsenet/recipes/<name>.yaml); the mapping's other keys override it.
         """
         values = expand_preset(values)
-        unknown = set(values) - set(FIELDS)
+        own = algorithm_hparams(_coerce("algorithm", values.get("algorithm", AlgorithmHparams.algorithm), str))
+        keys = settings(own)
+        unknown = set(values) - set(keys)
         if unknown:
-            raise ConfigError(f"{sorted(unknown)[0]}: unknown key; allowed keys are "
-                              f"{', '.join(sorted([*FIELDS, 'preset']))}")
+            name = values.get("algorithm", AlgorithmHparams.algorithm)
+            raise ConfigError(f"{sorted(unknown)[0]}: unknown key for algorithm {name!r} (its own keys: "
+                              f"{', '.join(own_settings(own)) or 'none'}; every key: `sparsenet settings`)")
         sections = {}
-        for section, hp_cls in SECTIONS.items():
-            kwargs = {}
-            for f in dataclasses.fields(hp_cls):
-                if f.name in values:
-                    kwargs[f.name] = _coerce(f.name, values[f.name], FIELDS[f.name])
-            sections[section] = hp_cls(**kwargs)
-        seed = _coerce("seed", values.get("seed", 0), int)
-        return cls(seed=seed, **sections)
+        for section, hp_cls in {**SECTIONS, "algorithm": own}.items():
+            sections[section] = hp_cls(**{f.name: _coerce(f.name, values[f.name], keys[f.name][1])
+                                          for f in dataclasses.fields(hp_cls) if f.name in values})
+        return cls(seed=_coerce("seed", values.get("seed", 0), int), **sections)
 
     @classmethod
     def from_nested(cls, data: dict[str, Any]) -> RunConfig:
@@ -286,15 +237,37 @@ class RunConfig:
         return out
 
     def replace(self, **flat_changes: Any) -> RunConfig:
-        return RunConfig.from_flat({**self.flat(), **flat_changes})
+        """These settings changed; a change of algorithm leaves the old algorithm's own settings behind."""
+        keys = settings(algorithm_hparams(flat_changes.get("algorithm", self.algorithm.algorithm)))
+        return RunConfig.from_flat({**{k: v for k, v in self.flat().items() if k in keys}, **flat_changes})
 
 
 SECTIONS = {"data": DataHparams, "model": ModelHparams, "train": TrainHparams, "algorithm": AlgorithmHparams,
             "execution": ExecutionHparams}
-# every setting, flat: key -> (its field, its type); the seed is the run's own
-SETTINGS: dict[str, tuple[dataclasses.Field, Any]] = {
-    f.name: (f, get_type_hints(owner)[f.name]) for owner in SECTIONS.values() for f in dataclasses.fields(owner)}
-SETTINGS["seed"] = (RunConfig.__dataclass_fields__["seed"], get_type_hints(RunConfig)["seed"])
+
+
+def algorithm_hparams(algorithm: str) -> type[AlgorithmHparams]:
+    """The settings class of `algorithm` (its registry entry's `hparams`); ConfigError naming `algorithm`."""
+    from sparsenet import algorithms  # it imports this module: not at the top
+
+    return algorithms.get(algorithm).hparams
+
+
+@functools.cache
+def settings(own: type[AlgorithmHparams] = AlgorithmHparams) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every setting of a run whose algorithm's settings are `own`, flat: key -> (its field, its type hint)."""
+    classes = [own if section == "algorithm" else hp_cls for section, hp_cls in SECTIONS.items()]
+    out = {f.name: (f, get_type_hints(hp_cls)[f.name]) for hp_cls in classes for f in dataclasses.fields(hp_cls)}
+    out["seed"] = (RunConfig.__dataclass_fields__["seed"], get_type_hints(RunConfig)["seed"])
+    return out
+
+
+def own_settings(own: type[AlgorithmHparams]) -> list[str]:
+    """The settings an algorithm's class `own` adds to the shared ones."""
+    return [key for key in settings(own) if key not in SETTINGS]
+
+
+SETTINGS = settings()  # the settings every run has, whatever its algorithm
 FIELDS: dict[str, Any] = {key: hint for key, (_, hint) in SETTINGS.items()}
 
 
@@ -369,13 +342,19 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def expand_preset(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with its `preset` (if any) replaced by the preset's keys, which `values` override."""
+def expand_preset(values: dict[str, Any], algorithm: str | None = None) -> dict[str, Any]:
+    """`values` with its `preset` (if any) replaced by the preset's keys, which `values` override. A preset holds
+    the shared settings, and an algorithm's own under its name (`snfs: {prune_rate: 0.5}`): those of the run's
+    algorithm (`values`' own, else `algorithm`) are taken."""
     if values.get("preset") is None:
         return {k: v for k, v in values.items() if k != "preset"}
     name = values["preset"]
     path = PRESET_DIR / f"{name}.yaml"
     if not isinstance(name, str) or "/" in name or not path.exists():
         raise ConfigError(f"preset: must be one of {', '.join(presets())}; got {name!r}")
+    from sparsenet.algorithms import NAMES
+
     base = yaml.safe_load(path.read_text())
-    return {**base, **{k: v for k, v in values.items() if k != "preset"}}
+    algorithm = values.get("algorithm", algorithm or base.get("algorithm", AlgorithmHparams.algorithm))
+    return {**{k: v for k, v in base.items() if k not in NAMES}, **base.get(algorithm, {}),
+            **{k: v for k, v in values.items() if k != "preset"}}

@@ -54,14 +54,15 @@ class PlannedRun:
 def run_settings(config: dict, model: str, label: str, density: float = 1.0, seed: int = 0) -> dict:
     """The explicit flat settings of a run: the study's recipe, then its algorithm's settings (a `<name>_freeze`
     run first takes `<name>`'s, then those under `settings.<name>_freeze`), then the keys the study sets. Presets
-    are expanded, so that editing a preset reruns what it changes."""
+    are expanded (with the settings they hold for the run's algorithm), so that editing a preset reruns what it
+    changes."""
     run_label, freeze = split_label(label)
     base = algorithms.split(run_label)[0]  # <alg>_freeze runs as <alg> does until its freeze
     own = config.get("settings", {})
     return {
-        **expand_preset(config["recipe"]),
-        **(expand_preset(own.get(base, {})) if base != run_label else {}),
-        **expand_preset(own.get(run_label, {})),
+        **expand_preset(config["recipe"], base),
+        **(expand_preset(own.get(base, {}), base) if base != run_label else {}),
+        **expand_preset(own.get(run_label, {}), base),
         "dataset": config["dataset"], "model": model, "density": float(density), "seed": int(seed),
         **algorithms.from_label(run_label, 1 if freeze is None else freeze),
     }

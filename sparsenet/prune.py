@@ -17,9 +17,10 @@ from torch import nn
 from sparsenet import data as data_mod
 from sparsenet import datasets, execution, models
 from sparsenet.algorithms.fixed import Fixed
+from sparsenet.algorithms.imp import Hparams as ImpHparams
 from sparsenet.algorithms.imp import prune
 from sparsenet.checkpoint import load_weights
-from sparsenet.config import AlgorithmHparams, ConfigError
+from sparsenet.config import ConfigError
 from sparsenet.masks import Mask, topk_mask
 from sparsenet.record import RunFolder
 from sparsenet.train import evaluate, resolve_device
@@ -97,8 +98,8 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                     elif method == "magnitude_per_layer":
                         pruned = prune_one_layer(mask, final, layer, q)
                     else:
-                        hp = AlgorithmHparams(algorithm="imp", density=cfg.algorithm.density,
-                                              dense_layers=dense_layers, imp_scope=method.split("_")[1])
+                        hp = ImpHparams(algorithm="imp", density=cfg.algorithm.density,
+                                         dense_layers=dense_layers, imp_scope=method.split("_")[1])
                         pruned = prune(final, mask, base_density * (1 - q), hp)
                     model.load_state_dict(final)
                     fixed = Fixed(cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it

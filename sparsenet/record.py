@@ -1,7 +1,8 @@
 """A run's folder and its record, run.json: one typed definition, written by the trainer, read by every stage.
 
 run.json is RunRecord's fields as flat JSON. `version` counts changes of that layout or of what its settings mean
-(3: a frozen run is its algorithm with `freeze_epoch` set, not `<name>_freeze`). A record of another version
+(3: a frozen run is its algorithm with `freeze_epoch` set, not `<name>_freeze`; 4: the settings hold its
+algorithm's own, not every algorithm's). A record of another version
 is refused with its version named (records written before the field existed are version 1), so that a result of
 older code never reads as current: rerunning the job that wrote it brings it up to date.
 """
@@ -17,7 +18,7 @@ from sparsenet.files import ResultFileError, read_json, write_json
 if TYPE_CHECKING:
     from sparsenet.config import RunConfig
 
-VERSION = 3
+VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,12 @@
 """What every run setting means, as its field declares it (sparsenet.config.setting): one source for
-`sparsenet train --help`, `sparsenet settings` and README's table."""
+`sparsenet train --help`, `sparsenet settings` and README's table. The settings every run has come from
+sparsenet.config; an algorithm's own come from its registry entry's `hparams` (listing them imports every
+algorithm)."""
 from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
 
 from sparsenet import config as c
 
@@ -8,13 +14,37 @@ LIST_TYPES = {"tuple[tuple[str, float], ...]": "name:float list", "tuple[int, ..
               "tuple[float, ...]": "float list", "tuple[str, ...]": "str list"}
 
 
-def _section(key: str) -> str:
-    return next((name for name, hp in c.SECTIONS.items() if key in hp.__dataclass_fields__), "")
+def _shared(key: str) -> tuple[dataclasses.Field, Any, str]:
+    """A setting every run has, with its section (none for the seed): without importing any algorithm, as a job's
+    command line needs."""
+    section = next((name for name, hp in c.SECTIONS.items() if key in hp.__dataclass_fields__), "-")
+    return (*c.SETTINGS[key], section)
+
+
+@functools.cache
+def every() -> dict[str, tuple[dataclasses.Field, Any, str]]:
+    """key -> (its field, its type hint, where it belongs): a section, or the algorithms that have it."""
+    from sparsenet import algorithms
+
+    out = {key: _shared(key) for key in c.SETTINGS}
+    owners: dict[str, list[str]] = {}
+    for name in algorithms.NAMES:
+        own = algorithms.get(name).hparams
+        for key in c.own_settings(own):
+            owners.setdefault(key, []).append(name)
+            out[key] = (*c.settings(own)[key], "")
+    for key, names in owners.items():
+        out[key] = (*out[key][:2], f"algorithm: {', '.join(names)}")
+    return out
+
+
+def _entry(key: str) -> tuple[dataclasses.Field, Any, str]:
+    return _shared(key) if key in c.SETTINGS else every()[key]
 
 
 def kind(key: str) -> str:
     """The setting's type as the command line takes it."""
-    name = c.type_name(c.FIELDS[key])
+    name = c.type_name(_entry(key)[1])
     return LIST_TYPES.get(name, name)
 
 
@@ -27,7 +57,7 @@ def allowed(key: str) -> str:
         from sparsenet.algorithms import NAMES
 
         return ", ".join(NAMES)
-    return ", ".join(c.SETTINGS[key][0].metadata["choices"])
+    return ", ".join(_entry(key)[0].metadata["choices"])
 
 
 def _text(value) -> str:
@@ -40,7 +70,7 @@ def _text(value) -> str:
 
 def _meaning(key: str) -> tuple[str, str, object]:
     """(help, unit, default) of a setting."""
-    f = c.SETTINGS[key][0]
+    f = _entry(key)[0]
     return f.metadata["help"], f.metadata["unit"], f.default
 
 
@@ -55,11 +85,11 @@ def describe(key: str) -> str:
 
 
 def markdown() -> str:
-    """README's table of run settings."""
+    """README's table of run settings: those every run has, then each algorithm's own."""
     lines = ["| key | section | type | default | allowed | meaning |", "|---|---|---|---|---|---|"]
-    for key in c.SETTINGS:
+    for key, (_, _, where) in every().items():
         meaning, unit, default = _meaning(key)
         unit = f" ({unit})" if unit else ""
-        lines.append(f"| `{key}` | {_section(key) or '-'} | {kind(key)} | `{_text(default)}` | {allowed(key) or '-'} | "
+        lines.append(f"| `{key}` | {where} | {kind(key)} | `{_text(default)}` | {allowed(key) or '-'} | "
                      f"{meaning}{unit} |")
     return "\n".join(lines) + "\n"

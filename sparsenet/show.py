@@ -34,7 +34,9 @@ def compare(a: str | Path, b: str | Path) -> str:
     folder_a, folder_b = RunFolder(a), RunFolder(b)
     ra, rb = folder_a.record(), folder_b.record()
     sa, sb = ra.run_config().flat(), rb.run_config().flat()
-    differ = pd.DataFrame([(k, sa[k], sb[k]) for k in sa if sa[k] != sb[k]], columns=["setting", "A", "B"])
+    keys = [*sa, *(k for k in sb if k not in sa)]  # an algorithm's own settings: "-" in a run of another
+    differ = pd.DataFrame([(k, sa.get(k, "-"), sb.get(k, "-")) for k in keys if sa.get(k, "-") != sb.get(k, "-")],
+                          columns=["setting", "A", "B"])
     results = pd.DataFrame([(k, v, _results(rb)[k]) for k, v in _results(ra).items()], columns=["result", "A", "B"])
     ma, mb = Mask.load(folder_a.mask), Mask.load(folder_b.mask)
     parts = [f"# A: {a}\n# B: {b}", "## settings that differ",

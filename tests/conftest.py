@@ -42,6 +42,16 @@ def tiny(**changes):
     return RunConfig.from_flat(settings)
 
 
+def own_settings(label: str, settings: dict) -> dict:
+    """Of `settings` (flat keys), those a run of `label` has: a test parametrised over algorithms gives each the
+    keys any of them reads, and an algorithm refuses another's."""
+    from sparsenet import algorithms
+    from sparsenet.config import settings as keys_of
+
+    keys = keys_of(algorithms.get(algorithms.split(label)[0]).hparams)
+    return {k: v for k, v in settings.items() if k.replace("-", "_") in keys}
+
+
 TRACE = REPO / "tests" / "trace"  # its sitecustomize records what each `python -m sparsenet` job imports
 
 

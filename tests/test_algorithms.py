@@ -4,10 +4,13 @@ import torch
 from torch import nn
 
 from sparsenet import algorithms
+from sparsenet.algorithms.imp import Hparams as ImpHparams
 from sparsenet.algorithms.imp import prune, schedule
 from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig
 from sparsenet.masks import Mask
 from sparsenet.models import prunable
+
+from .conftest import own_settings
 
 
 class Harness:
@@ -18,7 +21,9 @@ class Harness:
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 5))
         self.weights = prunable(self.model)
-        self.hp = AlgorithmHparams(**algorithms.from_label(algorithm, freeze_epoch), density=density, **hp)
+        settings = algorithms.from_label(algorithm, freeze_epoch)
+        self.hp = algorithms.get(settings["algorithm"]).hparams(**settings, density=density,
+                                                                 **own_settings(algorithm, hp))
         self.batch = (torch.randn(64, 20, generator=torch.Generator().manual_seed(2)),
                       torch.randint(0, 5, (64,), generator=torch.Generator().manual_seed(3)))
         self.algo = algorithms.of(self.hp)(self.hp, self.weights, epochs, mask=mask,
@@ -186,7 +191,7 @@ def test_imp_prunes_exactly_the_requested_fraction_of_the_remaining():
     h = Harness("dense", density=1.0)
     mask = Mask.ones_like(h.weights)
     for scope in ("global", "layerwise"):
-        hp = AlgorithmHparams(algorithm="imp", density=0.5, imp_scope=scope)
+        hp = ImpHparams(algorithm="imp", density=0.5, imp_scope=scope)
         m1 = prune(h.weights, mask, 0.8, hp)
         assert m1.kept() == round(0.8 * TOTAL)
         m2 = prune(h.weights, m1, 0.64, hp)
@@ -195,7 +200,7 @@ def test_imp_prunes_exactly_the_requested_fraction_of_the_remaining():
         if scope == "layerwise":
             assert all(abs(int(m1.layers[n].sum()) - 0.8 * w.numel()) <= 1 for n, w in h.weights.items())
     # global pruning removes the smallest magnitudes across all layers
-    m = prune(h.weights, mask, 0.5, AlgorithmHparams(algorithm="imp", density=0.5))
+    m = prune(h.weights, mask, 0.5, ImpHparams(algorithm="imp", density=0.5))
     kept_mag = torch.cat([h.weights[n].detach().abs()[m.layers[n]] for n in m.layers])
     gone_mag = torch.cat([h.weights[n].detach().abs()[~m.layers[n]] for n in m.layers])
     assert kept_mag.min() >= gone_mag.max()
@@ -203,7 +208,7 @@ def test_imp_prunes_exactly_the_requested_fraction_of_the_remaining():
 
 def test_imp_layer_rates_prune_a_layer_at_a_multiple_of_the_rate():
     h = Harness("dense", density=1.0)
-    hp = AlgorithmHparams(algorithm="imp", density=0.5, imp_layer_rates=(("4.weight", 0.5),))
+    hp = ImpHparams(algorithm="imp", density=0.5, imp_layer_rates=(("4.weight", 0.5),))
     m = prune(h.weights, Mask.ones_like(h.weights), 0.8, hp)
     assert int(m.layers["4.weight"].sum()) == 150 - round(0.2 * 0.5 * 150)
     assert m.kept() == round(0.8 * TOTAL)

@@ -6,6 +6,7 @@ from torch import nn
 from sparsenet import algorithms
 from sparsenet.algorithms._at_init import global_topk
 from sparsenet.algorithms.grasp import TEMPERATURE
+from sparsenet.algorithms.synflow import Hparams as SynflowHparams
 from sparsenet.config import AlgorithmHparams
 from sparsenet.masks import Mask, layer_counts
 from sparsenet.models import prunable
@@ -22,7 +23,7 @@ NAMES = ["0.weight", "2.weight", "4.weight"]
 
 
 def algorithm(name, model, density=0.3, **hp):
-    return algorithms.get(name)(AlgorithmHparams(algorithm=name, density=density, **hp), prunable(model), 3,
+    return algorithms.get(name)(algorithms.get(name).hparams(algorithm=name, density=density, **hp), prunable(model), 3,
                             generator=torch.Generator().manual_seed(0), model=model, batch=BATCH)
 
 
@@ -140,7 +141,7 @@ def test_synflow_iterates_its_exponential_schedule_on_synaptic_flow():
 
 def test_synflow_never_disconnects_a_layer():
     model = nn.Sequential(nn.Linear(100, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
-    mask = algorithms.get("synflow")(AlgorithmHparams(algorithm="synflow", density=0.002, synflow_rounds=100),
+    mask = algorithms.get("synflow")(SynflowHparams(algorithm="synflow", density=0.002, synflow_rounds=100),
                                  prunable(model), 1, model=model, batch=(torch.zeros(1, 100), None)).mask()
     assert all(int(m.sum()) > 0 for m in mask.layers.values())
     assert mask.kept() == round(0.002 * mask.size())

@@ -84,7 +84,8 @@ def test_show_and_compare_read_runs_without_python(tmp_path, data_root):
     out = subprocess.run([sys.executable, "-m", "sparsenet", "compare", str(tmp_path / "a"), str(tmp_path / "b")],
                          capture_output=True, text=True)
     differ = out.stdout.split("## settings that differ")[1].split("| result")[0]
-    assert "| algorithm | snfs | dnw |" in differ and "| seed      | 0    | 3   |" in differ
+    assert "| algorithm  | snfs | dnw |" in differ and "| seed       | 0    | 3   |" in differ
+    assert "| prune_rate | 0.5  | -   |" in differ  # snfs's own setting: dnw has none
     assert "density" not in differ and "## masks: overlap" in out.stdout
 
 

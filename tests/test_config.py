@@ -22,7 +22,8 @@ from sparsenet.config import ConfigError, RunConfig, load_file
     ({"batch_size": 0}, "batch_size"),
     ({"schedule": "linear"}, "schedule"),
     ({"snapshot_fractions": [0.5, 1.2]}, "snapshot_fractions"),
-    ({"imp_rate": 1.0}, "imp_rate"),
+    ({"algorithm": "imp", "density": 0.5, "imp_rate": 1.0}, "imp_rate"),
+    ({"algorithm": "dnw", "density": 0.5, "imp_rate": 0.5}, "imp_rate"),  # another algorithm's own setting
 ])
 def test_bad_settings_name_the_key(settings, key):
     with pytest.raises(ConfigError, match=f"^{key}:"):
@@ -64,10 +65,40 @@ def test_name_float_lists_parse_from_command_line_text():
     assert cfg.algorithm.imp_layer_rates == (("fc3.weight", 0.5), ("fc2.weight", 0.25))
     assert cfg.algorithm.sparsity_scales == (("fc2.weight", 0.9),)
     with pytest.raises(ConfigError, match="^imp_layer_rates: expected"):
-        RunConfig.from_flat({"imp_layer_rates": "fc3.weight"})
+        RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "imp_layer_rates": "fc3.weight"})
 
 
 def test_sparsity_scales_with_erk_are_rejected_when_the_config_is_read():
     with pytest.raises(ConfigError, match="^sparsity_scales: apply to distribution 'uniform' only"):
         RunConfig.from_flat({"algorithm": "snfs", "density": 0.1, "distribution": "erk",
                              "sparsity_scales": "fc2.weight:0.9"})
+
+
+def test_an_algorithm_has_its_own_settings_and_refuses_another_s():
+    snfs = RunConfig.from_flat({"algorithm": "snfs", "density": 0.1, "prune_rate": 0.3})
+    assert snfs.algorithm.prune_rate == 0.3 and "prune_rate" in snfs.flat()
+    dnw = RunConfig.from_flat({"algorithm": "dnw", "density": 0.1})
+    assert "prune_rate" not in dnw.flat() and "prune_rate" not in dnw.to_dict()["algorithm"]
+    with pytest.raises(ConfigError, match=r"^prune_rate: unknown key for algorithm 'dnw' \(its own keys: none;"):
+        RunConfig.from_flat({"algorithm": "dnw", "density": 0.1, "prune_rate": 0.3})
+    with pytest.raises(ConfigError, match=r"^gmp_start: unknown key for algorithm 'rigl' \(its own keys: rigl_layers, "
+                                          "update_interval, update_end, drop_fraction;"):
+        RunConfig.from_flat({"algorithm": "rigl", "density": 0.1, "gmp_start": 0.3})
+
+
+def test_a_change_of_algorithm_leaves_the_old_algorithm_s_own_settings_behind():
+    imp = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "imp_rate": 0.5, "epochs": 3, "lr": 0.05})
+    fixed = imp.replace(algorithm="fixed")
+    assert fixed.algorithm.algorithm == "fixed" and "imp_rate" not in fixed.flat()
+    assert fixed.train == imp.train and fixed.algorithm.dense_layers == imp.algorithm.dense_layers  # imp's output layer
+    assert imp.replace(lr=0.1).algorithm == imp.algorithm  # its own kept while the algorithm stays
+
+
+def test_a_preset_gives_each_algorithm_its_own_settings(tmp_path):
+    snfs = RunConfig.from_flat({"preset": "sparse_learning_mnist", "algorithm": "snfs", "density": 0.1})
+    assert snfs.algorithm.prune_rate == 0.5 and snfs.train.weight_decay == 0.0005
+    dnw = RunConfig.from_flat({"preset": "sparse_learning_mnist", "algorithm": "dnw", "density": 0.1})
+    assert dnw.train == snfs.train and "prune_rate" not in dnw.flat()
+    imp = RunConfig.from_flat({"preset": "open_lth_mnist_lenet_300_100", "algorithm": "imp", "density": 0.5,
+                               "imp_rate": 0.3})  # the run's own keys override the preset's
+    assert (imp.algorithm.imp_rate, imp.algorithm.imp_output) == (0.3, "dense")

@@ -59,3 +59,44 @@ def test_each_snapshot_gives_the_learning_rate_training_goes_on_with(tmp_path, d
     # 2000 samples in batches of 100: 20 steps an epoch; the drop at epoch 2 shows at the snapshot after it
     assert whole.loc[[0.0, 0.25, 0.5, 1.0]].tolist() == pytest.approx([0.1] * 4)
     assert whole.loc[[2.0, 3.0]].tolist() == pytest.approx([0.01, 0.01])
+
+
+def test_every_row_is_its_snapshot_against_the_final_mask_and_the_snapshot_before(tmp_path, data_root):
+    """Each measure of the table, recomputed here from the run's snapshots: the whole network without the layers
+    kept whole, and each layer; the first snapshot has no previous one."""
+    from sparsenet.masks import load_snapshots
+    from sparsenet.train import train
+
+    train(tiny(algorithm="snfs", density=0.1, epochs=2, dense_layers=("fc3.weight",)), tmp_path / "run")
+    frame = emergence(tmp_path / "run")
+    assert list(frame.columns) == ["epoch", "step", "layer", "density", "overlap_final", "iou_final",
+                                   "hamming_final", "hamming_chance", "kappa_final", "overlap_prev", "iou_prev",
+                                   "hamming_prev", "lr"]
+    snapshots, labels = load_snapshots(tmp_path / "run" / "snapshots.safetensors")
+    final = Mask.load(tmp_path / "run" / "mask.safetensors")
+    assert len(frame) == len(snapshots) * 4 and frame["epoch"].tolist()[::4] == [x["epoch"] for x in labels]
+
+    def flat(mask, layers):
+        return torch.cat([mask.layers[n].flatten() for n in layers])
+
+    for i, (snap, label) in enumerate(zip(snapshots, labels)):
+        rows = frame[frame["step"] == label["step"]].set_index("layer")
+        for layer in ["all", "fc1.weight", "fc2.weight", "fc3.weight"]:
+            names = ["fc1.weight", "fc2.weight"] if layer == "all" else [layer]
+            s, f = flat(snap, names), flat(final, names)
+            row = rows.loc[layer]
+            assert row["density"] == pytest.approx(float(s.float().mean()))
+            assert row["overlap_final"] == pytest.approx(float((s & f).sum() / f.sum()))
+            assert row["iou_final"] == pytest.approx(float((s & f).sum() / (s | f).sum()))
+            assert row["hamming_final"] == pytest.approx(float((s ^ f).float().mean()))
+            by_layer = agreement(Mask({n: snap.layers[n] for n in names}), Mask({n: final.layers[n] for n in names}))
+            assert (row["hamming_chance"], row["kappa_final"]) == pytest.approx(
+                (by_layer["hamming_chance"], by_layer["kappa"]))
+            if i == 0:
+                assert row[["overlap_prev", "iou_prev", "hamming_prev"]].isna().all()
+            else:
+                p = flat(snapshots[i - 1], names)
+                assert row["overlap_prev"] == pytest.approx(float((s & p).sum() / p.sum()))
+                assert row["iou_prev"] == pytest.approx(float((s & p).sum() / (s | p).sum()))
+                assert row["hamming_prev"] == pytest.approx(float((s ^ p).float().mean()))
+    assert (frame.query("layer == 'fc3.weight'")["density"] == 1.0).all()  # kept whole, and left out of "all"

@@ -20,7 +20,7 @@ from sparsenet.figures import draw_all
 from sparsenet.tables import build_all
 from sparsenet.train import train
 
-from .conftest import tiny
+from .conftest import own_settings, tiny
 from .test_train import _same_run
 
 TESTS = Path(__file__).parent
@@ -233,9 +233,8 @@ def test_a_write_that_fails_ends_the_job_in_one_line_naming_the_file(tmp_path, d
     assert not list(out.glob(".*.tmp*"))  # no temporary left either
 
 
-KILLED = {"epochs": "3", "train-subset": "1000", "batch-size": "100", "density": "0.3",
-          "update-interval": "7", "gmp-interval": "5", "gmp-start": "0.1", "gmp-end": "0.9", "imp-rate": "0.7",
-          "device": "cpu"}
+KILLED = {"epochs": "3", "train-subset": "1000", "batch-size": "100", "density": "0.3", "device": "cpu"}
+OWN = {"update-interval": "7", "gmp-interval": "5", "gmp-start": "0.1", "gmp-end": "0.9", "imp-rate": "0.7"}
 
 
 def _final_checkpoint(monkeypatch) -> list[dict]:
@@ -259,7 +258,7 @@ def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path,
     then a resume: the same weights, masks, snapshots and history, and the same last checkpoint (momentum and the
     algorithm's state included) as a run never killed."""
     settings = {k.replace("_", "-"): v for k, v in algorithms.from_label(algorithm).items()}  # a label's
-    flags = [f"--{k}={v}" for k, v in {**KILLED, **settings}.items()]
+    flags = [f"--{k}={v}" for k, v in {**KILLED, **own_settings(algorithm, OWN), **settings}.items()]
     if algorithm == "dense":
         flags.remove("--density=0.3")
     captured = _final_checkpoint(monkeypatch)

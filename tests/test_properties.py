@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 
 from sparsenet import algorithms, similarity
 from sparsenet import config as c
+from sparsenet.algorithms import imp
 from sparsenet.algorithms._at_init import global_topk
+from sparsenet.algorithms._rigl_scripts import RIGL_LAYER_RULES
 from sparsenet.algorithms.imp import schedule
 from sparsenet.algorithms.snfs import prune_counts, redistribute
 from sparsenet.masks import Mask, layer_counts, topk_mask
 from sparsenet.optim import SGD
+from sparsenet.settings import every
 
 SHAPES = st.lists(st.tuples(st.integers(1, 30), st.integers(1, 30)), min_size=1, max_size=4)
 
@@ -146,7 +149,8 @@ def _not_one_of(choices):
 
 
 FRACTION = {"low_open": True, "high_open": True}
-# every validated setting with values it must refuse (the other settings at their defaults: 30 epochs, snfs)
+# every validated setting with values it must refuse (the other settings at their defaults: 30 epochs; an
+# algorithm's own setting for the first algorithm that has it, any other for snfs)
 INVALID = {
     "batch_size": st.integers(max_value=0), "val_fraction": _outside(0, 1, low_open=False, high_open=True),
     "train_subset": st.integers(max_value=-1), "init": _not_one_of(c.INITS), "bn_init": _not_one_of(c.BN_INITS),
@@ -158,14 +162,14 @@ INVALID = {
     "label_smoothing": _outside(0, 1, low_open=False, high_open=True),
     "snapshot_fractions": st.lists(_outside(0, 1, **FRACTION), min_size=1, max_size=3),
     "density": _outside(0, 1, low_open=True, high_open=False), "distribution": _not_one_of(c.DISTRIBUTIONS),
-    "rigl_layers": _not_one_of(c.RIGL_LAYER_RULES), "prune_rate": _outside(0, 1, low_open=False, high_open=True),
+    "rigl_layers": _not_one_of(RIGL_LAYER_RULES), "prune_rate": _outside(0, 1, low_open=False, high_open=True),
     "freeze_epoch": st.integers(max_value=-1), "update_interval": st.integers(max_value=0),
     "update_end": _outside(0, 1, low_open=True, high_open=False), "drop_fraction": _outside(0, 1, **FRACTION),
     "gmp_start": _outside(0, 1, low_open=False, high_open=True),
     "gmp_end": st.one_of(_outside(0, 1, low_open=True, high_open=False), st.floats(0.001, 0.0167)),
     "gmp_interval": st.integers(max_value=0), "synflow_rounds": st.integers(max_value=0),
-    "imp_rate": _outside(0, 1, **FRACTION), "imp_scope": _not_one_of(c.IMP_SCOPES),
-    "imp_output": _not_one_of(c.IMP_OUTPUTS), "rewind_epoch": st.integers(max_value=-1),
+    "imp_rate": _outside(0, 1, **FRACTION), "imp_scope": _not_one_of(imp.SCOPES),
+    "imp_output": _not_one_of(imp.OUTPUTS), "rewind_epoch": st.integers(max_value=-1),
     "seed": st.integers(max_value=-1), "algorithm": _not_one_of(algorithms.NAMES),
     "precision": _not_one_of(c.PRECISIONS), "sparse_kernels": _not_one_of(c.SPARSE_KERNELS),
     "eval_batch_size": st.integers(max_value=0),
@@ -177,14 +181,16 @@ INVALID = {
 @pytest.mark.parametrize("key", sorted(INVALID))
 def test_every_invalid_setting_is_refused_naming_its_key(key, data):
     value = data.draw(INVALID[key])
+    where = every()[key][2]
+    algorithm = where.removeprefix("algorithm: ").split(",")[0] if where.startswith("algorithm: ") else "snfs"
     with pytest.raises(c.ConfigError, match=f"^{key}: "):
-        c.RunConfig.from_flat({"algorithm": "snfs", "density": 0.1, key: value})
+        c.RunConfig.from_flat({"algorithm": algorithm, "density": 0.1, key: value})
 
 
 def test_the_invalid_values_cover_every_validated_setting():
     own = {"dataset", "model", "nesterov", "augment", "dense_layers", "sparsity_scales", "imp_layer_rates",
            "channels_last", "compile", "deterministic"}  # import paths, flags, and name lists tested on their own
-    assert set(INVALID) | own == set(c.FIELDS)
+    assert set(INVALID) | own == set(every())
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,4 +1,5 @@
 """The Snakemake workflow: planning, an end-to-end tiny study, and what reruns after a change."""
+import json
 import os
 import re
 import shutil
@@ -147,7 +148,8 @@ def test_a_users_own_algorithm_is_one_file_and_runs_through_a_study(tmp_path):
     further and followed over time (its mask changes) like a registered algorithm."""
     own = "tests.custom_algorithm:Redraw"
     cfg = yaml.safe_load(TINY.read_text())
-    cfg.update(algorithms=[own], settings={}, freeze_epochs=[], reinit={"variants": ["rewind", "reinit"]},
+    cfg.update(algorithms=[own], settings={own: {"redraw_every": 1}}, freeze_epochs=[],
+               reinit={"variants": ["rewind", "reinit"]},
                prune_sweep={"fractions": [0.0, 0.5], "methods": ["magnitude_global"], "draws": 1})
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "own.yaml"))
@@ -156,6 +158,8 @@ def test_a_users_own_algorithm_is_one_file_and_runs_through_a_study(tmp_path):
     assert set(tables["runs"]["algorithm"]) == {"dense", own} and (tables["runs"]["status"] == "ok").all()
     assert set(tables["reinit"]["variant"]) == {"rewind", "reinit"} and set(tables["prune"]["algorithm"]) == {own}
     assert set(tables["emergence"]["algorithm"]) == {own}  # E3 follows it: its class says its mask changes
+    record = json.loads(next((tmp_path / "results/runs").glob(f"*/{own}/*/*/run.json")).read_text())
+    assert record["config"]["algorithm"]["redraw_every"] == 1  # its own setting, from the study's settings
     assert all((tmp_path / "results/figures" / f"{name}.png").exists() for name in FIGURES)
 
 

@@ -28,7 +28,8 @@ _REGISTERED: dict[str, type[Algorithm]] = {}  # module -> its algorithm
 
 
 def register(cls: type[Algorithm]) -> type[Algorithm]:
-    """Class decorator: `cls` is the algorithm its module is named after (its `name`)."""
+    """Class decorator: `cls` is the algorithm its module is named after (its `name`), with its settings class
+    (`hparams`), what its mask does (`mask_changes`, `freezable`) and the code it follows (`reference`)."""
     cls.name = cls.__module__.rpartition(".")[2]
     _REGISTERED[cls.__module__] = cls
     return cls
@@ -110,14 +111,19 @@ def modules(name: str, frozen: bool = False) -> list[str]:
 
 
 def markdown() -> str:
-    """`sparsenet algorithms`: each algorithm with what the study reads of it, and its module's first line."""
+    """`sparsenet algorithms`: each algorithm with what the study reads of it, its own settings, the code it
+    follows, and its module's first line."""
     import sys
 
-    lines = ["| algorithm | mask changes during a run | can freeze (`freeze_epoch`) | what it is |",
-             "|---|---|---|---|"]
+    from sparsenet.config import own_settings
+
+    lines = ["| algorithm | mask changes during a run | can freeze (`freeze_epoch`) | own settings | follows | "
+             "what it is |", "|---|---|---|---|---|---|"]
     for name in NAMES:
         cls = get(name)
         what = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n")[0].replace("|", "\\|")
         yes = {True: "yes", False: "no"}
-        lines.append(f"| `{name}` | {yes[cls.mask_changes]} | {yes[cls.freezable]} | {what} |")
+        own = ", ".join(f"`{key}`" for key in own_settings(cls.hparams)) or "-"
+        lines.append(f"| `{name}` | {yes[cls.mask_changes]} | {yes[cls.freezable]} | {own} | {cls.reference} | "
+                     f"{what} |")
     return "\n".join(lines) + "\n"

@@ -6,7 +6,9 @@ The trainer calls, per step: ``with algo.forward_weights(): forward + backward``
 ``kept_counts()`` its kept weights per layer; ``dense_gradients`` says whether this step needs the gradient of
 absent weights (the E4 cost model, counted per step); ``mask_fixed`` whether the mask stays as it is for the
 rest of the run (sparse kernels need that); ``mask_changes`` whether the algorithm ever changes its mask (E3);
-``freezable`` whether it can run as ``<name>_freeze`` (E4); ``resolve`` writes what the algorithm's reference code
+``freezable`` whether it can run as ``<name>_freeze`` (E4); ``hparams`` is its settings class (the shared
+AlgorithmHparams, or a subclass adding the algorithm's own settings with their help and checks); ``reference``
+names the code it follows; ``resolve`` writes what the algorithm's reference code
 decides about the run's layers into its settings, once, before the run is recorded.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ class Algorithm:
     """Fixed mask: absent weights are zero after every step and get no gradient (imp; dense with no mask)."""
 
     name = ""  # the registry's name for it (sparsenet.algorithms.register)
+    hparams: type[AlgorithmHparams] = AlgorithmHparams
+    reference = ""  # the repository and files it follows
     needs_mask = False  # trains under the mask it is given (retraining) and none of its own
     needs_batch = False  # scores weights on a batch of the run's first epoch (pruning at initialisation)
     dense_gradients = False

@@ -7,11 +7,26 @@ fc2 at 0.9 of fc1's sparsity), rigl/cifar_resnet/resnet_train_eval.py and rigl/i
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
-from sparsenet.config import AlgorithmHparams, RunConfig
+from sparsenet.config import AlgorithmHparams, RunConfig, check_choice, setting
+
+RIGL_LAYER_RULES = ("reference", "all")
 
 
-def resolve_layers(cfg: RunConfig) -> AlgorithmHparams:
+@dataclass(frozen=True)
+class Hparams(AlgorithmHparams):
+    rigl_layers: str = setting("reference", "the layers google-research/rigl's scripts keep dense and their sparsity "
+                               "scales (reference: LeNet-300-100's output layer dense and fc2.weight:0.9, a conv "
+                               "net's first conv dense), or every prunable weight sparse (all)",
+                               choices=RIGL_LAYER_RULES)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self.rigl_layers, "rigl_layers", RIGL_LAYER_RULES)
+
+
+def resolve_layers(cfg: RunConfig) -> Hparams:
     """Write the layer treatment of google-research/rigl's scripts into dense_layers / sparsity_scales (idempotent).
 
     `reference` takes sparsenet.models.RIGL_LAYERS for the model (nothing for a user's own model); the scales

@@ -7,6 +7,7 @@ from sparsenet.algorithms._base import Algorithm
 
 @register
 class Dense(Algorithm):
+    reference = "facebookresearch/open_lth: training/train.py (the dense run of a recipe)"
     dense_gradients = True
 
     def after_backward(self) -> None:

@@ -15,6 +15,7 @@ from sparsenet.masks import Mask, topk_mask
 
 @register
 class DNW(Algorithm):
+    reference = "allenai/dnw: imagenet_sparsity_experiments/image_classification/sparse_util.py (ChooseTopEdges)"
     freezable = True
     dense_gradients = True
     mask_fixed, mask_changes, masks_weights = False, True, False

@@ -18,16 +18,39 @@ come back at a later pruning step. The target is reached exactly at the end step
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from sparsenet.algorithms import register
 from sparsenet.algorithms._base import Algorithm
+from sparsenet.algorithms._rigl_scripts import Hparams as RiglScripts
 from sparsenet.algorithms._rigl_scripts import resolve_layers
+from sparsenet.config import check, check_fraction, setting
 from sparsenet.masks import Mask, topk_mask
+
+
+@dataclass(frozen=True)
+class Hparams(RiglScripts):
+    gmp_start: float = setting(0.0167, "the cubic pruning schedule starts at this fraction of training, in [0, 1)",
+                               unit="fraction")
+    gmp_end: float = setting(0.25, "the target density is reached at this fraction of training, above gmp_start",
+                             unit="fraction")
+    gmp_interval: int = setting(500, "optimizer steps between pruning steps, >= 1", unit="steps")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction(self.gmp_start, "gmp_start", low_open=False, high_open=True)
+        check_fraction(self.gmp_end, "gmp_end", low_open=True, high_open=False)
+        check(self.gmp_start < self.gmp_end, "gmp_end",
+              f"must be above gmp_start={self.gmp_start}, got {self.gmp_end!r}")
+        check(self.gmp_interval >= 1, "gmp_interval", f"must be >= 1, got {self.gmp_interval!r}")
 
 
 @register
 class GMP(Algorithm):
+    hparams = Hparams
+    reference = "google-research/rigl: rigl/mnist/mnist_train_eval.py (TensorFlow's model_pruning, pruning.py)"
     resolve = staticmethod(resolve_layers)  # google-research/rigl's scripts' layers
     mask_changes = True
 

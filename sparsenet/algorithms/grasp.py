@@ -25,6 +25,7 @@ SAMPLES_PER_CLASS = 10  # configs/cifar10/*/GraSP_*.json, "samples_per_class": 1
 
 @register
 class GraSP(AtInit):
+    reference = "alecwangcq/GraSP: pruner/GraSP.py, main_prune_non_imagenet.py"
     @classmethod
     def scoring_batch(cls, batches, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first SAMPLES_PER_CLASS samples of each class in the order of `batches`, concatenated by class."""

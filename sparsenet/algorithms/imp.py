@@ -9,22 +9,52 @@ do); unlike there, each round's count lands exactly on its target density over t
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import torch
 
 from sparsenet.algorithms import register
 from sparsenet.algorithms._base import Algorithm
-from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig
+from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig, check, check_choice, check_fraction, setting
 from sparsenet.masks import Mask, apportion, topk_mask
+
+SCOPES = ("global", "layerwise")
+OUTPUTS = ("reference", "dense", "half", "global")
+
+
+@dataclass(frozen=True)
+class Hparams(AlgorithmHparams):
+    imp_rate: float = setting(0.2, "fraction of the remaining weights pruned per round, in (0, 1)", unit="fraction")
+    imp_scope: str = setting("global", "rank weights across all sparse layers (global) or within each layer",
+                             choices=SCOPES)
+    imp_layer_rates: tuple[tuple[str, float], ...] = setting((), "per-layer multipliers of imp_rate, as "
+                                                             "name:multiplier pairs (e.g. fc3.weight:0.5)")
+    imp_output: str = setting("reference", "the output layer as the model's reference code treats it (reference), "
+                              "kept dense, pruned at half the rate, or globally", choices=OUTPUTS)
+    rewind_epoch: int = setting(0, "rewind each round to the weights after this many epochs of round 0 (0: the "
+                                "initial weights), below epochs", unit="epochs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction(self.imp_rate, "imp_rate", low_open=True, high_open=True)
+        check_choice(self.imp_scope, "imp_scope", SCOPES)
+        check_choice(self.imp_output, "imp_output", OUTPUTS)
+        for name, mult in self.imp_layer_rates:
+            check(mult > 0 and mult * self.imp_rate < 1, "imp_layer_rates",
+                  f"multiplier for {name!r} must make the rate lie in (0, 1), got {mult!r}")
+        check(self.rewind_epoch >= 0, "rewind_epoch", f"must be >= 0, got {self.rewind_epoch!r}")
 
 
 @register
 class IMP(Algorithm):
     """One round: train with the mask the previous round left (all ones in round 0)."""
 
+    hparams = Hparams
+    reference = "facebookresearch/open_lth: pruning/sparse_global.py, lottery/runner.py"
+
     @classmethod
-    def resolve(cls, cfg: RunConfig) -> AlgorithmHparams:
+    def resolve(cls, cfg: RunConfig) -> Hparams:
         """Write imp's treatment of the output layer into dense_layers / imp_layer_rates (idempotent).
 
         `reference` follows the code the model comes from: open_lth's `pruning_layers_to_ignore='fc.weight'` for
@@ -61,7 +91,7 @@ def schedule(targets: Iterable[float], rate: float) -> list[float]:
     return out
 
 
-def prune(weights: Mapping[str, torch.Tensor], mask: Mask, density: float, hp: AlgorithmHparams) -> Mask:
+def prune(weights: Mapping[str, torch.Tensor], mask: Mask, density: float, hp: Hparams) -> Mask:
     """The next mask: keep exactly `density` of the sparse layers, removing the smallest-magnitude kept weights.
 
     Layers named in `imp_layer_rates` are pruned on their own at the round's rate times their multiplier; the

@@ -13,6 +13,7 @@ from sparsenet.algorithms._at_init import AtInit
 
 @register
 class MagnitudeInit(AtInit):
+    reference = "ganguli-lab/Synaptic-Flow: Pruners/pruners.py (Mag)"
     needs_batch = False
 
     def scores(self, mask=None) -> dict[str, torch.Tensor]:

@@ -24,17 +24,36 @@ stops at 50000 of 120000 steps).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from sparsenet.algorithms import register
 from sparsenet.algorithms._base import Algorithm
+from sparsenet.algorithms._rigl_scripts import Hparams as RiglScripts
 from sparsenet.algorithms._rigl_scripts import resolve_layers
+from sparsenet.config import check, check_fraction, setting
 from sparsenet.masks import Mask, topk_mask
+
+
+@dataclass(frozen=True)
+class Hparams(RiglScripts):
+    update_interval: int = setting(100, "optimizer steps between mask updates, >= 1", unit="steps")
+    update_end: float = setting(0.75, "no mask update after this fraction of training, in (0, 1]", unit="fraction")
+    drop_fraction: float = setting(0.3, "fraction of each layer's kept weights dropped and regrown at the first "
+                                   "update, decaying by cosine to 0 at update_end, in (0, 1)", unit="fraction")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.update_interval >= 1, "update_interval", f"must be >= 1, got {self.update_interval!r}")
+        check_fraction(self.update_end, "update_end", low_open=True, high_open=False)
+        check_fraction(self.drop_fraction, "drop_fraction", low_open=True, high_open=True)
 
 
 @register
 class RigL(Algorithm):
+    hparams = Hparams
+    reference = "google-research/rigl: rigl/sparse_optimizers_base.py, rigl/mnist/mnist_train_eval.py"
     freezable = True
     resolve = staticmethod(resolve_layers)  # google-research/rigl's scripts' layers
     mask_fixed, mask_changes = False, True

@@ -17,6 +17,7 @@ from sparsenet.algorithms.rigl import RigL
 
 @register
 class SET(RigL):
+    reference = "google-research/rigl: rigl/sparse_optimizers_base.py (SparseSETOptimizerBase)"
     dense_gradients = False  # random growth reads no gradient
     takes_optimizer_step = True
     step_first = 1

@@ -21,19 +21,33 @@ here the shares are rounded to integers that sum exactly to the removed count, s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from sparsenet.algorithms import register
 from sparsenet.algorithms._base import Algorithm
+from sparsenet.config import AlgorithmHparams, check_fraction, setting
 from sparsenet.masks import Mask, topk_mask
 
 PRUNE_RATE_FLOOR = 0.005  # CosineDecay's eta_min
 DENSE_LAYER = 0.8  # adjust_prune_rate: layers denser than this may prune less
 
 
+@dataclass(frozen=True)
+class Hparams(AlgorithmHparams):
+    prune_rate: float = setting(0.5, "fraction of kept weights pruned and regrown at the first update, decaying by "
+                                "cosine, in [0, 1)", unit="fraction")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction(self.prune_rate, "prune_rate", low_open=False, high_open=True)
+
+
 @register
 class SNFS(Algorithm):
+    hparams = Hparams
+    reference = "TimDettmers/sparse_learning: sparselearning/core.py, sparselearning/funcs.py, mnist_cifar/main.py"
     freezable = True
     dense_gradients = True
     mask_fixed, mask_changes = False, True

@@ -18,6 +18,7 @@ from sparsenet.algorithms._at_init import AtInit
 
 @register
 class SNIP(AtInit):
+    reference = "namhoonlee/snip-public: snip/model.py (get_sparse_mask), snip/prune.py"
     def scores(self, mask=None) -> dict[str, torch.Tensor]:
         model, weights = self.scoring_copy()
         model.eval()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from sparsenet.algorithms import register
 from sparsenet.algorithms._base import Algorithm
-from sparsenet.algorithms._rigl_scripts import resolve_layers
+from sparsenet.algorithms._rigl_scripts import Hparams, resolve_layers
 
 
 @register
 class Static(Algorithm):
+    hparams = Hparams  # the layers of rigl's scripts, and nothing of its own
+    reference = "google-research/rigl: rigl/mnist/mnist_train_eval.py (training_method 'scratch')"
     resolve = staticmethod(resolve_layers)  # google-research/rigl's scripts' layers

@@ -8,14 +8,28 @@ top scores at density d^(r / rounds) (the exponential schedule), so the final ro
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from sparsenet.algorithms import register
 from sparsenet.algorithms._at_init import AtInit
+from sparsenet.config import AlgorithmHparams, check, setting
+
+
+@dataclass(frozen=True)
+class Hparams(AlgorithmHparams):
+    synflow_rounds: int = setting(100, "scoring rounds, densities on an exponential schedule, >= 1")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.synflow_rounds >= 1, "synflow_rounds", f"must be >= 1, got {self.synflow_rounds!r}")
 
 
 @register
 class SynFlow(AtInit):
+    hparams = Hparams
+    reference = "ganguli-lab/Synaptic-Flow: Pruners/pruners.py (SynFlow), prune.py (prune_loop)"
     # needs_batch (inherited): only for the input's shape, the scores read no data
 
     def initial_mask(self, generator):
