@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sparsenet import bench
-from sparsenet.train import resolve_device
+from sparsenet.execution import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 

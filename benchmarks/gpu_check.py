@@ -40,10 +40,11 @@ sys.path.insert(0, str(REPO))
 
 from sparsenet import algorithms, bench, models, provenance, study  # noqa: E402
 from sparsenet.config import RunConfig  # noqa: E402
+from sparsenet.execution import resolve_device  # noqa: E402
 from sparsenet.files import write_parquet  # noqa: E402
 from sparsenet.masks import layer_counts, random_for_model, topk_mask  # noqa: E402
 from sparsenet.record import RunFolder  # noqa: E402
-from sparsenet.train import Run, load_data, resolve_device, train  # noqa: E402
+from sparsenet.train import Run, load_data, train  # noqa: E402
 
 SETTINGS = {"fp32": {}, "bf16+cl": {"precision": "bf16", "channels_last": True},
             "bf16+cl+tuned": {"precision": "bf16", "channels_last": True, "deterministic": False}}

@@ -26,11 +26,12 @@ from sparsenet import algorithms, datasets, models
 from sparsenet import data as data_mod
 from sparsenet.algorithms.imp import prune
 from sparsenet.config import RunConfig
+from sparsenet.execution import Platform, resolve_device
 from sparsenet.files import write_parquet
 from sparsenet.masks import Mask, layer_counts, random_for_model
 from sparsenet.provenance import device_name
 from sparsenet.record import RunFolder
-from sparsenet.train import resolve_device, train, weight_grad_macs_per_sample
+from sparsenet.train import train, weight_grad_macs_per_sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +93,7 @@ def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers:
     seen, start = 0, None
     for step, (x, y) in enumerate(loader):
         if step == 5:  # after warm-up (workers started, caches filled)
-            _sync(device)
+            Platform(device).synchronize()
             start, seen = time.perf_counter(), 0
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = loss_fn(model(x), y)
@@ -104,7 +105,7 @@ def reference_throughput(cfg: RunConfig, mask: Mask, device, data_root, workers:
         seen += len(y)
         if step == max_steps:
             break
-    _sync(device)
+    Platform(device).synchronize()
     return seen / (time.perf_counter() - start)
 
 
@@ -125,11 +126,6 @@ class NpzCIFAR10(torch.utils.data.Dataset):
         from PIL import Image
 
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_reference(rows: Rows, device, data_root, quick: bool) -> None:
@@ -299,11 +295,11 @@ def interleaved(arms: dict[str, Callable[[], float]], repeats: int) -> dict[str,
 
 def _timed(fn, device, repeats: int = 5) -> float:
     fn()
-    _sync(device)
+    Platform(device).synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    _sync(device)
+    Platform(device).synchronize()
     return (time.perf_counter() - start) / repeats * 1e3
 
 

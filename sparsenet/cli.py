@@ -263,8 +263,8 @@ def cmd_plan(args) -> None:
     print(frame.to_markdown(index=False, floatfmt=".2f"))
     total = f"{frame['trainings'].sum()} trainings, {frame['epochs'].sum()} epochs"
     if args.measure:
+        from sparsenet.execution import resolve_device
         from sparsenet.provenance import device_name
-        from sparsenet.train import resolve_device
 
         total += f", {frame['hours'].sum():.1f} device hours on {device_name(resolve_device(args.device))}"
     print(total)

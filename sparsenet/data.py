@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ import torch
 from sparsenet import datasets
 from sparsenet.config import ConfigError, DataHparams
 from sparsenet.datasets import data_root
+
+# allocates a batch (shape, device) in the memory layout a model's first kernel reads (sparsenet.execution)
+BatchBuffer = Callable[[torch.Size, torch.device], torch.Tensor]
 
 CROP_PAD = 4  # CIFAR-10 augmentation: random 32x32 crop of the 4-pixel zero-padded image
 _IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -139,17 +143,14 @@ class Batcher:
         self.augment = hp.augment and hp.dataset == "cifar10"
         self.batch_size = hp.batch_size
 
-    def normalise(self, images: torch.Tensor, feature_major: bool = False) -> torch.Tensor:
+    def normalise(self, images: torch.Tensor, buffer: BatchBuffer | None = None) -> torch.Tensor:
         """The batch as floats: the subtraction converts from uint8, the division works in place (one pass and one
-        batch-sized allocation fewer than converting first). `feature_major`: the same values with one sample per
-        column in memory, for a model whose first layer takes x^T (sparsenet.sparse): the conversion then does the
-        transposition that layer would otherwise copy the batch for."""
-        out = None
-        if feature_major:
-            out = torch.empty(images[0].numel(), len(images), device=images.device).t().view(images.shape)
+        batch-sized allocation fewer than converting first); into `buffer`'s allocation where given (the layout
+        the model's first kernel reads, sparsenet.execution.Platform.batch_buffer)."""
+        out = buffer(images.shape, images.device) if buffer is not None else None
         return torch.sub(images, self.mean, out=out).div_(self.std)
 
-    def epoch(self, split: Split, generator: torch.Generator, feature_major: bool = False):
+    def epoch(self, split: Split, generator: torch.Generator, buffer: BatchBuffer | None = None):
         """Yield (inputs, labels) for one shuffled pass; all randomness from `generator` (resumable).
 
         The order and the augmentation of the whole epoch are drawn up front and copied to the device once:
@@ -166,16 +167,16 @@ class Batcher:
             x = split.images.index_select(0, idx)  # a few times faster than split.images[idx] on the CPU
             if self.augment:
                 x = _crop_flip(x, shifts[0, batch], shifts[1, batch], flips[batch])
-            yield self.normalise(x, feature_major), split.labels[idx]
+            yield self.normalise(x, buffer), split.labels[idx]
 
     def batches_per_epoch(self, split: Split) -> int:
         return -(-len(split) // self.batch_size)
 
-    def ordered(self, split: Split, batch_size: int, feature_major: bool = False):
+    def ordered(self, split: Split, batch_size: int, buffer: BatchBuffer | None = None):
         """Unshuffled, unaugmented batches for evaluation."""
         for start in range(0, len(split), batch_size):
             batch = slice(start, start + batch_size)
-            yield self.normalise(split.images[batch], feature_major), split.labels[batch]
+            yield self.normalise(split.images[batch], buffer), split.labels[batch]
 
 
 def _crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,

@@ -29,11 +29,12 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from sparsenet import algorithms, execution, models, sparse
+from sparsenet import algorithms, models, sparse
 from sparsenet.config import ConfigError, RunConfig
+from sparsenet.execution import resolve_device
 from sparsenet.optim import SGD
 from sparsenet.record import RunRecord
-from sparsenet.train import Run, finished_record, load_data, lr_at, resolve_device, train
+from sparsenet.train import Run, finished_record, load_data, lr_at, train
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -146,15 +147,15 @@ class FusedRuns:
     def __init__(self, runs: list[Run]):
         self.runs, self.n = runs, len(runs)
         first = runs[0]
-        self.cfg, self.dev, self.hp = first.cfg, first.dev, first.cfg.execution
+        self.cfg, self.dev, self.platform = first.cfg, first.dev, first.platform
         self.model = fuse([r.model for r in runs], first.cfg.model.model)
-        execution.prepare_model(self.model, self.hp)
+        self.platform.prepare_model(self.model)
         _bind(runs, self.model)
-        self.forward_fn = execution.forward_fn(self.model, self.hp)
+        self.forward_fn = self.platform.forward_fn(self.model)
         self.layers = {f"{name}.weight": m for name, m in self.model.named_modules() if isinstance(m, _FusedLayer)}
         self.optimizer: SGD | None = None  # the fused step, once every mask is fixed
         self.masks: dict[str, torch.Tensor] = {}  # the stacked masks the fused step applies (unrouted layers)
-        self.feature_major = False
+        self.feature_major = False  # batches with one sample per column, for a routed first layer
         self.loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=first.cfg.train.label_smoothing)
         self.fix_if_all_fixed()
 
@@ -173,27 +174,20 @@ class FusedRuns:
             if all("momentum_buffer" in state for state in own):
                 self.optimizer.state[p] = {"momentum_buffer": torch.cat([s["momentum_buffer"] for s in own])}
         masks = [r.algo.mask() for r in self.runs]
-        mode = self.cfg.execution.sparse_kernels
         for name, layer in self.layers.items():
             stacked = torch.cat([m.layers[name] for m in masks]).to(layer.weight.device)
             if bool(stacked.all()):
                 continue
             per_run = [m.layers[name] for m in masks]
-            if isinstance(layer, FusedLinear) and all(
-                    sparse.chosen(mode, m, layer.weight.device, self.cfg.execution.precision) for m in per_run):
+            if isinstance(layer, FusedLinear) and all(self.platform.csr(m) for m in per_run):
                 layer.structure = sparse.Structure(stacked.cpu().view(self.n, *per_run[0].shape))
                 self.optimizer.route(layer.weight, layer.structure)
                 for run in self.runs:
                     run.sparse_layers = [*(run.sparse_layers or []), name]
             else:
                 self.masks[name] = torch.empty_like(layer.weight, dtype=torch.bool).copy_(stacked)
-        self.feature_major = self._first_layer_routed()
-
-    def _first_layer_routed(self) -> bool:
-        """Whether the first layer, reached through flattening only, is routed (it then takes feature-major
-        batches: one sample per column, sparing it a transposed copy; sparsenet.sparse.takes_the_input)."""
         routed = {name: None for name, layer in self.layers.items() if layer.structure is not None}
-        return sparse.takes_the_input(self.model, routed)
+        self.feature_major = self.platform.batch_buffer(self.model, routed) is not None
 
     def sync_runs(self) -> None:
         """Give each run's optimizer the fused step's momentum and learning rate (for its checkpoint)."""
@@ -229,8 +223,8 @@ class FusedRuns:
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """The fused batch's outputs [batch, runs, classes], in the runs' precision and memory format."""
-        with execution.autocast(self.hp, self.dev):
-            return self.forward_fn(execution.prepare_input(x, self.hp)).view(len(x), self.n, -1)
+        with self.platform.autocast():
+            return self.forward_fn(self.platform.prepare_input(x)).view(len(x), self.n, -1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(outputs [batch, runs, classes], per-run mean losses [runs]); `y` is [batch, runs]."""
@@ -307,7 +301,7 @@ class FusedRuns:
         self._forward_masks()
         loss_sum = torch.zeros(self.n, device=self.dev)
         correct = torch.zeros(self.n, device=self.dev, dtype=torch.long)
-        batcher, batch_size = self.runs[0].batcher, self.hp.eval_batch_size
+        batcher, batch_size = self.runs[0].batcher, self.platform.hp.eval_batch_size
         for x, y in batcher.ordered(split, batch_size):
             ys = y.unsqueeze(1).expand(-1, self.n)
             out = self.outputs(self.batch([x] * self.n))

@@ -15,15 +15,16 @@ import torch
 from torch import nn
 
 from sparsenet import data as data_mod
-from sparsenet import datasets, execution, models
+from sparsenet import datasets, models
 from sparsenet.algorithms.fixed import Fixed
 from sparsenet.algorithms.imp import Hparams as ImpHparams
 from sparsenet.algorithms.imp import prune
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import ConfigError
+from sparsenet.execution import Platform, resolve_device
 from sparsenet.masks import Mask, topk_mask
 from sparsenet.record import RunFolder
-from sparsenet.train import evaluate, resolve_device
+from sparsenet.train import evaluate
 
 METHODS = ("magnitude_global", "magnitude_layerwise", "random", "magnitude_per_layer")
 
@@ -76,12 +77,13 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
         raise ConfigError(f"prune_sweep.methods: {sorted(unknown)} unknown; allowed: {', '.join(METHODS)}")
     run = RunFolder(run)
     cfg = run.config()
-    dev = resolve_device(device)
+    platform = Platform(resolve_device(device), cfg.execution)
+    dev = platform.device
     train_split, test_split, _ = data_mod.load(cfg.data, dev, data_root)
     batcher = data_mod.Batcher(cfg.data, dev, data_root)
     spec = datasets.spec(cfg.data.dataset, data_root)
     model = models.build(cfg.model.model, spec.input_shape, spec.num_classes).to(dev)
-    execution.prepare_model(model, cfg.execution)
+    platform.prepare_model(model)
     final = load_weights(run.final, dev)
     mask = Mask.load(run.mask, dev)
     dense_layers = cfg.algorithm.dense_layers
@@ -105,7 +107,7 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                     fixed = Fixed(cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
                     if recompute_bn:
                         recompute_batch_norm(model, batcher, train_split)
-                    loss, acc = evaluate(model, fixed, batcher, test_split, cfg.execution)
+                    loss, acc = evaluate(model, fixed, batcher, test_split, platform)
                     rows.append({"method": method, "layer": layer, "draw": draw, "q": q,
                                  "density": pruned.density(exclude=dense_layers), "bn_recomputed": recompute_bn,
                                  "test_acc": acc, "test_loss": loss})

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jsonschema
 import pandas as pd
-import torch
 import yaml
 
 from sparsenet import algorithms, models
@@ -105,12 +104,13 @@ def epoch_seconds(config: dict, model: str, speed: str, *, runs: int = 1, device
     timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split, divided
     among the runs. `data` (train.load_data's) saves loading the dataset again."""
     from sparsenet import train as train_mod
+    from sparsenet.execution import resolve_device
     from sparsenet.fused import FusedRuns
     from sparsenet.masks import random_for_model
 
     density = 1.0 if speed == "dense" else min(config["densities"])
     cfg = settings(config, model, "imp" if speed == "fixed" else speed, density).replace(algorithm=speed)
-    dev = train_mod.resolve_device(device or config.get("device"))
+    dev = resolve_device(device or config.get("device"))
     data = data or train_mod.load_data(cfg, dev, config.get("data_root"))
     with tempfile.TemporaryDirectory() as tmp:
         members = []
@@ -135,7 +135,7 @@ def time_steps(unit, steps: int, warmup: int) -> float:
     batches = unit.begin_epoch(0)
     for i in range(warmup + steps):
         if i == warmup:
-            _sync(unit.dev)
+            unit.platform.synchronize()
             start = time.perf_counter()
         try:
             batch = next(batches)
@@ -143,13 +143,8 @@ def time_steps(unit, steps: int, warmup: int) -> float:
             batches = unit.begin_epoch(1)
             batch = next(batches)
         unit.train_step(0, i % unit.steps_per_epoch, batch)  # as the first epoch: its learning rates
-    _sync(unit.dev)
+    unit.platform.synchronize()
     return (time.perf_counter() - start) / steps
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -> pd.DataFrame:
@@ -157,7 +152,8 @@ def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -
     fused group of each row's size (a single run where it is 1)."""
     frame = trainings(config)
     if measure:
-        from sparsenet.train import load_data, resolve_device
+        from sparsenet.execution import resolve_device
+        from sparsenet.train import load_data
 
         dev, times = resolve_device(device or config.get("device")), {}
         for model in config["models"]:

@@ -21,22 +21,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sparsenet import algorithms, datasets, execution, models, provenance, sparse
+from sparsenet import algorithms, datasets, models, provenance
 from sparsenet import config as config_mod
 from sparsenet import data as data_mod
 from sparsenet.algorithms._base import Algorithm
 from sparsenet.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
-from sparsenet.config import ConfigError, ExecutionHparams, RunConfig, TrainHparams
+from sparsenet.config import ConfigError, RunConfig, TrainHparams
+from sparsenet.execution import Platform, resolve_device
 from sparsenet.files import remove_stale_temporaries, write_parquet
 from sparsenet.masks import Mask, save_packed_snapshots
 from sparsenet.optim import SGD
 from sparsenet.record import RunFolder, RunRecord
-
-
-def resolve_device(name: str | None = None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -75,19 +70,20 @@ def weight_grad_macs_per_sample(model: nn.Module, input_shape, device) -> dict[s
 
 @torch.no_grad()
 def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split: data_mod.Split,
-             hp: ExecutionHparams | None = None, forward=None, feature_major: bool = False) -> tuple[float, float]:
-    """(mean loss, accuracy) over a split, with the weights the forward pass uses (through `forward` if given);
-    `feature_major` batches for a model whose first layer is routed through CSR kernels."""
-    hp = hp or ExecutionHparams()
+             platform: Platform | None = None, forward=None,
+             buffer: data_mod.BatchBuffer | None = None) -> tuple[float, float]:
+    """(mean loss, accuracy) over a split, with the weights the forward pass uses (through `forward` if given), on
+    `platform` (default: the split's device, default settings); batches laid out by `buffer` (Platform.batch_buffer)."""
+    device = split.labels.device
+    platform = platform or Platform(device)
     model.eval()
     forward = forward or model
-    device = split.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     with algo.forward_weights():
-        for x, y in batcher.ordered(split, hp.eval_batch_size, feature_major):
-            with execution.autocast(hp, device):
-                out = forward(execution.prepare_input(x, hp))
+        for x, y in batcher.ordered(split, platform.hp.eval_batch_size, buffer):
+            with platform.autocast():
+                out = forward(platform.prepare_input(x))
             loss_sum += nn.functional.cross_entropy(out.float(), y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
     model.train()
@@ -130,15 +126,16 @@ class Run:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         remove_stale_temporaries(self.folder.checkpoint_snapshots)
-        execution.configure(cfg.execution, dev)
+        self.platform = Platform(dev, cfg.execution)
+        self.platform.configure()
         torch.manual_seed(cfg.seed)
         spec = datasets.spec(cfg.data.dataset)
         self.model = models.build(cfg.model.model, spec.input_shape, spec.num_classes, cfg.model.init,
                                   cfg.model.bn_init).to(dev)
         if init_weights is not None:
             self.model.load_state_dict({k: v.to(dev) for k, v in init_weights.items()})
-        execution.prepare_model(self.model, cfg.execution)
-        self.forward_fn = execution.forward_fn(self.model, cfg.execution)
+        self.platform.prepare_model(self.model)
+        self.forward_fn = self.platform.forward_fn(self.model)
         init_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.weights = models.prunable(self.model)
         self.steps_per_epoch = self.batcher.batches_per_epoch(self.train_split)
@@ -167,17 +164,16 @@ class Run:
         self._resume_or_start(init_state)
         self.sparse_mode = cfg.execution.sparse_kernels if sparse_kernels else "off"
         self.sparse_layers: list[str] | None = None
-        self.feature_major = False  # batches with one sample per column: for a routed first layer
+        self.buffer: data_mod.BatchBuffer | None = None  # the layout of batches for a routed first layer
         self.route_sparse()
         self.model.train()
 
     def route_sparse(self) -> None:
         """Once the mask is fixed for the rest of the run, route the chosen layers through CSR kernels."""
         if self.sparse_layers is None and self.algo.mask_fixed:
-            routed = sparse.install(self.model, self.algo.mask(), self.sparse_mode, self.cfg.execution.precision)
+            routed = self.platform.route(self.model, self.algo.mask(), self.sparse_mode)
             self.sparse_layers = list(routed)
-            self.feature_major = sparse.takes_the_input(self.model, routed)
-            self.algo.exact_layers = frozenset(routed)
+            self.buffer = self.platform.batch_buffer(self.model, routed)
             for name, structure in routed.items():
                 self.optimizer.route(self.weights[name], structure)
 
@@ -224,8 +220,8 @@ class Run:
     # --- one epoch ------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, loss) of one training batch, in the run's precision and memory format."""
-        with execution.autocast(self.cfg.execution, self.dev):
-            output = self.forward_fn(execution.prepare_input(x, self.cfg.execution))
+        with self.platform.autocast():
+            output = self.forward_fn(self.platform.prepare_input(x))
             return output, self.loss_fn(output, y)
 
     def begin_epoch(self, epoch: int):
@@ -235,7 +231,7 @@ class Run:
         self.loss_sum = torch.zeros((), device=self.dev)
         self.correct = torch.zeros((), device=self.dev, dtype=torch.long)
         self.epoch_start, self.train_s = time.perf_counter(), None
-        return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch), self.feature_major)
+        return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch), self.buffer)
 
     def train_step(self, epoch: int, i: int, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         """Step `i` of `epoch` on `batch` (x, y): the hooks around forward, backward and the optimizer step, in
@@ -331,8 +327,7 @@ class Run:
         return True
 
     def evaluate(self, split: data_mod.Split) -> tuple[float, float]:
-        return evaluate(self.model, self.algo, self.batcher, split, self.cfg.execution, self.forward_fn,
-                        self.feature_major)
+        return evaluate(self.model, self.algo, self.batcher, split, self.platform, self.forward_fn, self.buffer)
 
     # --- the end ----------------------------------------------------------------------------------------------
     def finish(self) -> RunRecord:

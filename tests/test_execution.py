@@ -82,7 +82,7 @@ def test_cuda_kernel_choices_follow_the_deterministic_setting(deterministic, mon
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # recorded, so that what configure sets is undone after
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     try:
-        execution.configure(ExecutionHparams(deterministic=deterministic), torch.device("cuda"))
+        execution.Platform(torch.device("cuda"), ExecutionHparams(deterministic=deterministic)).configure()
         assert (os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8") is deterministic
         assert torch.backends.cudnn.deterministic is deterministic
         assert torch.backends.cudnn.benchmark is not deterministic

@@ -169,16 +169,18 @@ def test_automatic_choice():
 
 def test_a_routed_first_layer_gets_feature_major_batches_with_the_same_values(tmp_path, data_root):
     from sparsenet.data import Batcher
+    from sparsenet.execution import Platform
 
     batcher = Batcher(tiny().data, torch.device("cpu"))
     images = torch.randint(0, 256, (37, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    plain, by_feature = batcher.normalise(images), batcher.normalise(images, feature_major=True)
-    assert torch.equal(plain, by_feature) and plain.is_contiguous()
-    assert by_feature.flatten(1).t().is_contiguous()  # the routed layer's x^T, without a copy
     mask = _mask(0.05)
     run = train_mod.Run(tiny(algorithm="fixed", density=0.05, sparse_kernels="on"), tmp_path / "a", torch.device("cpu"),
                         train_mod.load_data(tiny(), torch.device("cpu"), None), mask=mask)
-    assert run.feature_major and next(iter(run.begin_epoch(0)))[0].flatten(1).t().is_contiguous()
+    assert run.buffer is not None and next(iter(run.begin_epoch(0)))[0].flatten(1).t().is_contiguous()
+    plain, by_feature = batcher.normalise(images), batcher.normalise(images, run.buffer)
+    assert torch.equal(plain, by_feature) and plain.is_contiguous()
+    assert by_feature.flatten(1).t().is_contiguous()  # the routed layer's x^T, without a copy
+    assert Platform.batch_buffer(run.model, {}) is None  # nothing routed: batches as they come
     conv = models.build("conv2", (1, 28, 28), 10)
     weights = models.prunable(conv)
     counts = layer_counts({n: w.shape for n, w in weights.items()}, 0.05, "uniform")

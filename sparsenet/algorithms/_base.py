@@ -38,9 +38,6 @@ class Algorithm:
     takes_optimizer_step = True  # rigl: False at an update step, which replaces the optimizer step
     # the trainer's optimizer, set by the trainer: for algorithms that reset the momentum of weights they grow
     optimizer: torch.optim.Optimizer | None = None
-    # layers routed through CSR kernels (sparsenet.sparse): their absent weights get no gradient and no momentum
-    # (sparsenet.optim.SGD updates kept entries only), so they stay zero without being masked each step
-    exact_layers: frozenset[str] = frozenset()
 
     def __init__(self, hp: AlgorithmHparams, weights: dict[str, torch.nn.Parameter], epochs: int,
                  mask: Mask | None = None, generator: torch.Generator | None = None, *, steps_per_epoch: int = 1,
@@ -103,12 +100,15 @@ class Algorithm:
                 self.weights[name].data = tensor
 
     def _to_mask(self) -> Mask:
-        """The layers masking must act on: not those that keep every weight, nor the exact layers (cached per
-        mask object, as kept_counts)."""
-        key = (self._mask, self.exact_layers)
+        """The layers masking must act on: not those that keep every weight, nor those the optimizer updates at
+        their kept entries only (sparsenet.optim.SGD's routed weights: their absent weights get no gradient and no
+        momentum, so they stay zero unmasked); cached per mask object and routing, as kept_counts."""
+        routed = getattr(self.optimizer, "routed", {})  # torch's optimizers route nothing
+        exact = frozenset(n for n, w in self.weights.items() if w in routed)
+        key = (self._mask, exact)
         if getattr(self, "_to_mask_key", None) != key:
             full = {n for n, k in self.kept_counts().items() if k == self.weights[n].numel()}
-            self._to_mask_key, self._to_mask_cached = key, self._mask.without(full | self.exact_layers)
+            self._to_mask_key, self._to_mask_cached = key, self._mask.without(full | exact)
         return self._to_mask_cached
 
     @torch.no_grad()
