@@ -120,3 +120,20 @@ def test_readme_states_the_rules_the_code_applies():
     *first, last = [f"{e:g}" for e in answers.EPOCHS]
     assert f"after {', '.join(first)} and {last} epochs" in block  # the snapshots the positional answer reads
     assert f"-{100 * answers.MARGIN:g} point" in answers.RULE
+
+
+def test_the_html_summary_holds_every_section_in_order_and_says_when_one_is_empty():
+    from .conftest import REPO
+
+    found = summary.summarise(REPO / "docs/default-study/tables")
+    found["E5"] = found["E5"].iloc[0:0]  # a section with no rows
+    page = summary.html(found)
+    assert page.startswith("<html><head><meta charset='utf-8'><title>Summary</title></head><body>")
+    assert page.endswith("</body></html>\n") and f"<p>{summary.LEGEND}</p>" in page
+    heads = [page.index(f"<h3>{summary.SECTIONS[key][0]}</h3>") for key in found]
+    assert heads == sorted(heads) and len(found) == len(summary.SECTIONS)
+    e5 = page[heads[list(found).index("E5")]:]
+    assert e5.split("</h3>", 1)[1].startswith("<p>(none)</p>")
+    e1 = page[heads[list(found).index("E1")]:heads[list(found).index("E2")]]
+    cells = [c for c in summary._formatted(found["E1"]).to_numpy().ravel() if "(n=" in str(c)]  # the measured
+    assert "<table" in e1 and cells and all(f"<td>{c}</td>" in e1 for c in cells)

@@ -1,5 +1,6 @@
 """Properties that hold for any input (hypothesis): the mask budget, imp's schedule, top-k (per layer and global),
 snfs's prune and regrowth counts, packing, SGD, the settings' validation and E5's chance values."""
+import copy
 import itertools
 import math
 from fractions import Fraction
@@ -135,6 +136,55 @@ def test_sgd_equals_torchs_bitwise(lr, momentum, nesterov, decay, seed):
         opt_ours.step()
         opt_theirs.step()
         assert torch.equal(ours[0], theirs[0])
+
+
+def _take(opt: SGD, params: list[torch.Tensor], grads: list[list[torch.Tensor]]) -> None:
+    for step in grads:
+        for p, grad in zip(params, step):
+            p.grad = grad.clone()
+        opt.step()
+
+
+@settings(max_examples=20, deadline=None)
+@given(momentum=st.sampled_from([0.0, 0.9]), nesterov=st.booleans(), seed=st.integers(0, 2**16))
+def test_sgd_resumed_from_its_state_dict_steps_as_if_never_stopped(momentum, nesterov, seed):
+    """A checkpoint's optimizer state: hyperparameters and momentum come back, each buffer to its own parameter,
+    and the steps after it equal those of an optimizer never stopped, bitwise."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(6, 4), (3,), (2, 5)]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(6)]
+    hp = {"lr": 0.05, "momentum": momentum, "nesterov": nesterov and momentum > 0, "weight_decay": 1e-3}
+    whole = [t.clone() for t in start]
+    _take(SGD(whole, **hp), whole, grads)
+    stopped = [t.clone() for t in start]
+    first = SGD(stopped, **hp)
+    _take(first, stopped, grads[:3])
+    resumed = [t.clone() for t in stopped]
+    second = SGD(resumed, lr=1.0)  # the state's own hyperparameters replace these
+    second.load_state_dict(copy.deepcopy(first.state_dict()))
+    assert second.param_groups[0] == {**hp, "params": resumed}
+    _take(second, resumed, grads[3:])
+    assert all(torch.equal(a, b) for a, b in zip(whole, resumed))
+
+
+def test_an_sgd_routed_before_its_state_is_loaded_keeps_the_kept_entries_of_the_momentum():
+    """A routed weight's momentum buffer holds its kept entries only, also when the state is loaded after routing
+    (the dense buffer of a checkpoint is narrowed to them)."""
+    from sparsenet.sparse import Structure
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 6, generator=g)
+    dense = SGD([w], lr=0.1, momentum=0.9)
+    _take(dense, [w], [[torch.randn(4, 6, generator=g)]])
+    mask = torch.rand(4, 6, generator=g) < 0.4
+    routed = SGD([w.clone()], lr=0.1, momentum=0.9)
+    structure = Structure(mask)
+    routed.route(routed.param_groups[0]["params"][0], structure)
+    routed.load_state_dict(dense.state_dict())
+    p = routed.param_groups[0]["params"][0]
+    assert routed.state[p]["momentum_buffer"].shape == (int(mask.sum()),)
+    assert torch.equal(routed.momentum(p), torch.where(mask, dense.momentum(w), 0.0))
 
 
 def _outside(low: float, high: float, *, low_open: bool, high_open: bool):
