@@ -2,23 +2,26 @@
 
     make mutation                  # mutmut run (the modules and tests: pyproject's [tool.mutmut]), then this
     make mutation MUTANTS='sparsenet.prune.* sparsenet.wiring.*'   # some modules only
-    python benchmarks/mutation.py --out docs/tables/mutation.csv   # count mutmut's results in mutants/
+    python benchmarks/mutation.py --out docs/tables/mutation.csv   # count mutmut's results in mutants/ (the rows
+                                                                   # of modules not measured there are kept)
     python benchmarks/mutation.py --markdown docs/tables/mutation.csv   # README's table
 
 A mutant counts as detected when a test fails (killed) or runs past mutmut's time limit (timeout); "no tests"
-means no selected test reaches the mutated function, and counts as undetected. Score = detected / mutants.
+means no selected test reaches the mutated function, and counts as undetected. Score = detected / mutants. Each
+row names the commit its module was measured at: modules measured in separate runs keep their own.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 MUTANTS = Path("mutants")
-COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "score"]
+COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "score", "commit"]
 
 
 def count(mutants: Path = MUTANTS) -> pd.DataFrame:
@@ -45,20 +48,26 @@ def count(mutants: Path = MUTANTS) -> pd.DataFrame:
         sys.exit(f"no mutmut results under {mutants}/; run `make mutation` first")
     frame = pd.DataFrame(rows)
     frame["score"] = (frame["killed"] + frame["timeout"]) / frame["mutants"]
-    return frame[COLUMNS]
+    return frame[COLUMNS[:-1]]
+
+
+def merge(published: pd.DataFrame, measured: pd.DataFrame, commit: str) -> pd.DataFrame:
+    """The published rows with those of the modules just `measured` (at `commit`) in their place, by module."""
+    kept = published[~published["module"].isin(measured["module"])]
+    return pd.concat([kept, measured.assign(commit=commit)]).sort_values("module")[COLUMNS].reset_index(drop=True)
 
 
 def markdown(rows: pd.DataFrame) -> str:
     """README's table: every module's score, then all modules together."""
     total = rows[["mutants", "killed", "timeout", "survived", "no_tests"]].sum()
-    lines = ["| module | mutants | killed | timeout | survived | no test reaches it | score |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| module | mutants | killed | timeout | survived | no test reaches it | score | commit |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows.itertuples():
         lines.append(f"| `{r.module}` | {r.mutants} | {r.killed} | {r.timeout} | {r.survived} | {r.no_tests} "
-                     f"| {100 * r.score:.1f}% |")
+                     f"| {100 * r.score:.1f}% | {getattr(r, 'commit', '-')} |")
     detected = (total["killed"] + total["timeout"]) / total["mutants"]
     lines.append(f"| all | {total['mutants']} | {total['killed']} | {total['timeout']} | {total['survived']} "
-                 f"| {total['no_tests']} | {100 * detected:.1f}% |")
+                 f"| {total['no_tests']} | {100 * detected:.1f}% | |")
     return "\n".join(lines)
 
 
@@ -68,7 +77,9 @@ def main() -> None:
     p.add_argument("--markdown", type=Path, help="print README's table from this CSV")
     args = p.parse_args()
     if args.out:
-        frame = count()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        published = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=COLUMNS)
+        frame = merge(published, count(), head.stdout.strip())
         tmp = args.out.with_suffix(".tmp")
         frame.to_csv(tmp, index=False, float_format="%.4f")
         tmp.replace(args.out)

@@ -113,7 +113,13 @@ def test_mutation_scores_count_each_modules_verdicts_and_leave_out_an_unfinished
                                                      "no_tests": 1, "score": 5 / 8}
     assert rows.loc["sparsenet.algorithms.dnw", "score"] == 0.5
     table = benchmark("mutation").markdown(rows.reset_index())
-    assert "| `sparsenet.prune` | 8 | 4 | 1 | 2 | 1 | 62.5% |" in table and table.endswith("| 60.0% |")
+    assert "| `sparsenet.prune` | 8 | 4 | 1 | 2 | 1 | 62.5% | - |" in table and table.endswith("| 60.0% | |")
+    published = pd.DataFrame([{"module": m, "mutants": 4, "killed": 4, "timeout": 0, "survived": 0, "no_tests": 0,
+                               "score": 1.0, "commit": "aaaaaaa"} for m in ("sparsenet.prune", "sparsenet.wiring")])
+    merged = benchmark("mutation").merge(published, rows.reset_index(), "bbbbbbb").set_index("module")
+    assert merged["commit"].to_dict() == {"sparsenet.algorithms.dnw": "bbbbbbb", "sparsenet.prune": "bbbbbbb",
+                                          "sparsenet.wiring": "aaaaaaa"}  # a module not measured again keeps its row
+    assert merged.loc["sparsenet.prune", "mutants"] == 8
 
 
 DOCS = REPO / "docs"
