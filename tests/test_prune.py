@@ -65,3 +65,32 @@ def test_a_sweep_refuses_a_fraction_or_method_it_cannot_run_before_reading_the_r
     with pytest.raises(ConfigError) as e:
         sweep(tmp_path / "no run", fractions, methods=methods)
     assert str(e.value) == message
+
+
+def test_batch_norm_is_re_estimated_as_the_average_of_the_first_twenty_training_batches():
+    """From a clean start (whatever the statistics and their count held), in train mode, then evaluation mode."""
+    from torch import nn
+
+    from sparsenet.prune import recompute_batch_norm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
+    norm = model[1]
+    norm.running_mean.fill_(5.0), norm.running_var.fill_(7.0), norm.num_batches_tracked.fill_(10)
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(4, 1, 6, 6, generator=g) for _ in range(25)]
+    read = []
+
+    class Batches:  # the batcher's interface: an epoch of (inputs, labels)
+        def epoch(self, split, generator):
+            for x in batches:
+                read.append(x)
+                yield x, None
+
+    recompute_batch_norm(model, Batches(), None)
+    with torch.no_grad():
+        conv = [model[0](x) for x in batches[:20]]
+    assert torch.allclose(norm.running_mean, torch.stack([c.mean((0, 2, 3)) for c in conv]).mean(0), atol=1e-6)
+    assert torch.allclose(norm.running_var, torch.stack([c.var((0, 2, 3)) for c in conv]).mean(0), atol=1e-6)
+    assert int(norm.num_batches_tracked) == 20 and norm.momentum is None and not model.training
+    assert len(read) == 21  # the 21st batch drawn ends the loop, unused
