@@ -104,9 +104,9 @@ class Algorithm:
         their kept entries only (sparsenet.optim.SGD's routed weights: their absent weights get no gradient and no
         momentum, so they stay zero unmasked); cached per mask object and routing, as kept_counts."""
         routed = getattr(self.optimizer, "routed", {})  # torch's optimizers route nothing
-        exact = frozenset(n for n, w in self.weights.items() if w in routed)
-        key = (self._mask, exact)
+        key = (self._mask, len(routed))  # routing only adds weights: its size says whether it changed
         if getattr(self, "_to_mask_key", None) != key:
+            exact = {n for n, w in self.weights.items() if w in routed}
             full = {n for n, k in self.kept_counts().items() if k == self.weights[n].numel()}
             self._to_mask_key, self._to_mask_cached = key, self._mask.without(full | exact)
         return self._to_mask_cached
