@@ -11,7 +11,7 @@ for each layer:
   for one layer with masks of equal size it is (recall - d) / (1 - d). 0: no more alike than chance, 1: equal;
 - overlap_prev, iou_prev, hamming_prev: the same against the previous snapshot (how fast the mask still moves).
 The functional reading of emergence is E4's: the accuracy of the mask frozen at that epoch. Each row also gives
-lr, the learning rate training goes on with after the snapshot (sparsenet.train.lr_at), so that a figure can
+lr, the learning rate training goes on with after the snapshot (sparsenet.step.lr_at), so that a figure can
 mark where the schedule drops it.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 
 from sparsenet.masks import Mask, load_snapshots
 from sparsenet.record import RunFolder
-from sparsenet.train import lr_at
+from sparsenet.step import lr_at
 
 
 def agreement(a: Mask, b: Mask) -> dict[str, float]:

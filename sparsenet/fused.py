@@ -15,13 +15,15 @@ trained alone. Their parameters live as slices of one fused model whose layers c
 Each run's parameters and buffers are views into the fused ones. While an algorithm changes its mask, its own
 hooks and optimizer step act on those views in place, after the fused backward; once every run's mask is fixed
 (fixed-mask training, imp rounds, retraining, pruning at initialisation, frozen phases), one fused masked SGD
-step over the stacked tensors replaces the runs' own. Results equal training each run alone up to the float
-rounding of batched kernels (tested).
+step over the stacked tensors replaces the runs' own: the fixed-mask algorithm's hooks (Algorithm) over the
+stacked weights and masks. Either way the step is sparsenet.step.Trainer's, in its one order. Results equal
+training each run alone up to the float rounding of batched kernels (tested).
 """
 from __future__ import annotations
 
 import copy
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,11 +32,14 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from sparsenet import algorithms, models, sparse
+from sparsenet.algorithms._base import Algorithm
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.execution import resolve_device
+from sparsenet.masks import Mask
 from sparsenet.optim import SGD
 from sparsenet.record import RunRecord
-from sparsenet.train import Run, finished_record, load_data, lr_at, train
+from sparsenet.step import Trainer, lr_at
+from sparsenet.train import Run, finished_record, load_data, train
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -141,8 +146,9 @@ def _bind(runs: list[Run], fused: nn.Module) -> None:
                 module._buffers[attr] = tensor.unflatten(0, (n, -1))[k]
 
 
-class FusedRuns:
-    """The runs of one fused group and their fused model: the step, evaluation and the fused optimizer."""
+class FusedRuns(Trainer):
+    """The runs of one fused group and their fused model: the step, evaluation and the fused optimizer. Steps
+    train the `active` runs (all but those that diverged)."""
 
     def __init__(self, runs: list[Run]):
         self.runs, self.n = runs, len(runs)
@@ -153,8 +159,9 @@ class FusedRuns:
         _bind(runs, self.model)
         self.forward_fn = self.platform.forward_fn(self.model)
         self.layers = {f"{name}.weight": m for name, m in self.model.named_modules() if isinstance(m, _FusedLayer)}
-        self.optimizer: SGD | None = None  # the fused step, once every mask is fixed
-        self.masks: dict[str, torch.Tensor] = {}  # the stacked masks the fused step applies (unrouted layers)
+        self.active = list(range(self.n))
+        self.optimizer: SGD | None = None  # the fused step, once every mask is fixed,
+        self.fixed: Algorithm | None = None  # with the stacked masks' hooks
         self.feature_major = False  # batches with one sample per column, for a routed first layer
         self.loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=first.cfg.train.label_smoothing)
         self.fix_if_all_fixed()
@@ -174,18 +181,19 @@ class FusedRuns:
             if all("momentum_buffer" in state for state in own):
                 self.optimizer.state[p] = {"momentum_buffer": torch.cat([s["momentum_buffer"] for s in own])}
         masks = [r.algo.mask() for r in self.runs]
+        stacked = Mask({name: torch.cat([m.layers[name] for m in masks]) for name in self.layers})
         for name, layer in self.layers.items():
-            stacked = torch.cat([m.layers[name] for m in masks]).to(layer.weight.device)
-            if bool(stacked.all()):
-                continue
             per_run = [m.layers[name] for m in masks]
-            if isinstance(layer, FusedLinear) and all(self.platform.csr(m) for m in per_run):
-                layer.structure = sparse.Structure(stacked.cpu().view(self.n, *per_run[0].shape))
+            csr = isinstance(layer, FusedLinear) and all(map(self.platform.csr, per_run))
+            if csr and not stacked.layers[name].all():
+                layer.structure = sparse.Structure(stacked.layers[name].cpu().view(self.n, *per_run[0].shape))
                 self.optimizer.route(layer.weight, layer.structure)
                 for run in self.runs:
                     run.sparse_layers = [*(run.sparse_layers or []), name]
-            else:
-                self.masks[name] = torch.empty_like(layer.weight, dtype=torch.bool).copy_(stacked)
+        # the base algorithm's fixed-mask hooks: its settings are unused under a given mask
+        self.fixed = Algorithm(self.cfg.algorithm, {n: layer.weight for n, layer in self.layers.items()},
+                               self.cfg.train.epochs, mask=stacked)
+        self.fixed.optimizer = self.optimizer  # routed layers need no masking
         routed = {name: None for name, layer in self.layers.items() if layer.structure is not None}
         self.feature_major = self.platform.batch_buffer(self.model, routed) is not None
 
@@ -239,60 +247,47 @@ class FusedRuns:
         """Every run's batches of the epoch, step by step (each run draws its own order: all stay in step)."""
         return zip(*(r.begin_epoch(epoch) for r in self.runs))
 
-    def train_step(self, epoch: int, i: int, batch: tuple, active: list[int] | None = None) -> None:
-        """Step `i` of `epoch` for the `active` runs (all by default), on each run's batch, and each run's
-        bookkeeping (as sparsenet.train.Run.train_step for one run)."""
-        active = list(range(self.n)) if active is None else active
-        output, losses, y = self.step(epoch, i, batch, active)
-        for k in active:
-            self.runs[k].record(epoch, i, losses[k], output[:, k], y[:, k])
-
-    def train_epoch(self, epoch: int, active: list[int], bar) -> None:
-        for i, per_run in enumerate(self.begin_epoch(epoch)):
-            self.train_step(epoch, i, per_run, active)
-            bar.update()
-
-    def step(self, epoch: int, i: int, per_run: list[tuple[torch.Tensor, torch.Tensor]], active: list[int]):
-        """Step `i` of `epoch` for the `active` runs, on each run's batch (x, y): (outputs, per-run losses, y)."""
-        runs = [self.runs[k] for k in active]
-        self._forward_masks()
-        y = torch.stack([b[1] for b in per_run], 1)
+    # the parts of a step (sparsenet.step.Trainer.train_step puts them in order), on a batch per run (x, y)
+    def before_step(self, epoch: int, i: int) -> None:
         if self.optimizer is None:
-            for run in runs:
-                run.before_step(epoch, i)
+            for k in self.active:
+                self.runs[k].before_step(epoch, i)
             self.model.zero_grad(set_to_none=True)
         else:
-            spe = self.runs[0].steps_per_epoch
-            self.optimizer.param_groups[0]["lr"] = lr_at(self.cfg.train, epoch * spe + i, spe)
+            self.optimizer.param_groups[0]["lr"] = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i,
+                                                         self.steps_per_epoch)
             self.optimizer.zero_grad()
+
+    def forward_weights(self):
+        self._forward_masks()
+        return nullcontext()
+
+    def forward_backward(self, per_run: tuple):
+        """(outputs [batch, runs, classes], per-run mean losses [runs], labels [batch, runs]), and each run's
+        gradients: the fused ones, or each active run's views of them while the runs take their own steps."""
+        y = torch.stack([b[1] for b in per_run], 1)
         output, losses = self.forward(self.batch([b[0] for b in per_run]), y)
         losses.sum().backward()  # runs share no weights: each run's gradient is its own loss's
         if self.optimizer is None:
-            self._run_steps(runs, active, len(y))
-        else:
-            self._fused_step(runs, len(y))
+            for k in self.active:
+                for name, fused_p in self.model.named_parameters():
+                    grad = fused_p.grad
+                    self.runs[k].model.get_parameter(name).grad = None if grad is None else grad.unflatten(
+                        0, (self.n, -1))[k]
         return output, losses, y
 
-    def _run_steps(self, runs: list[Run], active: list[int], samples: int) -> None:
-        """Each run's own hooks and optimizer step on its views of the fused gradients and weights."""
-        for run, k in zip(runs, active):
-            for name, fused_p in self.model.named_parameters():
-                grad = fused_p.grad
-                run.model.get_parameter(name).grad = None if grad is None else grad.unflatten(0, (self.n, -1))[k]
-            run.step(samples)
+    def count_work(self, samples: int) -> None:
+        for k in self.active:
+            self.runs[k].count_work(samples)
 
-    @torch.no_grad()
-    def _fused_step(self, runs: list[Run], samples: int) -> None:
-        """Fixed masks: the runs' masked SGD step (sparsenet.algorithms._base.Algorithm) over the stacked tensors."""
-        for run in runs:
-            run.count_work(samples)  # the fixed-mask hooks, for all runs at once:
-        for name, m in self.masks.items():
-            grad = self.layers[name].weight.grad
-            if grad is not None:
-                grad.mul_(m)
-        self.optimizer.step()
-        for name, m in self.masks.items():
-            self.layers[name].weight.mul_(m)
+    def stepped(self):
+        if self.optimizer is None:
+            return [(self.runs[k].algo, self.runs[k].optimizer) for k in self.active]
+        return ((self.fixed, self.optimizer),)
+
+    def record(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
+        for k in self.active:
+            self.runs[k].record(epoch, i, loss[k], output[:, k], y[:, k])
 
     @torch.no_grad()
     def evaluate(self, split) -> list[tuple[float, float]]:
@@ -367,25 +362,27 @@ def _loop(runs: list[Run]) -> list[RunRecord]:
     group = FusedRuns(runs)
     first = runs[0]
     epochs = first.cfg.train.epochs
-    active, records = list(range(len(runs))), {}
+    records = {}
     bar = tqdm(total=epochs * first.steps_per_epoch, initial=first.start_epoch * first.steps_per_epoch,
                disable=None, desc=f"{len(runs)} fused {first.cfg.algorithm.algorithm} runs", file=sys.stderr,
                leave=False)
     for epoch in range(first.start_epoch, epochs):
-        group.train_epoch(epoch, active, bar)
+        for i, per_run in enumerate(group.begin_epoch(epoch)):
+            group.train_step(epoch, i, per_run)
+            bar.update()
         for run in runs:
             run.stop_clock()
         test = group.evaluate(first.test_split)
         val = group.evaluate(first.val_split) if first.val_split is not None else [None] * len(runs)
         group.sync_runs()
-        for k in list(active):
+        for k in list(group.active):
             if not runs[k].end_epoch(epoch, (test[k], val[k])):  # diverged: written now, before the fused
                 records[k] = runs[k].finish()                    # steps move its slice further
-                active.remove(k)
-        if not active:
+                group.active.remove(k)
+        if not group.active:
             break
         group.fix_if_all_fixed()
     bar.close()
-    for k in active:
+    for k in group.active:
         records[k] = runs[k].finish()
     return [records[k] for k in range(len(runs))]

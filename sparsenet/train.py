@@ -26,29 +26,18 @@ from sparsenet import config as config_mod
 from sparsenet import data as data_mod
 from sparsenet.algorithms._base import Algorithm
 from sparsenet.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
-from sparsenet.config import ConfigError, RunConfig, TrainHparams
+from sparsenet.config import ConfigError, RunConfig
 from sparsenet.execution import Platform, resolve_device
 from sparsenet.files import remove_stale_temporaries, write_parquet
 from sparsenet.masks import Mask, save_packed_snapshots
 from sparsenet.optim import SGD
 from sparsenet.record import RunFolder, RunRecord
+from sparsenet.step import Trainer, lr_at
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator of a run's data order and augmentation in `epoch`: seeded per run and epoch, so resumable."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-def lr_at(hp: TrainHparams, step: int, steps_per_epoch: int) -> float:
-    warm = hp.warmup_epochs * steps_per_epoch
-    if step < warm:
-        return hp.lr * (step + 1) / warm
-    if hp.schedule == "cosine":
-        t = (step - warm) / max(hp.epochs * steps_per_epoch - warm, 1)
-        return hp.lr * 0.5 * (1 + math.cos(math.pi * t))
-    if hp.schedule == "step":
-        return hp.lr * hp.gamma ** sum(step >= m * steps_per_epoch for m in hp.milestones)
-    return hp.lr
 
 
 def weight_grad_macs_per_sample(model: nn.Module, input_shape, device) -> dict[str, int]:
@@ -101,7 +90,7 @@ def finished_record(cfg: RunConfig, out: Path) -> RunRecord | None:
     return record
 
 
-class Run:
+class Run(Trainer):
     """One run in training: model, algorithm, optimizer, history and snapshots, resumed from its checkpoint.
 
     The loops (`train` here, `sparsenet.fused` for several runs at once) drive it; everything a run
@@ -218,12 +207,6 @@ class Run:
         self.labels.append({"epoch": epoch, "step": step})
 
     # --- one epoch ------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output, loss) of one training batch, in the run's precision and memory format."""
-        with self.platform.autocast():
-            output = self.forward_fn(self.platform.prepare_input(x))
-            return output, self.loss_fn(output, y)
-
     def begin_epoch(self, epoch: int):
         """Reset the epoch's sums and return its batches (data order seeded per run and epoch: resumable)."""
         self.grad_work = dict.fromkeys(self.weights, 0)  # weight gradients computed per layer, summed over samples
@@ -233,38 +216,30 @@ class Run:
         self.epoch_start, self.train_s = time.perf_counter(), None
         return self.batcher.epoch(self.train_split, epoch_generator(self.cfg.seed, epoch), self.buffer)
 
-    def train_step(self, epoch: int, i: int, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """Step `i` of `epoch` on `batch` (x, y): the hooks around forward, backward and the optimizer step, in
-        their one order (the fused engine's is sparsenet.fused.FusedRuns.train_step)."""
-        x, y = batch
-        self.before_step(epoch, i)
-        with self.algo.forward_weights():
-            output, loss = self.forward(x, y)
-            loss.backward()
-        self.after_step(epoch, i, loss, output, y)
-
+    # the parts of a step (sparsenet.step.Trainer.train_step puts them in order)
     def before_step(self, epoch: int, i: int) -> None:
         lr = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
 
-    def after_step(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
-        """After the backward pass: the step, then bookkeeping."""
-        self.step(len(y))
-        self.record(epoch, i, loss, output, y)
+    def forward_weights(self):
+        return self.algo.forward_weights()
 
-    def step(self, samples: int) -> None:
-        """The algorithm's hooks around the optimizer step, given the gradients of a batch of `samples`."""
-        self.count_work(samples)
-        self.algo.after_backward()
-        if self.algo.takes_optimizer_step:
-            self.optimizer.step()
-        self.algo.after_step()
+    def forward_backward(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        """(output, loss, y) of batch (x, y), in the run's precision and memory format."""
+        x, y = batch
+        with self.platform.autocast():
+            output = self.forward_fn(self.platform.prepare_input(x))
+            loss = self.loss_fn(output, y)
+        loss.backward()
+        return output, loss, y
+
+    def stepped(self):
+        return ((self.algo, self.optimizer),)
 
     def count_work(self, samples: int) -> None:
-        """The step's weight-gradient work (E4): all weights at steps that need dense gradients, kept ones else
-        (read before the hooks, which may change the mask)."""
+        """All weights at steps that need dense gradients, kept ones else."""
         dense, kept = self.algo.dense_gradients, self.algo.kept_counts()
         self.dense_steps += dense
         for name, w in self.weights.items():

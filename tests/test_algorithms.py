@@ -9,12 +9,13 @@ from sparsenet.algorithms.imp import prune, schedule
 from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig
 from sparsenet.masks import Mask
 from sparsenet.models import prunable
+from sparsenet.step import Trainer
 
 from .conftest import own_settings
 
 
-class Harness:
-    """A small MLP, random data and torch's SGD driven the way the trainer drives an algorithm."""
+class Harness(Trainer):
+    """A small MLP, random data and torch's SGD, driven by the trainer's step."""
 
     def __init__(self, algorithm, density=0.1, epochs=5, mask=None, steps_per_epoch=5, freeze_epoch=1, **hp):
         """`algorithm` is a label: <name>_freeze freezes <name>'s mask after `freeze_epoch` epochs."""
@@ -35,17 +36,38 @@ class Harness:
         self.epoch = 0
 
     def step(self, inspect=None):
+        """One step of the trainer's (sparsenet.step.Trainer); `inspect()` runs right after the algorithm's
+        after_backward hook."""
         x, y = torch.randn(32, 20, generator=self.data), torch.randint(0, 5, (32,), generator=self.data)
-        with self.algo.forward_weights():
-            loss = nn.functional.cross_entropy(self.model(x), y)
-            self.opt.zero_grad()
-            loss.backward()
-        self.algo.after_backward()
         if inspect:
-            inspect()
-        if self.algo.takes_optimizer_step:
-            self.opt.step()
-        self.algo.after_step()
+            hook = self.algo.after_backward
+            self.algo.after_backward = lambda: (hook(), inspect())
+        try:
+            self.train_step(self.epoch, 0, (x, y))
+        finally:
+            vars(self.algo).pop("after_backward", None)
+
+    def before_step(self, epoch, i):
+        self.opt.zero_grad()
+
+    def forward_weights(self):
+        return self.algo.forward_weights()
+
+    def forward_backward(self, batch):
+        x, y = batch
+        output = self.model(x)
+        loss = nn.functional.cross_entropy(output, y)
+        loss.backward()
+        return output, loss, y
+
+    def stepped(self):
+        return ((self.algo, self.opt),)
+
+    def count_work(self, samples):
+        pass  # the trainer's cost model: not the algorithm's
+
+    def record(self, epoch, i, loss, output, y):
+        pass
 
     def run_epoch(self, steps=5):
         for _ in range(steps):

@@ -16,7 +16,8 @@ from sparsenet.masks import Mask
 from sparsenet.prune import sweep
 from sparsenet.record import RunFolder
 from sparsenet.rounds import run_chain, run_round
-from sparsenet.train import lr_at, train
+from sparsenet.step import lr_at
+from sparsenet.train import train
 
 from .conftest import tiny
 from .test_algorithms import Harness

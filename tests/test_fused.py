@@ -86,12 +86,8 @@ def _step_by_step(model: str, dataset: str, algorithm: str, steps: int, **settin
         for i, (xa, ya) in enumerate(alone.begin_epoch(0)):
             per_run = [next(b) for b in fused_batches]
             assert torch.equal(per_run[1][0], xa)
-            group.step(0, i, per_run, [0, 1])
-            alone.before_step(0, i)
-            with alone.algo.forward_weights():
-                _, loss = alone.forward(xa, ya)
-                loss.backward()
-            alone.step(len(ya))
+            group.train_step(0, i, per_run)
+            alone.train_step(0, i, (xa, ya))
             worst = max(worst, _relative_error(runs[1].model.state_dict(), alone.model.state_dict()))
             with torch.no_grad():  # the fused run goes on from the state of the run alone
                 for name, t in alone.model.state_dict().items():

@@ -104,13 +104,13 @@ def test_fixed_mask_run_on_csr_kernels_equals_the_dense_masked_run(tmp_path, dat
 def test_no_gradient_is_ever_materialised_at_absent_weights(tmp_path, data_root, monkeypatch):
     mask = _mask(0.05)
     seen = []
-    real = train_mod.Run.after_step
+    real = train_mod.Run.count_work
 
-    def check(run, *args):  # after the backward pass: no weight of a routed layer has a dense gradient at all
+    def check(run, samples):  # after the backward pass: no weight of a routed layer has a dense gradient at all
         assert run.sparse_layers == list(mask.layers)
         seen.extend(run.weights[name].grad is None for name in run.sparse_layers)
-        real(run, *args)
-    monkeypatch.setattr(train_mod.Run, "after_step", check)
+        real(run, samples)
+    monkeypatch.setattr(train_mod.Run, "count_work", check)
     train(tiny(algorithm="fixed", density=0.05, epochs=1, sparse_kernels="on"), tmp_path / "run", mask=mask)
     assert len(seen) > 0 and all(seen)
 

@@ -10,7 +10,8 @@ from sparsenet.checkpoint import load_weights
 from sparsenet.masks import Mask, load_snapshots
 from sparsenet.record import RunFolder
 from sparsenet.rounds import run_chain, run_round
-from sparsenet.train import lr_at, train
+from sparsenet.step import lr_at
+from sparsenet.train import train
 
 from .conftest import tiny
 
