@@ -21,7 +21,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(CORES) --dist loadgroup  # a worker per core (pytest-xdist)
 
 # MUTANTS: mutmut's name patterns, to measure some modules only (make mutation MUTANTS='sparsenet.prune.*')
 mutation: setup

@@ -20,6 +20,20 @@ if "SPARSENET_DATA" not in os.environ and SHARED_DATA.exists():
     os.environ["SPARSENET_DATA"] = str(SHARED_DATA)
 
 
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs a worker per core: one torch thread each
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist's loadgroup, the tests of the tiny study share one worker: the study runs once."""
+    for item in items:
+        if "study" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("study"))
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = Path(os.environ.get("SPARSENET_DATA", ""))
