@@ -5,7 +5,6 @@ import math
 from typing import Iterable
 
 import numpy as np
-from scipy import stats
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[int, float, float, float]:
@@ -17,6 +16,8 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[int, flo
     mean = float(x.mean())
     if n < 2:
         return n, mean, math.nan, math.nan
+    from scipy import stats  # here: the workflow imports this module to plan, and scipy.stats takes a second
+
     sem = float(stats.sem(x))
     if sem == 0:
         return n, mean, mean, mean

@@ -27,6 +27,7 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist's loadgroup, the tests of the tiny study share one worker: the study runs once."""
     for item in items:

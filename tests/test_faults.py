@@ -259,6 +259,7 @@ def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path,
     algorithm's state included) as a run never killed."""
     settings = {k.replace("_", "-"): v for k, v in algorithms.from_label(algorithm).items()}  # a label's
     flags = [f"--{k}={v}" for k, v in {**KILLED, **own_settings(algorithm, OWN), **settings}.items()]
+    flags.append(f"--threads={torch.get_num_threads()}")  # the killed process sums as this one does: bitwise
     if algorithm == "dense":
         flags.remove("--density=0.3")
     captured = _final_checkpoint(monkeypatch)

@@ -17,6 +17,7 @@ import yaml
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import expand_preset
 from sparsenet.figures import FIGURES
+from sparsenet.study import job_counts, load_study
 from sparsenet.tables import SCHEMAS
 
 from .conftest import REPO, TINY, snakemake, table
@@ -81,13 +82,17 @@ def expected_counts(cfg: dict) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "config", ["config.yaml", "config/cifar10.yaml", "config/paper-mnist.yaml", "config/paper-mnist-matched.yaml",
-               "config/paper-fashion-mnist.yaml", "config/paper-fashion-mnist-matched.yaml", "config/extended.yaml"])
+               "config/paper-fashion-mnist.yaml", "config/paper-fashion-mnist-matched.yaml", "config/extended.yaml",
+               "tests/config/tiny.yaml"])
 def test_dry_run_plans_every_job(tmp_path, config):
     # Planned where config.yaml lies, as from the repository root: a --configfile study must replace it, not
     # be merged into it (the default's imp_rate 0.5 would halve the full-length studies' imp rounds).
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     counts = planned(tmp_path, "--configfile", str(REPO / config))
     assert counts == expected_counts(yaml.safe_load((REPO / config).read_text()))
+    # the library's training jobs (sparsenet.study, which `sparsenet plan` prices) are those Snakemake plans
+    library = job_counts(load_study(REPO / config))
+    assert {rule: counts.get(rule, 0) for rule in library} == dict(library)
 
 
 @pytest.mark.parametrize("per_job", [1, 3, 100])
