@@ -115,8 +115,8 @@ class NpzCIFAR10(torch.utils.data.Dataset):
     def __init__(self, path: Path, transform):
         import numpy as np
 
-        with np.load(path) as npz:
-            self.images, self.labels = npz["x_train"], npz["y_train"].astype("int64")
+        images, self.labels = data_mod.npz_split(path, "train")  # decompressed once a process, as the trainer
+        self.images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))  # HWC, as torchvision's CIFAR10 holds it
         self.transform = transform
 
     def __len__(self) -> int:

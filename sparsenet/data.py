@@ -76,6 +76,13 @@ def _read_npz(path: Path, part: str, mtime_ns: int, size: int) -> tuple[np.ndarr
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
 
 
+def npz_split(path: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split `part` (train or test) of a cifar10.npz: NCHW uint8 images and int64 labels, read once per process
+    (do not modify them)."""
+    stat = path.stat()
+    return _read_npz(path, part, stat.st_mtime_ns, stat.st_size)
+
+
 def _load_raw(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     """Images as uint8 NCHW and labels as int64: MNIST-like raw files and cifar10.npz are read directly (no
     torchvision import: it costs a training job seconds of start-up); anything else goes through torchvision,
@@ -90,9 +97,7 @@ def _load_raw(name: str, root: Path, train: bool) -> tuple[np.ndarray, np.ndarra
     if images.exists() and labels.exists():
         return _read_idx(images)[:, None], _read_idx(labels).astype(np.int64)
     if name == "cifar10" and (root / "cifar10.npz").exists():
-        path = root / "cifar10.npz"
-        stat = path.stat()
-        x, y = _read_npz(path, "train" if train else "test", stat.st_mtime_ns, stat.st_size)
+        x, y = npz_split(root / "cifar10.npz", "train" if train else "test")
         return x.copy(), y.copy()  # a split on the CPU shares its array's memory: the cached arrays stay apart
     import torchvision
 

@@ -48,8 +48,8 @@ def test_study_on_slurm_matches_the_local_run(study, tmp_path):
     canceller.start()
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work),
            "--profile", str(repo / "workflow/profiles/slurm"), "--configfile", str(repo / "tests/config/tiny.yaml"),
-           "--slurm-no-account", "--slurm-keep-successful-logs", "--slurm-init-seconds-before-status-checks", "5",
-           "--seconds-between-status-checks", "5"]
+           "--slurm-no-account", "--slurm-keep-successful-logs", "--slurm-init-seconds-before-status-checks", "1",
+           "--seconds-between-status-checks", "1"]  # the plugin adds 10 s after each check that finds no job done
     proc = subprocess.Popen(cmd, cwd=work, env={**os.environ, "PYTHONPATH": str(repo)}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
