@@ -47,7 +47,7 @@ def count(mutants: Path = MUTANTS) -> pd.DataFrame:
     if not rows:
         sys.exit(f"no mutmut results under {mutants}/; run `make mutation` first")
     frame = pd.DataFrame(rows)
-    frame["score"] = (frame["killed"] + frame["timeout"]) / frame["mutants"]
+    frame["score"] = score(frame)
     return frame[COLUMNS[:-1]]
 
 
@@ -57,17 +57,21 @@ def merge(published: pd.DataFrame, measured: pd.DataFrame, commit: str) -> pd.Da
     return pd.concat([kept, measured.assign(commit=commit)]).sort_values("module")[COLUMNS].reset_index(drop=True)
 
 
+def score(counts):
+    """The share of mutants detected (a row's counts, or a frame's columns)."""
+    return (counts["killed"] + counts["timeout"]) / counts["mutants"]
+
+
 def markdown(rows: pd.DataFrame) -> str:
     """README's table: every module's score, then all modules together."""
     total = rows[["mutants", "killed", "timeout", "survived", "no_tests"]].sum()
     lines = ["| module | mutants | killed | timeout | survived | no test reaches it | score | commit |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows.itertuples():
+    for _, r in rows.iterrows():  # the score from the counts: the CSV's is rounded
         lines.append(f"| `{r.module}` | {r.mutants} | {r.killed} | {r.timeout} | {r.survived} | {r.no_tests} "
-                     f"| {100 * r.score:.1f}% | {getattr(r, 'commit', '-')} |")
-    detected = (total["killed"] + total["timeout"]) / total["mutants"]
+                     f"| {100 * score(r):.1f}% | {r.get('commit', '-')} |")
     lines.append(f"| all | {total['mutants']} | {total['killed']} | {total['timeout']} | {total['survived']} "
-                 f"| {total['no_tests']} | {100 * detected:.1f}% | |")
+                 f"| {total['no_tests']} | {100 * score(total):.1f}% | |")
     return "\n".join(lines)
 
 
