@@ -4,6 +4,8 @@ import torch
 
 from sparsenet import reinit
 from sparsenet.masks import Mask, layer_counts
+from sparsenet.record import RunFolder
+from sparsenet.train import train
 
 from .conftest import tiny
 
@@ -86,3 +88,30 @@ def test_rewind_keeps_the_runs_own_weights_and_mask_and_an_unknown_variant_is_na
     assert reinit.reset(tiny(), own, mask, "rewind") == (own, mask)
     with pytest.raises(ValueError, match="variant: must be one of rewind, .*; got 'rewound'"):
         reinit.reset(tiny(), own, mask, "rewound")
+
+
+def test_retraining_records_its_source_and_a_replayed_rewind_is_the_runs_files_byte_for_byte(tmp_path, data_root):
+    """static never changes its mask, so its rewind is recorded, not trained: every file of the run under the
+    fixed-mask retraining's record; the reinit variant trains. Either may go to a folder that does not exist yet."""
+    run = tmp_path / "static"
+    train(tiny(algorithm="static", epochs=1, density=0.1), run)
+    outs = [tmp_path / "new" / "deeper" / variant for variant in ("rewind", "reinit")]
+    rewind, reinitialised = reinit.retrain_variants(run, ["rewind", "reinit"], outs)
+    source = RunFolder(run).config()
+    density = round(Mask.load(run / "mask.safetensors").density(exclude=source.algorithm.dense_layers), 6)
+    for record, variant in ((rewind, "rewind"), (reinitialised, "reinit")):
+        assert (record.variant, record.source_algorithm, record.source_run) == (variant, "static", str(run))
+        cfg = record.run_config()
+        assert (cfg.algorithm.algorithm, cfg.algorithm.density) == ("fixed", density)
+    assert rewind.copy_of_source and not reinitialised.copy_of_source
+    for name in RunFolder.FILES[:-1]:
+        assert (outs[0] / name).read_bytes() == (run / name).read_bytes(), name
+    assert RunFolder(outs[0]).record() == rewind and RunFolder(outs[1]).record() == reinitialised
+
+
+def test_retraining_a_frozen_run_fixes_its_mask_from_the_start_and_names_the_frozen_run(tmp_path, data_root):
+    run = tmp_path / "snfs_freeze"
+    train(tiny(algorithm="snfs_freeze", epochs=2, density=0.1), run)
+    record = reinit.retrain(run, "reinit", tmp_path / "reinit")
+    assert record.source_algorithm == "snfs_freeze"
+    assert (record.run_config().algorithm.algorithm, record.run_config().algorithm.freeze_epoch) == ("fixed", 0)
