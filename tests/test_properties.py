@@ -187,6 +187,28 @@ def test_an_sgd_routed_before_its_state_is_loaded_keeps_the_kept_entries_of_the_
     assert torch.equal(routed.momentum(p), torch.where(mask, dense.momentum(w), 0.0))
 
 
+def test_sgd_clears_gradients_and_checkpoints_each_momentum_dense():
+    """zero_grad drops the gradients, or zeroes them in place; a momentum is None before the first step, and a
+    checkpoint holds it dense, a routed weight's too (zero at its absent entries)."""
+    from sparsenet.sparse import Structure
+
+    g = torch.Generator().manual_seed(1)
+    w, b = torch.randn(4, 6, generator=g), torch.randn(4, generator=g)
+    opt = SGD([w, b], lr=0.1, momentum=0.9)
+    assert opt.momentum(w) is None and opt.state_dict()["state"] == {}
+    w.grad = torch.ones(4, 6)
+    opt.zero_grad(set_to_none=False)
+    assert torch.equal(w.grad, torch.zeros(4, 6)) and b.grad is None
+    opt.zero_grad()
+    assert w.grad is None
+    _take(opt, [w, b], [[torch.randn(4, 6, generator=g), torch.randn(4, generator=g)]])
+    before = opt.momentum(w).clone()
+    mask = torch.rand(4, 6, generator=g) < 0.5
+    opt.route(w, Structure(mask))
+    saved = opt.state_dict()["state"][0]["momentum_buffer"]
+    assert saved.shape == w.shape and torch.equal(saved, torch.where(mask, before, 0.0))
+
+
 def _outside(low: float, high: float, *, low_open: bool, high_open: bool):
     """Floats outside the interval from `low` to `high` (each end in or out as the check has it)."""
     below = st.floats(max_value=low, exclude_max=not low_open, allow_nan=False, allow_infinity=False)
