@@ -12,10 +12,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sparsenet.errors import InputError
 from sparsenet.files import atomic_path
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A weights or checkpoint file is missing, corrupt, or holds something other than tensors."""
 
 

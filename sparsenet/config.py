@@ -15,6 +15,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from sparsenet.errors import InputError
+
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 SCHEDULES = ("cosine", "step", "constant")
 DISTRIBUTIONS = ("uniform", "erk")
@@ -31,7 +33,7 @@ def setting(default: Any, help: str, *, unit: str = "", choices: tuple[str, ...]
     return field(default=default, metadata={"help": help, "unit": unit, "choices": choices})
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A setting is missing, unknown or out of range; the message names the key."""
 
 

@@ -18,6 +18,7 @@ import torch
 from sparsenet import datasets
 from sparsenet.config import ConfigError, DataHparams
 from sparsenet.datasets import data_root
+from sparsenet.errors import InputError
 
 # allocates a batch (shape, device) in the memory layout a model's first kernel reads (sparsenet.execution)
 BatchBuffer = Callable[[torch.Size, torch.device], torch.Tensor]
@@ -31,7 +32,7 @@ _EXPECTED = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(InputError, RuntimeError):
     """The data folder lacks a dataset and it could not be fetched."""
 
 

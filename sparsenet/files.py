@@ -14,10 +14,12 @@ from typing import Any, Iterator
 
 from safetensors import SafetensorError
 
+from sparsenet.errors import InputError
+
 TMP_MARK = ".tmp"
 
 
-class ResultFileError(RuntimeError):
+class ResultFileError(InputError, RuntimeError):
     """A result file is missing or corrupt."""
 
 

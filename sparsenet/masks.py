@@ -16,12 +16,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from sparsenet.config import ConfigError
+from sparsenet.errors import InputError
 from sparsenet.files import atomic_path
 
 FORMAT = "sparsenet-masks-1"
 
 
-class MaskFileError(RuntimeError):
+class MaskFileError(InputError, RuntimeError):
     """A mask or snapshot file is missing, truncated or not ours."""
 
 

@@ -124,3 +124,15 @@ def test_a_users_own_dataset_by_import_path(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "bad"), "--dataset", "tests.custom_data:nothing"]) == 2
     assert "dataset: dataset 'tests.custom_data:nothing' cannot be imported" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_command_without_run_settings_starts_without_torch(tmp_path):
+    """summary (like tables, figures and show) neither builds the run settings' help nor imports an error class
+    from a module that needs torch, so it starts in a fraction of a training job's time; its errors still come
+    in one line."""
+    code = ("import sys\nfrom sparsenet.cli import main\n"
+            f"code = main(['summary', '--tables', {str(tmp_path / 'none')!r}, '--out', {str(tmp_path / 's.md')!r}])\n"
+            "print(code, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.split() == ["2", "False"], out.stderr
+    assert out.stderr.count("\n") == 1 and "sparsenet summary: error:" in out.stderr
