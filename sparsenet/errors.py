@@ -1,6 +1,5 @@
-"""The errors the command line reports in one line, without a traceback: each module raises its own subclass
-(config.ConfigError, checkpoint.CheckpointError, data.DataError, files.ResultFileError, masks.MaskFileError),
-and the command line catches this one class, importing none of those modules (and torch with them) for it."""
+"""The errors the command line reports in one line, without a traceback. Each module raises its own subclass;
+the command line catches this class alone, so it imports none of those modules (nor torch with them) to do so."""
 
 
 class InputError(Exception):
