@@ -1,12 +1,17 @@
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import hypothesis
 import pandas as pd
 import pytest
+
+from .slurm_study import SELECTED as SLURM_SELECTED
+from .slurm_study import SlurmStudy
 
 pytest_plugins = ["tests.leaks", "pytester"]  # tests.leaks: every test must leave no trace
 hypothesis.settings.register_profile("sparsenet", database=None)  # no .hypothesis/ folder in the checkout
@@ -29,10 +34,12 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist's loadgroup, the tests of the tiny study share one worker: the study runs once."""
+    """Under pytest-xdist's loadgroup, the tests of the tiny study share one worker: the study runs once. The SLURM
+    test comes last: its study runs in the background while the others run (tests/slurm_study.py)."""
     for item in items:
         if "study" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("study"))
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
@@ -70,20 +77,64 @@ def own_settings(label: str, settings: dict) -> dict:
 TRACE = REPO / "tests" / "trace"  # its sitecustomize records what each `python -m sparsenet` job imports
 
 
+class Planner:
+    """One process (tests/plan_server.py) for this test process's dry runs and `--summary` calls: each plan then
+    costs Snakemake's planning alone, not the 4 s of CPU a process takes to start. It imports the package from
+    this checkout; a copy of the repository planned there differs in its workflow files and in the module files
+    its code identities hash, which the plan reads from the copy."""
+
+    def __init__(self):
+        self.proc, self.lock = None, threading.Lock()
+
+    def __call__(self, workdir, argv) -> subprocess.CompletedProcess:
+        with self.lock:  # one request at a time
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "plan_server.py")], cwd=REPO,
+                                             env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self.proc.stdin.write(json.dumps({"workdir": str(workdir), "argv": argv}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"the planning process ended (exit code {self.proc.wait()}): see its stderr")
+        reply = json.loads(line)
+        return subprocess.CompletedProcess(argv, reply["returncode"], reply["stdout"], reply["stderr"])
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
+
+
+PLANNER = Planner()
+PLANS_ONLY = {"-n", "--dry-run", "--summary"}  # what the planning process serves; anything else runs as a process
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _planner():
+    yield PLANNER
+    PLANNER.close()
+
+
 def snakemake(workdir, *args, repo=REPO, check=True, trace=None):
-    """Snakemake on `workdir` with the Snakefile of `repo`; `trace`: a folder for the jobs' import traces."""
+    """Snakemake on `workdir` with the Snakefile of `repo`; `trace`: a folder for the jobs' import traces. A dry
+    run or `--summary` goes to the planning process (`Planner`)."""
+    argv = ["-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     if trace is not None:
         env.update(PYTHONPATH=os.pathsep.join([str(repo), str(TRACE)]), SPARSENET_TRACE_IMPORTS=str(trace))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args],
-                         capture_output=True, text=True, env=env, cwd=workdir)
+    if trace is None and PLANS_ONLY & set(args):
+        out = PLANNER(workdir, argv)
+    else:
+        out = subprocess.run([sys.executable, "-m", "snakemake", *argv], capture_output=True, text=True, env=env,
+                             cwd=workdir)
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out
 
 
 @pytest.fixture(scope="session")
-def study(tmp_path_factory):
+def study(tmp_path_factory, request):
     """The tiny study, run once end to end in a copy of the repository (so tests may edit its code)."""
     root = tmp_path_factory.mktemp("study")
     repo = root / "repo"
@@ -95,7 +146,21 @@ def study(tmp_path_factory):
     work.mkdir()
     trace.mkdir()
     snakemake(work, "--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo, trace=trace)
+    if SLURM_SELECTED and any(item.path.name == "test_slurm.py" for item in request.session.items):
+        assert subprocess.run(["sinfo"], capture_output=True).returncode == 0, "SLURM does not answer"
+        on_slurm = SlurmStudy(repo, root / "slurm")
+        request.addfinalizer(on_slurm.kill)
+        STARTED["slurm"] = on_slurm
     return repo, work
+
+
+STARTED = {}  # what the study fixture started in the background
+
+
+@pytest.fixture(scope="session")
+def slurm_study(study) -> SlurmStudy:
+    """The tiny study on SLURM, started by `study` (tests/test_slurm.py)."""
+    return STARTED["slurm"]
 
 
 def table(work: Path, name: str) -> pd.DataFrame:
