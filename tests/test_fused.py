@@ -73,7 +73,7 @@ def test_fused_retrainings_under_given_masks_and_weights_equal_alone(tmp_path, d
 def _step_by_step(model: str, dataset: str, algorithm: str, steps: int, **settings) -> float:
     """The largest relative error of a fused run's parameters and buffers against the same run trained alone,
     after each of `steps` steps (both start from the same state: the error does not compound over steps)."""
-    cfg = tiny(model=model, dataset=dataset, algorithm=algorithm, train_subset=steps * 20, batch_size=20,
+    cfg = tiny(model=model, dataset=dataset, algorithm=algorithm, train_subset=steps * 8, batch_size=8,
                snapshot_fractions=(), **settings)
     dev = torch.device("cpu")
     data = load_data(cfg, dev, None)
