@@ -26,10 +26,11 @@ if "SPARSENET_DATA" not in os.environ and SHARED_DATA.exists():
 
 
 def pytest_configure(config):
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs a worker per core: one torch thread each
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs a worker per core: one torch thread each,
         import torch
 
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and in the processes it starts (threads that spin on a busy core)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
