@@ -4,7 +4,7 @@ import pytest
 from .conftest import REPO
 
 LEAKY = {
-    "threads": "import torch\n\ndef test_it():\n    torch.set_num_threads(max(1, torch.get_num_threads() - 1))\n",
+    "threads": "import torch\n\ndef test_it():\n    torch.set_num_threads(torch.get_num_threads() + 1)\n",
     "environment": "import os\n\ndef test_it():\n    os.environ['SPARSENET_LEAK'] = '1'\n",
     "registry": "from sparsenet import models\n\ndef test_it():\n    models.MODELS['leak'] = None\n",
 }
