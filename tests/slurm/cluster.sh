@@ -51,7 +51,9 @@ MinJobAge=600
 ReturnToService=2
 SchedulerType=sched/backfill
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$((mem - 1024)) State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# up to 4 jobs per core: the executor's status checks back off by 10 s each time no job has finished, so the
+# tests' small jobs spend more time waiting for a check than computing
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
   slurmctld
   slurmd
