@@ -35,19 +35,12 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist's loadgroup, the tests of the tiny study share one worker: the study runs once. The longest
-    work starts first, so that the workers end together: the study's tests (a group of minutes), then the tests
-    marked long, then the rest in their order. The SLURM test ends the group: its study runs in the background
-    while the group's others run (tests/slurm_study.py)."""
-    def order(item) -> tuple[int, bool]:
-        if "study" in getattr(item, "fixturenames", ()):
-            return 0, item.path.name == "test_slurm.py"
-        return (1 if item.get_closest_marker("long") else 2), False
-
+    """Under pytest-xdist's loadgroup, the tests of the tiny study share one worker: the study runs once. The SLURM
+    test comes last: its study runs in the background while the others run (tests/slurm_study.py)."""
     for item in items:
         if "study" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("study"))
-    items.sort(key=order)  # stable
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

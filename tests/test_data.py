@@ -21,7 +21,6 @@ def test_mnist_likes_have_the_right_shapes_and_counts(data_root, dataset, counts
     assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
 
 
-@pytest.mark.long
 def test_cifar10_from_npz_with_on_device_augmentation(data_root):
     hp = DataHparams(dataset="cifar10", batch_size=256)
     train, test, _ = load(hp, torch.device("cpu"))

@@ -59,7 +59,6 @@ def test_masks_take_the_memory_format_of_their_weights():
     assert torch.equal(kept, topk_mask(w.abs().contiguous(), 50))
 
 
-@pytest.mark.long
 def test_compiled_forward_matches_eager(tmp_path, data_root):
     common = {"train_subset": 400, "epochs": 1, "algorithm": "snfs", "density": 0.1}
     train(tiny(**common), tmp_path / "eager")
@@ -106,7 +105,6 @@ def test_the_library_reads_a_study_as_the_snakefile_does(config):
     assert study.load_study(config) == raw
 
 
-@pytest.mark.long
 def test_plan_command_estimates_device_hours(data_root):
     out = subprocess.run([sys.executable, "-m", "sparsenet", "plan", "--configfile", str(TINY), "--measure",
                           "--steps", "2", "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
@@ -114,7 +112,6 @@ def test_plan_command_estimates_device_hours(data_root):
     assert "imp_round" in out.stdout and "device hours on" in out.stdout.splitlines()[-1]
 
 
-@pytest.mark.long
 def test_gpu_check_smoke_runs_its_sections_on_the_cpu(tmp_path, data_root):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path),
                           "--smoke", "--device", "cpu", "--sections", "1,2,3,7"], capture_output=True, text=True)

@@ -104,7 +104,6 @@ def float64():
     torch.set_default_dtype(torch.float32)
 
 
-@pytest.mark.long
 @pytest.mark.parametrize("model,dataset", [("conv2", "mnist"), ("resnet20", "mnist"), ("vgg16", "cifar10")])
 @pytest.mark.parametrize("algorithm", ["dense", "snfs"])
 def test_conv_nets_with_batch_norm_step_as_alone(data_root, float64, model, dataset, algorithm):

@@ -148,7 +148,6 @@ def test_a_users_own_dataset_plans_like_a_built_in_one(tmp_path):
         out.stdout + out.stderr)
 
 
-@pytest.mark.long
 def test_a_users_own_algorithm_is_one_file_and_runs_through_a_study(tmp_path):
     """tests/custom_algorithm.py, named by import path with no other file changed, is trained, retrained, pruned
     further and followed over time (its mask changes) like a registered algorithm."""
@@ -364,7 +363,6 @@ def test_killed_study_completes_on_rerun_with_the_same_tables(study, tmp_path):
         pd.testing.assert_frame_equal(table(work, name), table(reference, name))
 
 
-@pytest.mark.long
 def test_extended_study_runs_every_algorithm_through_every_experiment(tmp_path):
     """config/extended.yaml end to end at tiny sizes: its algorithms, freezes, experiments and tables as shipped."""
     cfg = yaml.safe_load((REPO / "config/extended.yaml").read_text())
