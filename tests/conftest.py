@@ -134,9 +134,13 @@ def snakemake(workdir, *args, repo=REPO, check=True, trace=None):
     return out
 
 
+STARTED = {}  # what the study fixture started in the background
+
+
 @pytest.fixture(scope="session")
 def study(tmp_path_factory, request):
-    """The tiny study, run once end to end in a copy of the repository (so tests may edit its code)."""
+    """The tiny study, run once end to end in a copy of the repository (so tests may edit its code). Where the SLURM
+    test is selected, the same study then starts on SLURM in the background (`slurm_study`)."""
     root = tmp_path_factory.mktemp("study")
     repo = root / "repo"
     for part in ("sparsenet", "workflow", "profiles", "tests/config"):
@@ -153,9 +157,6 @@ def study(tmp_path_factory, request):
         request.addfinalizer(on_slurm.kill)
         STARTED["slurm"] = on_slurm
     return repo, work
-
-
-STARTED = {}  # what the study fixture started in the background
 
 
 @pytest.fixture(scope="session")
