@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -13,7 +12,7 @@ from snakemake.utils import validate as snakemake_validate
 from sparsenet import execution, study
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import ConfigError, ExecutionHparams
-from sparsenet.masks import Mask, _packbits, topk_mask
+from sparsenet.masks import Mask, topk_mask
 from sparsenet.train import Run, load_data, train
 
 from .conftest import REPO, TINY, tiny
@@ -89,12 +88,6 @@ def test_cuda_kernel_choices_follow_the_deterministic_setting(deterministic, mon
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
         torch.use_deterministic_algorithms(saved[2])
-
-
-@pytest.mark.parametrize("n", [1, 7, 8, 9, 1000, 4097])
-def test_packing_in_torch_equals_numpy(n):
-    m = torch.rand(n, generator=torch.Generator().manual_seed(n)) < 0.3
-    assert np.array_equal(_packbits(m).numpy(), np.packbits(m.numpy()))
 
 
 @pytest.mark.parametrize("config", [TINY, REPO / "config" / "cifar10.yaml", REPO / "config.yaml"])

@@ -5,7 +5,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsenet.masks import Mask, MaskFileError, apportion, layer_counts, load_snapshots, save_snapshots
+from sparsenet.masks import (
+    Mask,
+    MaskFileError,
+    apportion,
+    layer_counts,
+    load_snapshots,
+    random_for_model,
+    save_snapshots,
+)
 
 SHAPES = {"a.weight": torch.Size([30, 20]), "b.weight": torch.Size([8, 4, 3, 3]), "c.weight": torch.Size([5, 30])}
 
@@ -62,6 +70,76 @@ def test_overlap_and_iou():
     assert half.overlap(other) == 0 and half.iou(other) == 0
     rows = half.per_layer_overlap(half)
     assert [r["iou"] for r in rows] == [1.0, 1.0, 1.0]
+    empty = Mask({n: torch.zeros(s, dtype=torch.bool) for n, s in SHAPES.items()})
+    assert empty.overlap(half) == 1.0 and empty.iou(empty) == 1.0  # nothing kept: nothing lost
+
+
+def test_per_layer_rows_count_each_layer():
+    mask = Mask({"a.weight": torch.tensor([[True, False, False], [True, True, False]]),
+                 "b.weight": torch.zeros(2, 2, dtype=torch.bool)})
+    assert mask.per_layer() == [
+        {"layer": "a.weight", "shape": [2, 3], "size": 6, "kept": 3, "density": 0.5},
+        {"layer": "b.weight", "shape": [2, 2], "size": 4, "kept": 0, "density": 0.0}]
+
+
+def test_per_layer_overlap_is_each_layers_own_overlap_and_iou():
+    g = torch.Generator().manual_seed(3)
+    a, b = (Mask({n: torch.rand(s, generator=g) < p for n, s in SHAPES.items()}) for p in (0.3, 0.6))
+    b.layers["c.weight"].zero_()  # a layer the other keeps nothing of
+    rows = a.per_layer_overlap(b)
+    assert [r["layer"] for r in rows] == list(SHAPES)
+    for row in rows:
+        x, y = a.layers[row["layer"]], b.layers[row["layer"]]
+        assert row["overlap"] == (x & y).sum().item() / x.sum().item()
+        assert row["iou"] == (x & y).sum().item() / (x | y).sum().item()
+    none = Mask({n: torch.zeros(s, dtype=torch.bool) for n, s in SHAPES.items()})
+    assert all(r["overlap"] == 1.0 and r["iou"] == 1.0 for r in none.per_layer_overlap(none))
+
+
+@pytest.mark.parametrize("shapes", [dict(list(SHAPES.items())[:2]), dict(reversed(SHAPES.items())),
+                                    {**SHAPES, "c.weight": torch.Size([30, 5])}], ids=["layers", "order", "shape"])
+def test_masks_of_other_layers_or_shapes_are_not_compared(shapes):
+    ones, other = Mask.ones_like(weights()), Mask({n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()})
+    for compare in (ones.overlap, ones.iou, ones.per_layer_overlap):
+        with pytest.raises(ValueError, match="different layers or shapes"):
+            compare(other)
+
+
+def test_shuffling_within_units_keeps_every_units_fan_in_and_moves_its_positions():
+    g = torch.Generator().manual_seed(0)
+    mask = Mask.random(weights(), layer_counts(SHAPES, 0.3, "uniform"), g)
+    shuffled = mask.shuffled_within_units(torch.Generator().manual_seed(1))
+    for name, m in mask.layers.items():
+        rows, moved = m.reshape(m.shape[0], -1), shuffled.layers[name].reshape(m.shape[0], -1)
+        assert shuffled.layers[name].shape == m.shape
+        assert torch.equal(rows.sum(1), moved.sum(1))  # a linear row's, a conv output channel's fan-in
+        assert not torch.equal(rows, moved)
+
+
+def test_scaled_sparsities_keep_their_ratio_and_the_total():
+    shapes = {"a.weight": torch.Size([100, 100]), "b.weight": torch.Size([100, 50])}
+    counts = layer_counts(shapes, 0.2, "uniform", sparsity_scales=[("b.weight", 0.9)])
+    assert sum(counts.values()) == round(0.2 * 15_000)
+    sparsity = {n: 1 - counts[n] / math.prod(s) for n, s in shapes.items()}
+    assert sparsity["b.weight"] == pytest.approx(0.9 * sparsity["a.weight"], abs=2e-4)  # within rounding
+    with pytest.raises(ValueError, match="^sparsity_scales: \\['c.weight'\\] are not sparse layers"):
+        layer_counts(shapes, 0.2, "uniform", sparsity_scales=[("c.weight", 0.9)])
+
+
+def test_a_random_mask_for_a_model_has_the_layer_counts_of_its_distribution():
+    from sparsenet import models
+
+    weights_of = models.prunable(models.build("lenet300_100", (1, 28, 28), 10))
+    shapes = {n: w.shape for n, w in weights_of.items()}
+    mask = random_for_model("lenet300_100", "mnist", 0.05, "erk", dense_layers=["fc3.weight"], seed=1)
+    assert mask.shapes() == {n: list(s) for n, s in shapes.items()}
+    assert {r["layer"]: r["kept"] for r in mask.per_layer()} == layer_counts(shapes, 0.05, "erk", ["fc3.weight"])
+    assert mask.equal(random_for_model("lenet300_100", "mnist", 0.05, "erk", dense_layers=["fc3.weight"], seed=1))
+    assert not mask.equal(random_for_model("lenet300_100", "mnist", 0.05, "erk", dense_layers=["fc3.weight"]))
+
+
+def test_a_mask_moves_to_a_device():
+    assert {m.device.type for m in Mask.ones_like(weights()).to("meta").layers.values()} == {"meta"}
 
 
 def test_apply_zeroes_absent_weights():

@@ -5,6 +5,7 @@ import itertools
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from sparsenet.algorithms._at_init import global_topk
 from sparsenet.algorithms._rigl_scripts import RIGL_LAYER_RULES
 from sparsenet.algorithms.imp import schedule
 from sparsenet.algorithms.snfs import prune_counts, redistribute
-from sparsenet.masks import Mask, layer_counts, topk_mask
+from sparsenet.masks import Mask, _packbits, layer_counts, topk_mask
 from sparsenet.optim import SGD
 from sparsenet.settings import every
 
@@ -118,6 +119,7 @@ def test_a_mask_packs_and_unpacks_to_itself_for_any_shape(shape, p, seed):
     bits = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < p
     mask = Mask({"w": bits})
     assert Mask.from_packed(mask.packed(), mask.shapes()).equal(mask)
+    assert np.array_equal(_packbits(bits).numpy(), np.packbits(bits.numpy().ravel()))  # a GPU's packing, in torch
 
 
 @settings(max_examples=60, deadline=None)
