@@ -79,7 +79,7 @@ TRACE = REPO / "tests" / "trace"  # its sitecustomize records what each `python 
 
 
 class Planner:
-    """One process (tests/plan_server.py) for this test process's dry runs and `--summary` calls: each plan then
+    """One process (tests/plan_server.py) for this test process's Snakemake calls that run no job: each then
     costs Snakemake's planning alone, not the 4 s of CPU a process takes to start. It imports the package from
     this checkout; a copy of the repository planned there differs in its workflow files and in the module files
     its code identities hash, which the plan reads from the copy."""
@@ -108,7 +108,8 @@ class Planner:
 
 
 PLANNER = Planner()
-PLANS_ONLY = {"-n", "--dry-run", "--summary"}  # what the planning process serves; anything else runs as a process
+RUN_NO_JOB = {"-n", "--dry-run", "--summary", "--report", "--unlock"}  # the planning process serves these; the rest
+# (a study that runs jobs) runs as a process of its own
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -118,13 +119,13 @@ def _planner():
 
 
 def snakemake(workdir, *args, repo=REPO, check=True, trace=None):
-    """Snakemake on `workdir` with the Snakefile of `repo`; `trace`: a folder for the jobs' import traces. A dry
-    run or `--summary` goes to the planning process (`Planner`)."""
+    """Snakemake on `workdir` with the Snakefile of `repo`; `trace`: a folder for the jobs' import traces. What
+    runs no job (a dry run, `--summary`, `--report`, `--unlock`) goes to the planning process (`Planner`)."""
     argv = ["-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     if trace is not None:
         env.update(PYTHONPATH=os.pathsep.join([str(repo), str(TRACE)]), SPARSENET_TRACE_IMPORTS=str(trace))
-    if trace is None and PLANS_ONLY & set(args):
+    if trace is None and RUN_NO_JOB & set(args):
         out = PLANNER(workdir, argv)
     else:
         out = subprocess.run([sys.executable, "-m", "snakemake", *argv], capture_output=True, text=True, env=env,
