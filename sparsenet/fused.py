@@ -224,9 +224,8 @@ class FusedRuns(Trainer):
 
     def batch(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """The runs' batches as one: [batch, runs x channels, ...], or feature-major [batch, runs x features]."""
-        if self.feature_major:
-            stacked = torch.stack([x.reshape(len(x), -1) for x in xs])  # [runs, batch, features]
-            return stacked.transpose(1, 2).reshape(-1, len(xs[0])).t()
+        if self.feature_major:  # one copy: each run's features become rows of [runs x features, batch]
+            return torch.cat([x.reshape(len(x), -1).t() for x in xs]).t()
         return torch.stack(xs, 1).flatten(1, 2)
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
