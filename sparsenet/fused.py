@@ -22,6 +22,7 @@ training each run alone up to the float rounding of batched kernels (tested).
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -146,6 +147,30 @@ def _bind(runs: list[Run], fused: nn.Module) -> None:
                 module._buffers[attr] = tensor.unflatten(0, (n, -1))[k]
 
 
+class _SharedBatch:
+    """A fused batch with one sample per column, for a routed first layer: one [runs x features, batch]
+    allocation per step, into whose rows each run normalises its own batch (its `buffer`, sparsenet.data), so the
+    runs' batches are the fused batch with no copy."""
+
+    def __init__(self, n: int):
+        self.n, self.whole = n, None
+
+    def slot(self, k: int):
+        def buffer(shape: torch.Size, device: torch.device) -> torch.Tensor:
+            features = math.prod(shape[1:])
+            if k == 0:  # the runs draw their batches of a step in order: the first starts the step's allocation
+                self.whole = torch.empty(self.n * features, shape[0], device=device)
+            return self.whole[k * features:(k + 1) * features].t().view(shape)
+        return buffer
+
+    def holds(self, xs: list[torch.Tensor]) -> bool:
+        """Whether `xs` are this step's batches, each in its rows."""
+        if self.whole is None or self.whole.shape[1] != len(xs[0]):
+            return False
+        rows = len(self.whole) // self.n
+        return all(x.data_ptr() == self.whole[k * rows].data_ptr() for k, x in enumerate(xs))
+
+
 class FusedRuns(Trainer):
     """The runs of one fused group and their fused model: the step, evaluation and the fused optimizer. Steps
     train the `active` runs (all but those that diverged)."""
@@ -162,7 +187,7 @@ class FusedRuns(Trainer):
         self.active = list(range(self.n))
         self.optimizer: SGD | None = None  # the fused step, once every mask is fixed,
         self.fixed: Algorithm | None = None  # with the stacked masks' hooks
-        self.feature_major = False  # batches with one sample per column, for a routed first layer
+        self.shared: _SharedBatch | None = None  # batches with one sample per column, for a routed first layer
         self.loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=first.cfg.train.label_smoothing)
         self.fix_if_all_fixed()
 
@@ -195,7 +220,10 @@ class FusedRuns(Trainer):
                                self.cfg.train.epochs, mask=stacked)
         self.fixed.optimizer = self.optimizer  # routed layers need no masking
         routed = {name: None for name, layer in self.layers.items() if layer.structure is not None}
-        self.feature_major = self.platform.batch_buffer(self.model, routed) is not None
+        if self.platform.batch_buffer(self.model, routed) is not None:
+            self.shared = _SharedBatch(self.n)
+            for k, run in enumerate(self.runs):  # from their next epoch on
+                run.buffer = self.shared.slot(k)
 
     def sync_runs(self) -> None:
         """Give each run's optimizer the fused step's momentum and learning rate (for its checkpoint)."""
@@ -224,8 +252,10 @@ class FusedRuns(Trainer):
 
     def batch(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """The runs' batches as one: [batch, runs x channels, ...], or feature-major [batch, runs x features]."""
-        if self.feature_major:  # one copy: each run's features become rows of [runs x features, batch]
-            return torch.cat([x.reshape(len(x), -1).t() for x in xs]).t()
+        if self.shared is not None:
+            if self.shared.holds(xs):  # the runs' batches, normalised in place already
+                return self.shared.whole.t()
+            return torch.cat([x.reshape(len(x), -1).t() for x in xs]).t()  # one copy
         return torch.stack(xs, 1).flatten(1, 2)
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
