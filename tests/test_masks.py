@@ -101,7 +101,7 @@ def test_per_layer_overlap_is_each_layers_own_overlap_and_iou():
 def test_masks_of_other_layers_or_shapes_are_not_compared(shapes):
     ones, other = Mask.ones_like(weights()), Mask({n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()})
     for compare in (ones.overlap, ones.iou, ones.per_layer_overlap):
-        with pytest.raises(ValueError, match="different layers or shapes"):
+        with pytest.raises(ValueError, match="^masks cover different layers or shapes$"):
             compare(other)
 
 
@@ -114,6 +114,7 @@ def test_shuffling_within_units_keeps_every_units_fan_in_and_moves_its_positions
         assert shuffled.layers[name].shape == m.shape
         assert torch.equal(rows.sum(1), moved.sum(1))  # a linear row's, a conv output channel's fan-in
         assert not torch.equal(rows, moved)
+    assert mask.shuffled_within_units(torch.Generator().manual_seed(1)).equal(shuffled)  # the generator's draw
 
 
 def test_scaled_sparsities_keep_their_ratio_and_the_total():
@@ -122,8 +123,12 @@ def test_scaled_sparsities_keep_their_ratio_and_the_total():
     assert sum(counts.values()) == round(0.2 * 15_000)
     sparsity = {n: 1 - counts[n] / math.prod(s) for n, s in shapes.items()}
     assert sparsity["b.weight"] == pytest.approx(0.9 * sparsity["a.weight"], abs=2e-4)  # within rounding
-    with pytest.raises(ValueError, match="^sparsity_scales: \\['c.weight'\\] are not sparse layers"):
+    with pytest.raises(ValueError, match="^sparsity_scales: \\['c.weight'\\] are not sparse layers of this model; "
+                                         "sparse: a.weight, b.weight$"):
         layer_counts(shapes, 0.2, "uniform", sparsity_scales=[("c.weight", 0.9)])
+    # every layer scaled below 1: the others' common sparsity is past 1 (1.6 here), each layer's own is not
+    halves = layer_counts(shapes, 0.2, "uniform", sparsity_scales=[("a.weight", 0.5), ("b.weight", 0.5)])
+    assert halves == {"a.weight": 2000, "b.weight": 1000}
 
 
 def test_a_random_mask_for_a_model_has_the_layer_counts_of_its_distribution():

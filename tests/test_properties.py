@@ -119,7 +119,8 @@ def test_a_mask_packs_and_unpacks_to_itself_for_any_shape(shape, p, seed):
     bits = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < p
     mask = Mask({"w": bits})
     assert Mask.from_packed(mask.packed(), mask.shapes()).equal(mask)
-    assert np.array_equal(_packbits(bits).numpy(), np.packbits(bits.numpy().ravel()))  # a GPU's packing, in torch
+    packed = _packbits(bits)  # a GPU's packing, in torch
+    assert packed.dtype == torch.uint8 and np.array_equal(packed.numpy(), np.packbits(bits.numpy().ravel()))
 
 
 @settings(max_examples=60, deadline=None)
