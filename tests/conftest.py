@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from .slurm_study import SELECTED as SLURM_SELECTED
-from .slurm_study import SlurmStudy
+from .slurm_study import SlurmStudy, is_slurm_test
 
 pytest_plugins = ["tests.leaks", "pytester"]  # tests.leaks: every test must leave no trace
 hypothesis.settings.register_profile("sparsenet", database=None)  # no .hypothesis/ folder in the checkout
@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "study" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("study"))
-    items.sort(key=lambda item: item.path.name == "test_slurm.py")  # stable: the rest keep their order
+    items.sort(key=is_slurm_test)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +152,7 @@ def study(tmp_path_factory, request):
     work.mkdir()
     trace.mkdir()
     snakemake(work, "--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml"), repo=repo, trace=trace)
-    if SLURM_SELECTED and any(item.path.name == "test_slurm.py" for item in request.session.items):
+    if SLURM_SELECTED and any(map(is_slurm_test, request.session.items)):
         assert subprocess.run(["sinfo"], capture_output=True).returncode == 0, "SLURM does not answer"
         on_slurm = SlurmStudy(repo, root / "slurm")
         request.addfinalizer(on_slurm.kill)

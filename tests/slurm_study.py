@@ -16,6 +16,11 @@ from pathlib import Path
 SELECTED = os.environ.get("SPARSENET_TEST_SLURM") == "1"  # tests/test_slurm.py runs only then
 
 
+def is_slurm_test(item) -> bool:
+    """Whether a collected test is tests/test_slurm.py's, which checks this study."""
+    return item.path.name == "test_slurm.py"
+
+
 def cancel_first_training_job(cancelled: list, stop: threading.Event) -> None:
     """scancel the first training job that SLURM runs: the workflow must retry it."""
     while not stop.is_set():
