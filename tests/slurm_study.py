@@ -35,6 +35,11 @@ def cancel_first_training_job(cancelled: list, stop: threading.Event) -> None:
         time.sleep(0.5)
 
 
+def slurm_ids(log: str) -> list[str]:
+    """The SLURM job ids a Snakemake log names, one per submitted attempt."""
+    return re.findall(r"submitted with SLURM jobid (\d+)", log)
+
+
 class SlurmStudy:
     """`snakemake --profile workflow/profiles/slurm` on the tiny study in `work`, one training job cancelled."""
 
@@ -70,6 +75,6 @@ class SlurmStudy:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            submitted = re.findall(r"submitted with SLURM jobid (\d+)", self.log.read_text())
+            submitted = slurm_ids(self.log.read_text())
             if submitted:  # this study's jobs alone
                 subprocess.run(["scancel", *submitted], capture_output=True)

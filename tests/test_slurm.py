@@ -12,6 +12,7 @@ from sparsenet.tables import SCHEMAS
 
 from .conftest import table
 from .slurm_study import SELECTED
+from .slurm_study import slurm_ids as submitted
 
 pytestmark = pytest.mark.skipif(not SELECTED,
                                 reason="needs SPARSENET_TEST_SLURM=1 and a running SLURM (tests/slurm/cluster.sh)")
@@ -26,7 +27,7 @@ def test_study_on_slurm_matches_the_local_run(study, slurm_study):
         pytest.fail(str(e))
     assert code == 0, log[-5000:]
 
-    slurm_ids = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    slurm_ids = submitted(log)
     local_jobs = re.findall(r"^localrule (\w+):", log, flags=re.M)
     remote_jobs = re.findall(r"^rule (\w+):", log, flags=re.M)
     assert set(local_jobs) == LOCAL_RULES and not set(remote_jobs) & LOCAL_RULES
