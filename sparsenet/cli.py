@@ -163,19 +163,30 @@ def cmd_similarity(args) -> None:
 
 
 def cmd_mask_stats(args) -> None:
-    from sparsenet import datasets, models
     from sparsenet.files import write_parquet
-    from sparsenet.masks import Mask
-    from sparsenet.record import RunFolder
-    from sparsenet.wiring import wiring
+    from sparsenet.wiring import of_run
 
-    run = RunFolder(args.run)
-    cfg = run.config()
-    spec = datasets.spec(cfg.data.dataset)
-    model = models.build(cfg.model.model, spec.input_shape, spec.num_classes)
-    frame = wiring(model, Mask.load(run.mask), spec.input_shape, cfg.algorithm.dense_layers)
+    frame = of_run(args.run)
     write_parquet(args.out, frame)
     print(frame.to_markdown(index=False, floatfmt=".4f"))
+
+
+def cmd_analyse(args) -> None:
+    from sparsenet import emergence, prune, wiring
+    from sparsenet.files import write_parquet
+    from sparsenet.record import RunFolder
+
+    for run in map(RunFolder, args.runs):  # each run's analyses in turn, each written as it is done
+        written = {run.layers: wiring.of_run(run.path)}
+        if args.fractions:
+            written[run.prune_sweep] = prune.sweep(run.path, args.fractions, methods=args.methods, draws=args.draws,
+                                                   recompute_bn=args.recompute_bn, data_root=args.data_root,
+                                                   device=args.device)
+        if args.emergence:
+            written[run.emergence] = emergence.emergence(run.path)
+        for path, frame in written.items():
+            write_parquet(path, frame)
+        print(f"{run.path}: {', '.join(p.name for p in written)}")
 
 
 def cmd_tables(args) -> None:
@@ -285,6 +296,16 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _add_prune_sweep(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--fractions", type=float, nargs="+", required=required,
+                   help="fractions q of the remaining weights" + ("" if required else " (runs the prune sweep)"))
+    p.add_argument("--methods", nargs="+", default=["magnitude_global", "magnitude_layerwise", "random"],
+                   help="magnitude_global, magnitude_layerwise, random (the control), magnitude_per_layer (one "
+                        "layer at a time)")
+    p.add_argument("--draws", type=int, default=3, help="random draws per q")
+    p.add_argument("--recompute-bn", action="store_true", help="re-estimate batch-norm statistics first")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default: $SPARSENET_DATA, else ./data)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -337,12 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prune-sweep", help="prune a trained run further and evaluate, without retraining (E2)")
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
-    p.add_argument("--fractions", type=float, nargs="+", required=True, help="fractions q of the remaining weights")
-    p.add_argument("--methods", nargs="+", default=["magnitude_global", "magnitude_layerwise", "random"],
-                   help="magnitude_global, magnitude_layerwise, random (the control), magnitude_per_layer (one "
-                        "layer at a time)")
-    p.add_argument("--draws", type=int, default=3, help="random draws per q")
-    p.add_argument("--recompute-bn", action="store_true", help="re-estimate batch-norm statistics first")
+    _add_prune_sweep(p, required=True)
     _add_common(p)
     p.set_defaults(func=cmd_prune_sweep)
 
@@ -363,6 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     p.set_defaults(func=cmd_mask_stats)
+
+    p = sub.add_parser("analyse", help="the analyses of trained runs in one process: wiring (E6), and where asked "
+                                       "the prune sweep (E2) and emergence (E3)",
+                       description="For each run, write into its folder layers.parquet (as mask-stats does), with "
+                                   "--fractions prune_sweep.parquet (as prune-sweep does) and with --emergence "
+                                   "emergence.parquet (as emergence does). The workflow runs one such job per "
+                                   "group of runs: one process start for all their analyses.")
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="trained run folders")
+    _add_prune_sweep(p, required=False)
+    p.add_argument("--emergence", action="store_true", help="compare every snapshot with the final mask (E3)")
+    _add_common(p)
+    p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser("tables", help="collect per-run outputs into the study's Parquet tables")
     p.add_argument("--out", type=Path, required=True, help="folder for the tables")

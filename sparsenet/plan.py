@@ -1,6 +1,6 @@
-"""The study plan: the runs a study config trains, their folders and settings, and the training jobs that train
-them in fused groups. The workflow (workflow/rules/common.smk), `sparsenet plan` and the tests read these same
-objects, so the three cannot disagree on what a study is.
+"""The study plan: the runs a study config trains, their folders and settings, the training jobs that train
+them in fused groups and the jobs that analyse them. The workflow (workflow/rules/common.smk), `sparsenet plan`
+and the tests read these same objects, so the three cannot disagree on what a study is.
 
 A run's folder is `results/runs/<dataset>-<model>/<label>/d<density>/s<seed>`, where the label is the algorithm,
 or `<name>_freeze_f<k>` for a run of E4's freeze sweep.
@@ -145,9 +145,10 @@ def check(config: dict) -> None:
 
 
 @dataclass(frozen=True)
-class TrainGroup:
-    """One training job: runs of one model and label (so one recipe and algorithm) trained as one fused model
-    (sparsenet.fused), or a single run. `name` is the job's rule name."""
+class RunGroup:
+    """Runs of one model and label (so one recipe and algorithm) that one job handles together: a training job
+    trains them as one fused model (sparsenet.fused), an analysis job analyses them in one process; or a single
+    run. `name` is the job's rule name."""
 
     name: str
     runs: tuple[PlannedRun, ...]
@@ -184,22 +185,43 @@ def runs_per_job(config: dict, model: str) -> int:
     return config["resources"]["runs_per_job"] if model in models.BUILTIN else 1
 
 
-def train_groups(config: dict) -> list[TrainGroup]:
-    """The training jobs of every planned run but imp's (its rounds have jobs of their own): each model and
-    label's runs, by seed then density, in consecutive groups of at most `runs_per_job`. Deterministic, and each
-    run is in exactly one group; a group's name counts the groups of its label."""
+def _groups(config: dict, runs: list[PlannedRun], kind: str) -> list[RunGroup]:
+    """Each model and label's `runs`, by seed then density, in consecutive groups of at most `runs_per_job`, named
+    `<kind>_<label>_<i>` (i counts the groups of its label). Deterministic; each run is in exactly one group."""
     by_label: dict[tuple[str, str], list[PlannedRun]] = {}
-    for run in planned_runs(config):
-        if run.label != "imp":
-            by_label.setdefault((run.model, run.label), []).append(run)
+    for run in runs:
+        by_label.setdefault((run.model, run.label), []).append(run)
     groups, counter = [], {}
-    for (model, label), runs in by_label.items():
-        runs.sort(key=lambda r: (r.seed, r.density))
+    for (model, label), same in by_label.items():
+        same = sorted(same, key=lambda r: (r.seed, r.density))
         size = runs_per_job(config, model)
-        for start in range(0, len(runs), size):
+        for start in range(0, len(same), size):
             i = counter[label] = counter.get(label, -1) + 1
-            groups.append(TrainGroup(f"train_{label}_{i}", tuple(runs[start:start + size])))
+            groups.append(RunGroup(f"{kind}_{label}_{i}", tuple(same[start:start + size])))
     return groups
+
+
+def train_groups(config: dict) -> list[RunGroup]:
+    """The training jobs of every planned run but imp's (its rounds have jobs of their own)."""
+    return _groups(config, [r for r in planned_runs(config) if r.label != "imp"], "train")
+
+
+def analyses(config: dict, label: str) -> tuple[str, ...]:
+    """The analyses (sparsenet.record.RunFolder.ANALYSIS_FILE) of a run of folder `label`: E6's wiring for every
+    masked run, E2's prune sweep for a sparse algorithm's own runs (not E4's frozen ones), and E3's emergence for
+    those whose mask changes while they train (an imp round's, a static or pruned-at-init mask never does)."""
+    if label == "dense":
+        return ()
+    if label not in config["algorithms"]:
+        return ("layers",)
+    return ("layers", "prune", "emergence") if algorithms.get(label).mask_changes else ("layers", "prune")
+
+
+def analysis_groups(config: dict) -> list[RunGroup]:
+    """The analysis jobs (`sparsenet analyse`): the runs that have analyses, in groups made as train_groups makes
+    them (imp's runs, selected from its chains, too): a job's start-up, mostly torch's import, is paid once per
+    group instead of once per run and analysis."""
+    return _groups(config, [r for r in planned_runs(config) if analyses(config, r.label)], "analyse")
 
 
 @dataclass(frozen=True)

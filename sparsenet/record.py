@@ -95,6 +95,8 @@ class RunFolder:
             "snapshots": "snapshots.safetensors", "history": "history.parquet", "record": "run.json"}
     ROUND_FILE = {"rewind": "rewind.safetensors", "next_mask": "next_mask.safetensors"}  # imp's rounds add these
     FILES = tuple(FILE.values())
+    # its analyses (`sparsenet analyse`): E6's wiring of the final mask, E2's prune sweep, E3's emergence
+    ANALYSIS_FILE = {"layers": "layers.parquet", "prune": "prune_sweep.parquet", "emergence": "emergence.parquet"}
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -105,6 +107,9 @@ class RunFolder:
     mask = property(lambda self: self.path / self.FILE["mask"])  # its final mask
     snapshots = property(lambda self: self.path / self.FILE["snapshots"])  # its masks during training (E3)
     history = property(lambda self: self.path / self.FILE["history"])  # one row per epoch
+    layers = property(lambda self: self.path / self.ANALYSIS_FILE["layers"])
+    prune_sweep = property(lambda self: self.path / self.ANALYSIS_FILE["prune"])
+    emergence = property(lambda self: self.path / self.ANALYSIS_FILE["emergence"])
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     checkpoint_snapshots = property(lambda self: self.path / "checkpoint_snapshots")
     rewind = property(lambda self: self.path / self.ROUND_FILE["rewind"])  # imp round 0: the weights to rewind to

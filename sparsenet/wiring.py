@@ -16,13 +16,15 @@ Also per layer: the spread of fan-in over units (coefficient of variation of kep
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
-from sparsenet import models
+from sparsenet import datasets, models
 from sparsenet.masks import Mask
+from sparsenet.record import RunFolder
 
 
 def _path_network(model: nn.Module, mask: Mask) -> nn.Module:
@@ -85,3 +87,12 @@ def wiring(model: nn.Module, mask: Mask, input_shape: tuple[int, ...],
     frame["density"] = frame["kept"] / frame["size"]
     frame["effective_density"] = frame["effective_kept"] / frame["size"]
     return frame
+
+
+def of_run(run: str | Path) -> pd.DataFrame:
+    """wiring() of a trained run's final mask, on its model (E6: a run's layers table)."""
+    run = RunFolder(run)
+    cfg = run.config()
+    spec = datasets.spec(cfg.data.dataset)
+    model = models.build(cfg.model.model, spec.input_shape, spec.num_classes)
+    return wiring(model, Mask.load(run.mask), spec.input_shape, cfg.algorithm.dense_layers)

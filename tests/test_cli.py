@@ -136,3 +136,32 @@ def test_a_command_without_run_settings_starts_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.split() == ["2", "False"], out.stderr
     assert out.stderr.count("\n") == 1 and "sparsenet summary: error:" in out.stderr
+
+
+def test_analyse_writes_into_each_runs_folder_what_the_single_commands_write(tmp_path, data_root, capsys):
+    """One process for a group's analyses (the workflow's analyse_<label>_<i> jobs), each table as its own command
+    makes it; without --fractions and --emergence only the wiring table."""
+    import pandas as pd
+
+    from sparsenet.train import train
+
+    from .conftest import tiny
+
+    runs = [tmp_path / "snfs", tmp_path / "static"]
+    train(tiny(algorithm="snfs", density=0.2, epochs=2), runs[0], data_root=data_root, device="cpu")
+    train(tiny(algorithm="static", density=0.2, epochs=1), runs[1], data_root=data_root, device="cpu")
+    sweep = ["--fractions", "0", "0.5", "--methods", "magnitude_global", "random", "--draws", "2"]
+    assert main(["analyse", "--runs", *map(str, runs), *sweep, "--emergence", "--device", "cpu"]) == 0
+    assert main(["analyse", "--runs", str(runs[1]), "--device", "cpu"]) == 0  # the wiring alone, again
+    for run in runs:
+        single = tmp_path / "single" / run.name
+        single.mkdir(parents=True)
+        assert main(["mask-stats", "--run", str(run), "--out", str(single / "layers.parquet")]) == 0
+        assert main(["prune-sweep", "--run", str(run), "--out", str(single / "prune_sweep.parquet"), *sweep,
+                     "--device", "cpu"]) == 0
+        assert main(["emergence", "--run", str(run), "--out", str(single / "emergence.parquet")]) == 0
+        for name in ("layers.parquet", "prune_sweep.parquet", "emergence.parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(run / name), pd.read_parquet(single / name))
+    out = capsys.readouterr().out
+    assert f"{runs[0]}: layers.parquet, prune_sweep.parquet, emergence.parquet" in out
+    assert out.count(f"{runs[1]}: layers.parquet\n") == 1

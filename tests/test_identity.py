@@ -12,19 +12,16 @@ from sparsenet.config import RunConfig
 
 from .conftest import snakemake
 
-COMMAND_OF_RULE = {"retrain": "retrain",
-                   "retrain_replayed": "retrain", "record_rewind": "retrain", "prune_sweep": "prune-sweep",
-                   "emergence": "emergence",
-                   "mask_stats": "mask-stats", "tables": "tables", "similarity": "similarity", "figures": "figures",
-                   "summary": "summary"}
+COMMAND_OF_RULE = {"retrain": "retrain", "retrain_replayed": "retrain", "record_rewind": "retrain",
+                   "tables": "tables", "similarity": "similarity", "figures": "figures", "summary": "summary"}
+GROUP_COMMAND = {"train": "train", "analyse": "analyse", "imp_round": "imp-round", "imp_last_round": "imp-round"}
 
 
 def command_of(rule: str) -> str | None:
-    """The command a rule's jobs run; the groups' rules are train_<label>_<i>, imp_round_<i> and
-    imp_last_round_<i> (sparsenet.plan)."""
-    if re.fullmatch(r"train_\w+_\d+", rule):
-        return "train"
-    return "imp-round" if re.fullmatch(r"imp_(last_)?round_\d+", rule) else COMMAND_OF_RULE.get(rule)
+    """The command a rule's jobs run; the groups' rules are train_<label>_<i>, analyse_<label>_<i>,
+    imp_round_<i> and imp_last_round_<i> (sparsenet.plan)."""
+    group = re.fullmatch(r"(train|analyse)_\w+_\d+|(imp_round|imp_last_round)_\d+", rule)
+    return GROUP_COMMAND[group[1] or group[2]] if group else COMMAND_OF_RULE.get(rule)
 
 
 def arg(argv, flag):
@@ -38,10 +35,12 @@ def jobs(study) -> list[dict]:
     for path in sorted((repo.parent / "trace").glob("*.json")):
         t = json.loads(path.read_text())
         argv = t["argv"]
-        run = arg(argv, "--run") or (arg(argv, "--out") if argv[0] in ("train", "imp-round") else None)
+        run = arg(argv, "--run") or arg(argv, "--runs") or (
+            arg(argv, "--out") if argv[0] in ("train", "imp-round") else None)
         cfg = RunConfig.from_nested(json.loads((work / run / "run.json").read_text())["config"]) if run else None
-        # a group's --out names its folders by a placeholder ('R/reinit/{variant}'): the folder above them
-        folder = arg(argv, "--out").split("/{")[0].rstrip("/")
+        # a group's --out names its folders by a placeholder ('R/reinit/{variant}'): the folder above them; an
+        # analysis job writes into the folders of its --runs
+        folder = (arg(argv, "--out") or run).split("/{")[0].rstrip("/")
         out.append({"command": argv[0], "out": folder, "cfg": cfg,
                     "modules": set(t["modules"])})
     return out
@@ -61,7 +60,7 @@ def missing_modules(study) -> dict[tuple[str, str], set[str]]:
 
 
 def test_every_job_kind_was_traced(study):
-    assert {j["command"] for j in jobs(study)} == {"train", "imp-round", *COMMAND_OF_RULE.values()}
+    assert {j["command"] for j in jobs(study)} == {*GROUP_COMMAND.values(), *COMMAND_OF_RULE.values()}
 
 
 def test_every_module_a_job_imports_is_in_its_identity(study):

@@ -22,19 +22,39 @@ def load(name="config.yaml", **changes) -> dict:
     return cfg
 
 
+# a kind of group -> (the plan's groups, the runs they must cover)
+GROUPINGS = {"train": (plan.train_groups, lambda cfg, r: r.label != "imp"),
+             "analyse": (plan.analysis_groups, lambda cfg, r: r.label != "dense")}
+
+
+@pytest.mark.parametrize("kind", GROUPINGS)
 @pytest.mark.parametrize("per_job", [1, 2, 3, 8, 1000])
 @pytest.mark.parametrize("name", ["config.yaml", "config/cifar10.yaml", "config/extended.yaml"])
-def test_groups_cover_every_trained_run_once_and_share_a_label(name, per_job):
+def test_groups_cover_every_trained_run_once_and_share_a_label(name, per_job, kind):
     cfg = load(name, resources={"runs_per_job": per_job})
-    groups = plan.train_groups(cfg)
+    make, covered = GROUPINGS[kind]
+    groups = make(cfg)
     grouped = [r for g in groups for r in g.runs]
-    assert sorted(grouped, key=repr) == sorted((r for r in plan.planned_runs(cfg) if r.label != "imp"), key=repr)
+    assert sorted(grouped, key=repr) == sorted((r for r in plan.planned_runs(cfg) if covered(cfg, r)), key=repr)
     assert len(set(grouped)) == len(grouped)
-    assert len({g.name for g in groups}) == len(groups)
+    assert len({g.name for g in groups}) == len(groups) and all(g.name.startswith(f"{kind}_") for g in groups)
     for g in groups:
         assert 1 <= len(g.runs) <= per_job
-        assert len({(r.model, r.label) for r in g.runs}) == 1  # one recipe and algorithm: fusable
-    assert plan.train_groups(cfg) == groups  # deterministic
+        assert len({(r.model, r.label) for r in g.runs}) == 1  # one recipe and algorithm: fusable, one analysis
+    assert make(cfg) == groups  # deterministic
+
+
+def test_each_label_has_the_analyses_of_its_algorithm():
+    """E6 for every masked run, E2 for the sparse algorithms' own runs, E3 where the mask changes as it trains."""
+    cfg = load("config/extended.yaml")
+    all_three = ("layers", "prune", "emergence")
+    expected = {"dense": (), "imp": ("layers", "prune"), "static": ("layers", "prune"), "snip": ("layers", "prune"),
+                "snfs": all_three, "dnw": all_three, "set": all_three, "rigl": all_three, "gmp": all_three,
+                "dnw_freeze_f1": ("layers",)}
+    labels = {r.label for r in plan.planned_runs(cfg)}
+    assert {label: plan.analyses(cfg, label) for label in expected if label in labels} == {
+        label: kinds for label, kinds in expected.items() if label in labels}
+    assert {"imp", "snfs", "dnw_freeze_f1"} <= labels and len(labels) > 6
 
 
 def test_a_label_fills_its_groups_before_starting_another():
@@ -68,10 +88,11 @@ def test_the_workflow_plans_the_groups_of_the_library(tmp_path):
     cfg["resources"]["runs_per_job"] = 3
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned(tmp_path, "--configfile", str(tmp_path / "study.yaml"), groups=True)
-    names = {g.name for g in plan.train_groups(load(resources={"runs_per_job": 3}))}
+    cfg = load(resources={"runs_per_job": 3})
+    names = {g.name for g in [*plan.train_groups(cfg), *plan.analysis_groups(cfg)]}
     assert {rule: n for rule, n in jobs.items() if rule in names} == dict.fromkeys(names, 1)
-    assert not [rule for rule in jobs if rule.startswith("train_") and rule not in names]
-    assert list(itertools.chain(names)) and "train" not in jobs
+    assert not [rule for rule in jobs if rule.startswith(("train_", "analyse_")) and rule not in names]
+    assert list(itertools.chain(names)) and "train" not in jobs and "analyse" not in jobs
 
 
 @pytest.mark.parametrize("per_job", [1, 3, 8])
@@ -121,6 +142,10 @@ def test_readmes_counts_of_the_default_studys_training_jobs_are_the_plans():
     rounds = len(schedule(cfg["densities"], cfg["settings"]["imp"]["imp_rate"]))
     jobs = rounds * len(plan.chain_groups(cfg))
     assert f"The default study's {rounds * len(cfg['seeds'])} imp rounds are {jobs} jobs" in readme
+    analysed = [r for r in plan.planned_runs(cfg) if plan.analyses(cfg, r.label)]
+    analyses = sum(len(plan.analyses(cfg, r.label)) for r in analysed)
+    assert (f"The default study's {analyses} analyses of {len(analysed)} runs are {len(plan.analysis_groups(cfg))} "
+            "jobs") in readme
 
 
 @pytest.mark.parametrize("per_job", [1, 2, 8])

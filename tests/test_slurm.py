@@ -32,9 +32,9 @@ def test_study_on_slurm_matches_the_local_run(study, slurm_study):
     remote_jobs = re.findall(r"^rule (\w+):", log, flags=re.M)
     assert set(local_jobs) == LOCAL_RULES and not set(remote_jobs) & LOCAL_RULES
     # every other job went through sbatch, one SLURM id per attempt; the cancelled one failed and ran again.
-    # The tiny study's 19: 4 trainings, 3 imp rounds, 3 retrain jobs (each trains one run's variants as one
-    # fused group; imp's rewind is recorded locally), 3 sweeps, 2 emergence and 4 mask_stats jobs.
-    assert len(set(slurm_ids)) == len(remote_jobs) == 19 + 1
+    # The tiny study's 14: 4 trainings, 3 imp rounds, 3 retrain jobs (each trains one run's variants as one
+    # fused group; imp's rewind is recorded locally) and 4 analysis jobs (one per masked label: one run each).
+    assert len(set(slurm_ids)) == len(remote_jobs) == 14 + 1
     cancelled = slurm_study.cancelled
     assert cancelled and cancelled[0] in slurm_ids
     assert re.search(rf"SLURM-job '{cancelled[0]}' failed", log)

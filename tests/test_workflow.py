@@ -22,12 +22,13 @@ from sparsenet.tables import SCHEMAS
 
 from .conftest import REPO, TINY, snakemake, table
 
-GROUP_RULE = re.compile(r"(train)_\w+_\d+|(imp_round|imp_last_round)_\d+")  # a group's rule -> its kind
+GROUP_RULE = re.compile(r"(train|analyse)_\w+_\d+|(imp_round|imp_last_round)_\d+")  # a group's rule -> its kind
 
 
 def planned(workdir, *args, repo=REPO, groups=False) -> dict[str, int]:
-    """Jobs per rule of a dry run (empty when there is nothing to do); the rules of training and imp chain
-    groups (train_<label>_<i>, imp_round_<i>, imp_last_round_<i>) summed by kind unless `groups`."""
+    """Jobs per rule of a dry run (empty when there is nothing to do); the rules of training, analysis and imp
+    chain groups (train_<label>_<i>, analyse_<label>_<i>, imp_round_<i>, imp_last_round_<i>) summed by kind unless
+    `groups`."""
     out = snakemake(workdir, "-n", "--quiet", "rules", *args, repo=repo)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
@@ -66,15 +67,15 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     # training jobs: each model and label's runs in groups of at most runs_per_job (one seed of dense per run)
     per_job = cfg.get("resources", {}).get("runs_per_job", 8)
     labels = 1 + len([a for a in sparse if a != "imp"]) + freeze
+    # analysis jobs: every masked label's runs (imp's and the freeze sweep's too) grouped the same way
+    masked = len(sparse) + freeze
     counts = {
         "train": models * (-(-seeds // per_job) + (labels - 1) * -(-(seeds * densities) // per_job)),
         "imp_round": models * -(-seeds // per_job) * (rounds - 1), "imp_last_round": models * -(-seeds // per_job),
         "imp_select": per_seed * densities if "imp" in sparse else 0,
         "retrain": per_seed * densities * len(changing) if variants else 0,
         "retrain_replayed": per_seed * densities * len(replayed) if others else 0,
-        "record_rewind": recorded, "prune_sweep": sparse_runs,
-        "emergence": per_seed * densities * len([a for a in sparse if a in CHANGING]),
-        "mask_stats": sparse_runs + per_seed * densities * freeze,
+        "record_rewind": recorded, "analyse": models * masked * -(-(seeds * densities) // per_job),
         "tables": 1, "similarity": 1 if sparse_runs else 0, "figures": 1, "summary": 1, "all": 1,
     }
     return {k: v for k, v in counts.items() if v}
@@ -320,8 +321,8 @@ def test_finished_study_has_nothing_to_do(study):
 
 
 # one E1 job retrains all of the run's variants
-SNFS_AND_DOWNSTREAM = {"train": 1, "retrain": 1, "prune_sweep": 1, "emergence": 1, "mask_stats": 1,
-                       "tables": 1, "similarity": 1, "figures": 1, "summary": 1, "all": 1}
+SNFS_AND_DOWNSTREAM = {"train": 1, "retrain": 1, "analyse": 1, "tables": 1, "similarity": 1, "figures": 1,
+                       "summary": 1, "all": 1}
 
 
 def test_changing_one_algorithms_setting_plans_only_its_jobs(study):

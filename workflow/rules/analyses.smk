@@ -2,20 +2,30 @@
 # emergence (E3).
 
 
-rule mask_stats:
-    input:
-        f"{RUNS}/{{run}}/{F['mask']}",
-    output:
-        f"{RUNS}/{{run}}/layers.parquet",
-    log:
-        f"{RUNS}/{{run}}/mask_stats.log",
-    conda:
-        ENV
-    params:
-        code=lambda w: code("mask-stats", run_of(w.run)),
-        run=lambda w: f"{RUNS}/{w.run}",
-    shell:
-        "python -m sparsenet mask-stats --run {params.run} --out {output} > {log} 2>&1"
+# E6's wiring, E2's prune sweep and E3's emergence of a group's runs in one job (sparsenet.plan.analysis_groups):
+# each analysis alone takes a fraction of a job's start-up.
+for _group in ANALYSIS_GROUPS:
+
+    rule:
+        name:
+            _group.name
+        input:
+            [f"{r.folder(DATASET)}/{F[f]}" for r in _group.runs for f in ("record", "final", "mask", "snapshots")],
+        output:
+            [f"{r.folder(DATASET)}/{A[k]}" for r in _group.runs for k in plan.analyses(config, _group.label)],
+        log:
+            group_log(_group, "analyse.log"),
+        conda:
+            ENV
+        threads: RES["threads"]
+        resources:
+            gpu=RES["gpus"],
+        params:
+            **analysis_params(_group),
+            device=config["device"],
+        shell:
+            "python -m sparsenet analyse --runs {params.runs} {params.analyses} --device {params.device} "
+            "--threads {threads} > {log} 2>&1"
 
 
 # E1: all variants of one trained run in one job, trained as one fused group (sparsenet.fused): they share the
@@ -89,45 +99,3 @@ rule record_rewind:
         out=lambda w, output: Path(output[0]).parent,
     shell:
         "python -m sparsenet retrain --run {params.run} --variant rewind --out {params.out} > {log} 2>&1"
-
-
-rule prune_sweep:
-    input:
-        multiext(f"{RUNS}/{{run}}/", F["record"], F["final"], F["mask"]),
-    output:
-        f"{RUNS}/{{run}}/prune_sweep.parquet",
-    log:
-        f"{RUNS}/{{run}}/prune_sweep.log",
-    conda:
-        ENV
-    threads: RES["threads"]
-    resources:
-        gpu=RES["gpus"],
-    params:
-        device=config["device"],
-        code=lambda w: code("prune-sweep", run_of(w.run)),
-        run=lambda w: f"{RUNS}/{w.run}",
-        fractions=" ".join(str(q) for q in config["prune_sweep"]["fractions"]),
-        methods=" ".join(config["prune_sweep"]["methods"]),
-        draws=config["prune_sweep"]["draws"],
-        bn="--recompute-bn" if config["prune_sweep"]["recompute_bn"] else "",
-    shell:
-        "python -m sparsenet prune-sweep --run {params.run} --out {output} --fractions {params.fractions} "
-        "--methods {params.methods} --draws {params.draws} {params.bn} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
-
-
-rule emergence:
-    input:
-        multiext(f"{RUNS}/{{run}}/", F["record"], F["snapshots"], F["mask"]),
-    output:
-        f"{RUNS}/{{run}}/emergence.parquet",
-    log:
-        f"{RUNS}/{{run}}/emergence.log",
-    conda:
-        ENV
-    params:
-        code=lambda w: code("emergence", run_of(w.run)),
-        run=lambda w: f"{RUNS}/{w.run}",
-    shell:
-        "python -m sparsenet emergence --run {params.run} --out {output} > {log} 2>&1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from sparsenet import algorithms, figures, plan
+from sparsenet import figures, plan
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.provenance import identity
@@ -39,18 +39,6 @@ def code(command, run=None):
     """The code identity of a job of `sparsenet <command>` (sparsenet.provenance.identity): the modules the
     command imports, and those the settings of its run import (`run`: (model, label, density, seed))."""
     return identity(command, RunConfig.from_flat(run_settings(*run)) if run else None, PKG)
-
-
-@functools.cache
-def _run_folders():
-    return {run_dir(*r).removeprefix(f"{RUNS}/"): r for r in planned_runs()}
-
-
-def run_of(path):
-    """(model, label, density, seed) of a planned run's folder under RUNS (an analysis job's `run` wildcard)."""
-    if path not in _run_folders():
-        raise WorkflowError(f"not a run folder of this study: {RUNS}/{path}")
-    return _run_folders()[path]
 
 
 # --- the runs of the study (sparsenet.plan) ---
@@ -93,10 +81,9 @@ SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPAR
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
 # E1's rewind of these replays the run itself (sparsenet.reinit.replays_its_run): recorded, not trained again
 REPLAYED = [a for a in SPARSE if replays_its_run(a)]
-# E3 where the mask changes during a run: an imp round's, a static or pruned-at-init mask never does
-EMERGENCE_RUNS = [
-    run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE and algorithms.get(a).mask_changes
-]
+A = RunFolder.ANALYSIS_FILE  # a run's analyses by kind (sparsenet analyse)
+# each kind's files, of every run that has it (sparsenet.plan.analyses)
+ANALYSED = {k: [f"{run_dir(*r)}/{f}" for r in planned_runs() if k in plan.analyses(config, r[1])] for k, f in A.items()}
 RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
 TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
@@ -107,10 +94,10 @@ FIGURES = expand("results/figures/{name}.{ext}", name=figures.FIGURES, ext=["png
 TRAIN_GROUPS = plan.train_groups(config)
 
 
-def group_log(group):
-    """A single run's log is in its folder; a group's beside its runs' folders."""
+def group_log(group, single):
+    """A single run's log is in its folder (named `single`); a group's beside its runs' folders."""
     if group.size == 1:
-        return f"{group.runs[0].folder(DATASET)}/train.log"
+        return f"{group.runs[0].folder(DATASET)}/{single}"
     return f"{RUNS}/{DATASET}-{group.model}/{group.name}.log"
 
 
@@ -134,6 +121,26 @@ wildcard_constraints:
     seed=r"\d+",
     round=r"\d\d",
     variant="|".join(VARIANTS),
+
+
+# --- analysis jobs: one per group of the plan (rules analyse_<label>_<i>) ---
+ANALYSIS_GROUPS = plan.analysis_groups(config)
+
+
+def analysis_params(group):
+    """The runs, the analyses their label has (the prune sweep's settings, --emergence), the identity."""
+    kinds = plan.analyses(config, group.label)
+    sweep = config["prune_sweep"]
+    prune = (
+        f"--fractions {' '.join(map(str, sweep['fractions']))} --methods {' '.join(sweep['methods'])} "
+        f"--draws {sweep['draws']}{' --recompute-bn' if sweep['recompute_bn'] else ''}"
+    )
+    r = group.runs[0]
+    return dict(
+        runs=" ".join(run.folder(DATASET) for run in group.runs),
+        analyses=" ".join([prune] * ("prune" in kinds) + ["--emergence"] * ("emergence" in kinds)),
+        code=code("analyse", (r.model, r.label, r.density, r.seed)),
+    )
 
 
 # E1's retraining jobs (rules retrain and retrain_replayed): one per trained run, for all its trained variants

@@ -15,9 +15,9 @@ rule tables:
     input:
         runs=[f"{r}/{F['record']}" for r in ALL_RUNS],
         retrains=[f"{r}/{F['record']}" for r in RETRAINS],
-        sweeps=[f"{r}/prune_sweep.parquet" for r in SPARSE_RUNS],
-        emergence=[f"{r}/emergence.parquet" for r in EMERGENCE_RUNS],
-        layers=[f"{r}/layers.parquet" for r in MASKED_RUNS],
+        sweeps=ANALYSED["prune"],
+        emergence=ANALYSED["emergence"],
+        layers=ANALYSED["layers"],
     output:
         TABLES,
     log:

@@ -11,7 +11,7 @@ for _group in TRAIN_GROUPS:
         output:
             [f"{r.folder(DATASET)}/{f}" for r in _group.runs for f in RUN_FILES],
         log:
-            group_log(_group),
+            group_log(_group, "train.log"),
         conda:
             ENV
         threads: RES["threads"]
