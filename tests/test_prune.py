@@ -94,3 +94,25 @@ def test_batch_norm_is_re_estimated_as_the_average_of_the_first_twenty_training_
     assert torch.allclose(norm.running_var, torch.stack([c.var((0, 2, 3)) for c in conv]).mean(0), atol=1e-6)
     assert int(norm.num_batches_tracked) == 20 and norm.momentum is None and not model.training
     assert len(read) == 21  # the 21st batch drawn ends the loop, unused
+
+
+def test_a_sweep_at_q_0_is_the_run_itself_and_each_method_removes_its_fraction_of_the_sparse_layers(tmp_path,
+                                                                                                   data_root):
+    """A layer kept whole stays whole: the density reached counts the sparse layers only."""
+    from sparsenet.record import RunFolder
+
+    run = tmp_path / "run"
+    train(tiny(algorithm="snfs", density=0.2, epochs=1, dense_layers=("fc3.weight",)), run, data_root=data_root,
+          device="cpu")
+    frame = sweep(run, [0.0, 0.5], methods=list(METHODS), draws=2, data_root=data_root, device="cpu")
+    record = RunFolder(run).record()
+    assert len(frame) == 2 * (1 + 1 + 2 + 2) and not frame["bn_recomputed"].any()
+    assert sorted(set(frame["layer"])) == ["all", "fc1.weight", "fc2.weight"]  # fc3 is kept whole, not swept
+    assert sorted(frame.loc[frame["method"] == "random", "draw"]) == [0, 0, 1, 1]
+    whole = frame[frame["q"] == 0.0]
+    assert whole["test_acc"].tolist() == [record.test_acc] * len(whole)
+    assert whole["test_loss"].to_numpy() == pytest.approx(record.test_loss, rel=1e-6)
+    assert whole["density"].to_numpy() == pytest.approx(record.density, abs=1e-6)
+    half = frame[(frame["q"] == 0.5) & (frame["layer"] == "all")]
+    assert half["density"].to_numpy() == pytest.approx(record.density / 2, abs=1e-4)
+    assert half["test_loss"].nunique() == len(half) == 4  # four masks, four evaluations

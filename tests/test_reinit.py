@@ -115,3 +115,26 @@ def test_retraining_a_frozen_run_fixes_its_mask_from_the_start_and_names_the_fro
     record = reinit.retrain(run, "reinit", tmp_path / "reinit")
     assert record.source_algorithm == "snfs_freeze"
     assert (record.run_config().algorithm.algorithm, record.run_config().algorithm.freeze_epoch) == ("fixed", 0)
+
+
+@pytest.mark.parametrize("rewind_epoch", [0, 1])
+def test_signed_constant_of_a_late_rewound_imp_run_takes_its_signs_from_the_runs_initial_weights(rewind_epoch):
+    """With rewind_epoch > 0 an imp run's `own` weights are those it rewinds to, after training began; the
+    variant's signs and scales are those of the weights the run started from (its seed's), not of those."""
+    cfg = tiny(algorithm="imp", density=0.2, seed=3, rewind_epoch=rewind_epoch)
+    start = reinit.initial_weights(cfg, 3)
+    g = torch.Generator().manual_seed(1)
+    own = {n: torch.randn(v.shape, generator=g) for n, v in start.items()}  # the rewind weights
+    masked = {n: own[n] for n in ("fc1.weight", "fc2.weight")}
+    mask = Mask.random(masked, layer_counts({n: w.shape for n, w in masked.items()}, 0.2, "uniform"), g)
+    weights, _ = reinit.reset(cfg, own, mask, "signed_constant")
+    source = start if rewind_epoch else own
+    for name in mask.layers:
+        assert torch.equal(weights[name], torch.sign(source[name]) * source[name].std()), name
+    assert torch.equal(weights["fc3.weight"], own["fc3.weight"])  # a layer outside the mask stays as it was
+
+
+@pytest.mark.parametrize("algorithm,replays", [("dense", False), ("snfs", False), ("dnw", False), ("set", False),
+                                               ("imp", True), ("static", True), ("snip", True), ("fixed", True)])
+def test_only_a_run_whose_mask_never_changed_is_replayed_by_its_rewind(algorithm, replays):
+    assert reinit.replays_its_run(algorithm) is replays
