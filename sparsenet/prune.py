@@ -89,7 +89,7 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
     dense_layers = cfg.algorithm.dense_layers
     base_density = mask.density(exclude=dense_layers)
     sparse_layers = [n for n in mask.layers if n not in dense_layers]
-    rows = []
+    rows, evaluated = [], {}  # the weights never change: an evaluation depends on the mask alone
     for method in methods:
         for draw in range(draws if method == "random" else 1):
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + draw)
@@ -103,11 +103,14 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                         hp = ImpHparams(algorithm="imp", density=cfg.algorithm.density,
                                          dense_layers=dense_layers, imp_scope=method.split("_")[1])
                         pruned = prune(final, mask, base_density * (1 - q), hp)
-                    model.load_state_dict(final)
-                    fixed = Fixed(cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
-                    if recompute_bn:
-                        recompute_batch_norm(model, batcher, train_split)
-                    loss, acc = evaluate(model, fixed, batcher, test_split, platform)
+                    key = tuple((n, t.numpy().tobytes()) for n, t in pruned.packed().items())
+                    if key not in evaluated:  # every method's q = 0 is the run's own mask, say
+                        model.load_state_dict(final)
+                        fixed = Fixed(cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
+                        if recompute_bn:
+                            recompute_batch_norm(model, batcher, train_split)
+                        evaluated[key] = evaluate(model, fixed, batcher, test_split, platform)
+                    loss, acc = evaluated[key]
                     rows.append({"method": method, "layer": layer, "draw": draw, "q": q,
                                  "density": pruned.density(exclude=dense_layers), "bn_recomputed": recompute_bn,
                                  "test_acc": acc, "test_loss": loss})

@@ -3,6 +3,8 @@
 
 # One job per training group of the plan (sparsenet.plan.train_groups): runs of one model and label, at most
 # resources.runs_per_job of them, trained at once as one fused model; each writes its own run folder.
+# Every analysis and retraining waits on one: started before those (after imp's chains), they leave the short
+# jobs to fill the cores at the end.
 for _group in TRAIN_GROUPS:
 
     rule:
@@ -12,6 +14,7 @@ for _group in TRAIN_GROUPS:
             [f"{r.folder(DATASET)}/{f}" for r in _group.runs for f in RUN_FILES],
         log:
             group_log(_group, "train.log"),
+        priority: 5
         conda:
             ENV
         threads: RES["threads"]
