@@ -35,8 +35,8 @@ def jobs(study) -> list[dict]:
     for path in sorted((repo.parent / "trace").glob("*.json")):
         t = json.loads(path.read_text())
         argv = t["argv"]
-        run = arg(argv, "--run") or arg(argv, "--runs") or (
-            arg(argv, "--out") if argv[0] in ("train", "imp-round") else None)
+        run = arg(argv, "--run") or {"train": arg(argv, "--out"), "imp-round": arg(argv, "--out"),
+                                     "analyse": arg(argv, "--runs")}.get(argv[0])  # their settings' run
         cfg = RunConfig.from_nested(json.loads((work / run / "run.json").read_text())["config"]) if run else None
         # a group's --out names its folders by a placeholder ('R/reinit/{variant}'): the folder above them; an
         # analysis job writes into the folders of its --runs
