@@ -97,13 +97,19 @@ def test_batch_norm_is_re_estimated_as_the_average_of_the_first_twenty_training_
 
 
 def test_a_sweep_at_q_0_is_the_run_itself_and_each_method_removes_its_fraction_of_the_sparse_layers(tmp_path,
-                                                                                                   data_root):
-    """A layer kept whole stays whole: the density reached counts the sparse layers only."""
+                                                                                                   data_root,
+                                                                                                   monkeypatch):
+    """A layer kept whole stays whole: the density reached counts the sparse layers only. The data come from the
+    data_root given, with no other folder to fall back on."""
     from sparsenet.record import RunFolder
 
     run = tmp_path / "run"
     train(tiny(algorithm="snfs", density=0.2, epochs=1, dense_layers=("fc3.weight",)), run, data_root=data_root,
           device="cpu")
+    monkeypatch.delenv("SPARSENET_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.setattr("torchvision.datasets.utils.download_url",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
     frame = sweep(run, [0.0, 0.5], methods=list(METHODS), draws=2, data_root=data_root, device="cpu")
     record = RunFolder(run).record()
     assert len(frame) == 2 * (1 + 1 + 2 + 2) and not frame["bn_recomputed"].any()

@@ -29,6 +29,8 @@ def test_reshuffle_keeps_the_mask_and_each_layers_kept_initial_values():
         assert not torch.equal(own[name][m], weights[name][m])  # ...at other kept positions
         assert torch.equal(weights[name][~m], own[name][~m])
     assert torch.equal(weights["fc1.bias"], own["fc1.bias"])
+    again, _ = reinit.reset(tiny(), own, mask, "reshuffle")
+    assert all(torch.equal(weights[n], again[n]) for n in own)  # one draw per seed
 
 
 def test_shuffle_fanin_keeps_every_units_fan_in_and_moves_its_wiring():
@@ -107,6 +109,9 @@ def test_retraining_records_its_source_and_a_replayed_rewind_is_the_runs_files_b
     for name in RunFolder.FILES[:-1]:
         assert (outs[0] / name).read_bytes() == (run / name).read_bytes(), name
     assert RunFolder(outs[0]).record() == rewind and RunFolder(outs[1]).record() == reinitialised
+    made = tmp_path / "made"  # a folder that exists already, as Snakemake makes its outputs' folders
+    made.mkdir()
+    assert reinit.retrain_variants(run, ["rewind"], [made])[0] == rewind
 
 
 def test_retraining_a_frozen_run_fixes_its_mask_from_the_start_and_names_the_frozen_run(tmp_path, data_root):
