@@ -176,7 +176,7 @@ def cmd_analyse(args) -> None:
     from sparsenet.files import write_parquet
     from sparsenet.record import RunFolder
 
-    for run in map(RunFolder, args.runs):  # each run's analyses in turn, each written as it is done
+    for run in map(RunFolder, args.runs):  # run by run: a run's tables are written once its analyses are done
         written = {run.layers: wiring.of_run(run.path)}
         if args.fractions:
             written[run.prune_sweep] = prune.sweep(run.path, args.fractions, methods=args.methods, draws=args.draws,

@@ -104,7 +104,7 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                                          dense_layers=dense_layers, imp_scope=method.split("_")[1])
                         pruned = prune(final, mask, base_density * (1 - q), hp)
                     key = tuple((n, t.numpy().tobytes()) for n, t in pruned.packed().items())
-                    if key not in evaluated:  # every method's q = 0 is the run's own mask, say
+                    if key not in evaluated:  # every method's q = 0 gives the run's own mask, for one
                         model.load_state_dict(final)
                         fixed = Fixed(cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
                         if recompute_bn:
