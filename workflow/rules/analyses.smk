@@ -3,7 +3,8 @@
 
 
 # E6's wiring, E2's prune sweep and E3's emergence of a group's runs in one job (sparsenet.plan.analysis_groups):
-# each analysis alone takes a fraction of a job's start-up.
+# each analysis alone takes a fraction of a job's start-up. A group's analyses take longer than a run's E1
+# retraining: started before those (after the trainings), they do not end the study alone.
 for _group in ANALYSIS_GROUPS:
 
     rule:
@@ -15,6 +16,7 @@ for _group in ANALYSIS_GROUPS:
             [f"{r.folder(DATASET)}/{A[k]}" for r in _group.runs for k in plan.analyses(config, _group.label)],
         log:
             group_log(_group, "analyse.log"),
+        priority: 3
         conda:
             ENV
         threads: RES["threads"]

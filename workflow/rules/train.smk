@@ -82,7 +82,7 @@ for _chain in CHAIN_GROUPS:
             IMP_CMD
 
 
-# The imp run at a density is the round of the chain that reaches it.
+# The imp run at a density is the round of the chain that reaches it: a copy, made as soon as that round is done.
 rule imp_select:
     input:
         lambda w: expand(
@@ -93,6 +93,7 @@ rule imp_select:
         multiext(f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/", *RUN_FILES),
     log:
         f"{RUNS}/{{dataset}}-{{model}}/imp/d{{density}}/s{{seed}}/select.log",
+    priority: 10
     conda:
         ENV
     params:
