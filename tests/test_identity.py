@@ -1,7 +1,6 @@
 """Code identity from the import graph: every job's identity holds every module its process imports, and an edit
 of any module reruns exactly the jobs whose identity holds it."""
 import json
-import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from sparsenet import provenance
 from sparsenet.config import RunConfig
 
 from .conftest import snakemake
+from .test_workflow import GROUP_RULE
 
 COMMAND_OF_RULE = {"retrain": "retrain", "retrain_replayed": "retrain", "record_rewind": "retrain",
                    "tables": "tables", "similarity": "similarity", "figures": "figures", "summary": "summary"}
@@ -20,7 +20,7 @@ GROUP_COMMAND = {"train": "train", "analyse": "analyse", "imp_round": "imp-round
 def command_of(rule: str) -> str | None:
     """The command a rule's jobs run; the groups' rules are train_<label>_<i>, analyse_<label>_<i>,
     imp_round_<i> and imp_last_round_<i> (sparsenet.plan)."""
-    group = re.fullmatch(r"(train|analyse)_\w+_\d+|(imp_round|imp_last_round)_\d+", rule)
+    group = GROUP_RULE.fullmatch(rule)
     return GROUP_COMMAND[group[1] or group[2]] if group else COMMAND_OF_RULE.get(rule)
 
 
