@@ -122,20 +122,29 @@ def cmd_imp_round(args) -> None:
 
 
 def cmd_retrain(args) -> None:
-    from sparsenet import provenance, reinit
+    from sparsenet import algorithms, provenance, reinit
     from sparsenet.record import RunFolder
     from sparsenet.variants import VARIANTS
 
     unknown = [v for v in args.variant if v not in VARIANTS]
     if unknown or len(set(args.variant)) < len(args.variant):
         raise ConfigError(f"--variant: distinct names of {', '.join(VARIANTS)}; got {','.join(args.variant)}")
-    if len(args.variant) > 1 and "{variant}" not in str(args.out):
-        raise ConfigError(f"--out must contain {{variant}} with several variants, got {args.out}")
-    outs = [Path(str(args.out).format(variant=v)) for v in args.variant]
+    for many, key in ((args.variant, "variant"), (args.run, "run")):
+        if len(many) > 1 and f"{{{key}}}" not in str(args.out):
+            raise ConfigError(f"--out must contain {{{key}}} with several --{key} values, got {args.out}")
+    sources = [RunFolder(run).config() for run in args.run]
+    labels = sorted({algorithms.label(c.algorithm.algorithm, c.algorithm.freeze_epoch) for c in sources})
+    if len(labels) > 1:  # one job's code identity is its algorithm's
+        raise ConfigError(f"--run: runs of one algorithm, frozen or not; got {', '.join(labels)}")
+    try:
+        outs = [[Path(args.out.format(run=run, variant=v)) for v in args.variant] for run in args.run]
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"--out {args.out}: its placeholders may be {{run}} and {{variant}} ({e})") from None
     records = reinit.retrain_variants(args.run, args.variant, outs, data_root=args.data_root, device=args.device,
-                                      code=provenance.identity("retrain", RunFolder(args.run).config()))
-    for variant, out, record in zip(args.variant, outs, records):
-        print(f"{out}: {variant} test_acc {record.test_acc:.4f} density {record.density:.4f}")
+                                      code=provenance.identity("retrain", sources[0]))
+    for run_outs, run_records in zip(outs, records):
+        for variant, out, record in zip(args.variant, run_outs, run_records):
+            print(f"{out}: {variant} test_acc {record.test_acc:.4f} density {record.density:.4f}")
 
 
 def cmd_prune_sweep(args) -> None:
@@ -347,11 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_imp_round)
 
     p = sub.add_parser("retrain", help="retrain a run under its final mask with weights reset by a variant (E1)")
-    p.add_argument("--run", type=Path, required=True, help="the trained run folder")
+    p.add_argument("--run", type=Path, required=True, nargs="+",
+                   help="the trained run folder, or several of one algorithm: their retrainings train as one group")
     p.add_argument("--variant", required=True, type=lambda s: s.split(","), metavar="V1,V2,...",
                    help="one or more of sparsenet.variants.VARIANTS; several train as one fused group")
-    p.add_argument("--out", type=Path, required=True,
-                   help="run folder to write (with several variants it must contain {variant})")
+    p.add_argument("--out", required=True,
+                   help="run folder to write; with several variants it contains {variant}, with several runs {run} "
+                        "(the run's folder): '{run}/reinit/{variant}'")
     _add_common(p)
     p.set_defaults(func=cmd_retrain)
 

@@ -1,6 +1,7 @@
 """The study plan: the runs a study config trains, their folders and settings, the training jobs that train
-them in fused groups and the jobs that analyse them. The workflow (workflow/rules/common.smk), `sparsenet plan`
-and the tests read these same objects, so the three cannot disagree on what a study is.
+them in fused groups, the jobs that retrain them (E1) and those that analyse them. The workflow
+(workflow/rules/common.smk), `sparsenet plan` and the tests read these same objects, so the three cannot disagree
+on what a study is.
 
 A run's folder is `results/runs/<dataset>-<model>/<label>/d<density>/s<seed>`, where the label is the algorithm,
 or `<name>_freeze_f<k>` for a run of E4's freeze sweep.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from sparsenet import algorithms, models
 from sparsenet.config import ConfigError, RunConfig, expand_preset
+from sparsenet.reinit import replays_its_run
 from sparsenet.variants import VARIANTS
 
 RUNS = "results/runs"
@@ -185,16 +187,17 @@ def runs_per_job(config: dict, model: str) -> int:
     return config["resources"]["runs_per_job"] if model in models.BUILTIN else 1
 
 
-def _groups(config: dict, runs: list[PlannedRun], kind: str) -> list[RunGroup]:
-    """Each model and label's `runs`, by seed then density, in consecutive groups of at most `runs_per_job`, named
-    `<kind>_<label>_<i>` (i counts the groups of its label). Deterministic; each run is in exactly one group."""
+def _groups(config: dict, runs: list[PlannedRun], kind: str, trainings=lambda label: 1) -> list[RunGroup]:
+    """Each model and label's `runs`, by seed then density, in consecutive groups of at most `runs_per_job`
+    trainings (`trainings(label)` per run; at least one run), named `<kind>_<label>_<i>` (i counts the groups of
+    its label). Deterministic; each run is in exactly one group."""
     by_label: dict[tuple[str, str], list[PlannedRun]] = {}
     for run in runs:
         by_label.setdefault((run.model, run.label), []).append(run)
     groups, counter = [], {}
     for (model, label), same in by_label.items():
         same = sorted(same, key=lambda r: (r.seed, r.density))
-        size = runs_per_job(config, model)
+        size = max(1, runs_per_job(config, model) // max(1, trainings(label)))
         for start in range(0, len(same), size):
             i = counter[label] = counter.get(label, -1) + 1
             groups.append(RunGroup(f"{kind}_{label}_{i}", tuple(same[start:start + size])))
@@ -222,6 +225,22 @@ def analysis_groups(config: dict) -> list[RunGroup]:
     them (imp's runs, selected from its chains, too): a job's start-up, mostly torch's import, is paid once per
     group instead of once per run and analysis."""
     return _groups(config, [r for r in planned_runs(config) if analyses(config, r.label)], "analyse")
+
+
+def retrained_variants(config: dict, label: str) -> list[str]:
+    """E1's variants (`reinit.variants`) that a run of sparse algorithm `label` trains: all, but `rewind` where it
+    would replay the run (sparsenet.reinit.replays_its_run), which is recorded instead."""
+    return [v for v in config["reinit"]["variants"] if not (v == "rewind" and replays_its_run(label))]
+
+
+def retrain_groups(config: dict) -> list[RunGroup]:
+    """E1's jobs (`sparsenet retrain --run R1 R2 ...`): each sparse algorithm's runs, in groups of at most
+    `runs_per_job` retrainings (each run's trained variants), which train as one fused model; a job records the
+    rewinds that replay their runs too. None without variants."""
+    if not config["reinit"]["variants"]:
+        return []
+    runs = [r for r in planned_runs(config) if r.label in config["algorithms"]]
+    return _groups(config, runs, "retrain", lambda label: len(retrained_variants(config, label)))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ epoch; `rewind` of a run that trained its final mask from its own initial weight
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,43 +64,66 @@ def reset(cfg: RunConfig, own: dict[str, torch.Tensor], mask: Mask, variant: str
 def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, device=None,
             code: str | None = None) -> RunRecord:
     """Retrain run folder `run` under its final mask, reset by `variant`, with the run's own recipe."""
-    return retrain_variants(run, [variant], [out], data_root=data_root, device=device, code=code)[0]
+    return retrain_variants([run], [variant], [[out]], data_root=data_root, device=device, code=code)[0][0]
 
 
-def retrain_variants(run: str | Path, variants: list[str], outs: list[str | Path], *, data_root=None, device=None,
-                     code: str | None = None) -> list[RunRecord]:
-    """Retrain run folder `run` once per variant into the matching folder of `outs`; the retrainings share the
-    run's recipe, so two or more of them train as one fused group (sparsenet.fused) where the model allows."""
-    run = RunFolder(run)
-    record = run.record()
-    source = record.run_config()
-    final_mask = Mask.load(run.mask)
-    cfg = source.replace(algorithm=Fixed.name, freeze_epoch=0,
-                         density=round(final_mask.density(exclude=source.algorithm.dense_layers), 6))
-    own = load_weights(run.init)
-    first_epoch = record.first_epoch
-    records, todo = {}, []
-    for k, (variant, out) in enumerate(zip(variants, outs)):
-        extra = {"variant": variant, "source_algorithm": algorithms.label(source.algorithm.algorithm,
-                                                                           source.algorithm.freeze_epoch),
-                 "source_run": str(run.path)}
-        if variant == "rewind" and replays_its_run(source.algorithm.algorithm):
-            records[k] = _record_source(run, RunFolder(out), record.replace(**extra, config=cfg.to_dict(),
-                                                                            copy_of_source=True))
-        else:
-            todo.append((k, *reset(source, own, final_mask, variant), extra))
-    if len(todo) > 1 and cfg.model.model in models.BUILTIN:
-        from sparsenet.fused import train_fused
+@dataclass
+class _Retraining:
+    """One retraining to train: its settings, folder, starting weights and mask, run.json extras, first epoch."""
 
-        done = train_fused([cfg] * len(todo), [outs[k] for k, *_ in todo], data_root=data_root, device=device,
-                           masks=[m for _, _, m, _ in todo], init_weights=[w for _, w, _, _ in todo],
-                           extras=[e for *_, e in todo], first_epoch=first_epoch, code=code)
-        records.update({k: r for (k, *_), r in zip(todo, done)})
-    for k, weights, mask, extra in todo:
-        if k not in records:
-            records[k] = train(cfg, outs[k], data_root=data_root, device=device, init_weights=weights, mask=mask,
-                               first_epoch=first_epoch, extra=extra, code=code)
-    return [records[k] for k in range(len(variants))]
+    cfg: RunConfig
+    out: Path
+    weights: dict
+    mask: Mask
+    extra: dict
+    first_epoch: int
+
+    def fusable(self) -> tuple:
+        """What the retrainings of one fused model share (sparsenet.fused): all but seed, density and mask."""
+        return (self.first_epoch, self.cfg.model, self.cfg.data, self.cfg.train, self.cfg.execution)
+
+
+def retrain_variants(runs: list[str | Path], variants: list[str], outs: list[list[str | Path]], *, data_root=None,
+                     device=None, code: str | None = None) -> list[list[RunRecord]]:
+    """Retrain each run folder of `runs` once per variant, into `outs[i][j]` for run i and variant j; each with
+    its run's recipe. Retrainings that share a recipe and first epoch (the variants of a run, the runs of one
+    algorithm) train as one fused group (sparsenet.fused) where the model allows; a rewind that replays its run
+    is recorded, not trained."""
+    records, todo = {}, {}
+    for i, (run, run_outs) in enumerate(zip(map(RunFolder, runs), outs, strict=True)):
+        record = run.record()
+        source = record.run_config()
+        final_mask = Mask.load(run.mask)
+        cfg = source.replace(algorithm=Fixed.name, freeze_epoch=0,
+                             density=round(final_mask.density(exclude=source.algorithm.dense_layers), 6))
+        own = load_weights(run.init)
+        for j, (variant, out) in enumerate(zip(variants, run_outs, strict=True)):
+            extra = {"variant": variant, "source_algorithm": algorithms.label(source.algorithm.algorithm,
+                                                                               source.algorithm.freeze_epoch),
+                     "source_run": str(run.path), "first_epoch": record.first_epoch}
+            if variant == "rewind" and replays_its_run(source.algorithm.algorithm):
+                records[i, j] = _record_source(run, RunFolder(out), record.replace(**extra, config=cfg.to_dict(),
+                                                                                   copy_of_source=True))
+            else:
+                todo[i, j] = _Retraining(cfg, Path(out), *reset(source, own, final_mask, variant), extra,
+                                         record.first_epoch)
+    groups: dict[tuple, list] = {}
+    for key, job in todo.items():
+        groups.setdefault(job.fusable(), []).append(key)
+    for keys in groups.values():
+        jobs = [todo[k] for k in keys]
+        if len(jobs) > 1 and jobs[0].cfg.model.model in models.BUILTIN:
+            from sparsenet.fused import train_fused
+
+            done = train_fused([j.cfg for j in jobs], [j.out for j in jobs], data_root=data_root, device=device,
+                               masks=[j.mask for j in jobs], init_weights=[j.weights for j in jobs],
+                               extras=[j.extra for j in jobs], first_epoch=jobs[0].first_epoch, code=code)
+            records.update(zip(keys, done))
+        for k, j in zip(keys, jobs):
+            if k not in records:
+                records[k] = train(j.cfg, j.out, data_root=data_root, device=device, init_weights=j.weights,
+                                   mask=j.mask, first_epoch=j.first_epoch, extra=j.extra, code=code)
+    return [[records[i, j] for j in range(len(variants))] for i in range(len(runs))]
 
 
 def replays_its_run(algorithm: str) -> bool:

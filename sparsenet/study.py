@@ -19,8 +19,15 @@ import yaml
 from sparsenet import algorithms, models
 from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
-from sparsenet.plan import chain_groups, freeze_labels, run_settings, split_label, train_groups
-from sparsenet.reinit import replays_its_run
+from sparsenet.plan import (
+    chain_groups,
+    freeze_labels,
+    retrain_groups,
+    retrained_variants,
+    run_settings,
+    split_label,
+    train_groups,
+)
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # the workflow validates with it too
 
@@ -64,17 +71,21 @@ def trainings(config: dict) -> pd.DataFrame:
     Kinds: dense, imp_round (every round of every seed's chain), each other sparse algorithm, <alg>_freeze_f<k>
     (E4), and retrain_<alg> (E1: one per variant of each trained sparse run). `steps_by_speed` splits a
     training's epochs by what they cost: an algorithm's own epochs, or `fixed` ones under a fixed mask.
-    `fused` is how many runs its jobs train at once (sparsenet.plan; E1: a run's variants), the largest group.
+    `fused` is how many trainings its jobs train at once (sparsenet.plan; E1: its runs' variants), the largest
+    group.
     """
     rows = []
     n_seeds, n_dens = len(config["seeds"]), len(config["densities"])
-    sparse, variants = config["algorithms"], config["reinit"]["variants"]
+    sparse = config["algorithms"]
     # (label, algorithm, k) of each frozen run: 'dnw_freeze_f2' -> ('dnw_freeze_f2', 'dnw', 2)
     freeze = [(label, algorithms.split(split_label(label)[0])[0], split_label(label)[1])
               for label in freeze_labels(config)]
     fused: dict[tuple[str, str], int] = {}  # (model, label) -> the largest group its jobs train (sparsenet.plan)
     for group in [*train_groups(config), *chain_groups(config)]:
         fused[group.model, group.label] = max(fused.get((group.model, group.label), 0), group.size)
+    for group in retrain_groups(config):
+        key = group.model, f"retrain_{group.label}"
+        fused[key] = max(fused.get(key, 0), group.size)
     for model in config["models"]:
         epochs = settings(config, model, "dense").train.epochs
         rows.append(("dense", model, n_seeds, epochs, {"dense": epochs}, fused[model, "dense"]))
@@ -89,10 +100,11 @@ def trainings(config: dict) -> pd.DataFrame:
             rows.append((label, model, n_dens * n_seeds, epochs, {algorithm: k, "fixed": epochs - k},
                          fused[model, label]))
         for algorithm in sparse:
-            trained = [v for v in variants if not (v == "rewind" and replays_its_run(algorithm))]  # recorded
+            trained = retrained_variants(config, algorithm)  # a replayed rewind is recorded
             each = epochs - (imp.rewind_epoch if algorithm == "imp" else 0)
+            runs = fused.get((model, f"retrain_{algorithm}"), 1)  # E1: runs per group, each of its variants
             rows.append((f"retrain_{algorithm}", model, n_dens * n_seeds * len(trained), each, {"fixed": each},
-                         len(trained) if model in models.BUILTIN else 1))
+                         runs * len(trained) if model in models.BUILTIN else 1))
     return pd.DataFrame([{"kind": kind, "model": model, "trainings": n, "fused": g, "epochs_each": e, "epochs": n * e,
                           "steps_by_speed": split} for kind, model, n, e, split, g in rows if n])
 
@@ -180,10 +192,7 @@ def job_counts(config: dict) -> Counter:
             rounds = row.trainings // len(config["seeds"])
             counts["imp_round"] += (rounds - 1) * groups[row.model]
             counts["imp_last_round"] += groups[row.model]
-        elif row.kind.startswith("retrain_"):  # one job per trained run, for all the variants it trains
-            replayed = replays_its_run(row.kind.removeprefix("retrain_"))
-            trained = [v for v in config["reinit"]["variants"] if not (v == "rewind" and replayed)]
-            counts["retrain_replayed" if replayed else "retrain"] += row.trainings // len(trained)
     counts["train"] = len(train_groups(config))  # rules train_<label>_<i>, one job each
+    counts["retrain"] = len(retrain_groups(config))  # rules retrain_<label>_<i>
     # the groups' rules (train_<label>_<i>, imp_round_<i>, imp_last_round_<i>) counted by kind
     return counts

@@ -165,3 +165,39 @@ def test_analyse_writes_into_each_runs_folder_what_the_single_commands_write(tmp
     out = capsys.readouterr().out
     assert f"{runs[0]}: layers.parquet, prune_sweep.parquet, emergence.parquet" in out
     assert out.count(f"{runs[1]}: layers.parquet\n") == 1
+
+
+def test_retrain_of_several_runs_writes_each_runs_variants_where_out_says(tmp_path, data_root, capsys):
+    """The workflow's retrain_<label>_<i> jobs: the runs of one algorithm, their folders named by {run}; a
+    replayed rewind (static) recorded beside the trained variant. Runs of two algorithms, or several runs or
+    variants without their placeholder, are refused before anything is written."""
+    from sparsenet.record import RunFolder
+    from sparsenet.train import train
+
+    from .conftest import tiny
+
+    runs = [tmp_path / "a", tmp_path / "b", tmp_path / "snfs"]
+    train(tiny(algorithm="static", density=0.2, epochs=1), runs[0], data_root=data_root, device="cpu")
+    train(tiny(algorithm="static", density=0.1, epochs=1, seed=1), runs[1], data_root=data_root, device="cpu")
+    train(tiny(algorithm="snfs", density=0.1, epochs=1), runs[2], data_root=data_root, device="cpu")
+    refused = {("--run", *map(str, runs), "--variant", "reinit", "--out", "{run}/re/{variant}"):
+               "--run: runs of one algorithm, frozen or not; got snfs, static",
+               ("--run", *map(str, runs[:2]), "--variant", "reinit", "--out", str(tmp_path / "re")):
+               "--out must contain {run} with several --run values",
+               ("--run", str(runs[0]), "--variant", "rewind,reinit", "--out", str(tmp_path / "re")):
+               "--out must contain {variant} with several --variant values",
+               ("--run", str(runs[0]), "--variant", "reinit", "--out", "{run}/{seed}"):
+               "--out {run}/{seed}: its placeholders may be {run} and {variant}"}
+    for flags, message in refused.items():
+        assert main(["retrain", *flags, "--device", "cpu"]) == 2
+        assert message in capsys.readouterr().err
+        assert not list(tmp_path.glob("*/re*")) and not (tmp_path / "re").exists()
+    assert main(["retrain", "--run", *map(str, runs[:2]), "--variant", "rewind,reinit", "--out",
+                 "{run}/reinit/{variant}", "--device", "cpu"]) == 0
+    for run in runs[:2]:
+        rewind, reinitialised = (RunFolder(run / "reinit" / v).record() for v in ("rewind", "reinit"))
+        assert rewind.copy_of_source and not reinitialised.copy_of_source
+        assert rewind.source_run == reinitialised.source_run == str(run)
+        recorded = run / "reinit" / "rewind" / "final.safetensors"
+        assert recorded.read_bytes() == (run / "final.safetensors").read_bytes()
+    assert capsys.readouterr().out.count(" test_acc ") == 4

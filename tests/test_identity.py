@@ -12,14 +12,14 @@ from sparsenet.config import RunConfig
 from .conftest import snakemake
 from .test_workflow import GROUP_RULE
 
-COMMAND_OF_RULE = {"retrain": "retrain", "retrain_replayed": "retrain", "record_rewind": "retrain",
-                   "tables": "tables", "similarity": "similarity", "figures": "figures", "summary": "summary"}
-GROUP_COMMAND = {"train": "train", "analyse": "analyse", "imp_round": "imp-round", "imp_last_round": "imp-round"}
+COMMAND_OF_RULE = {"tables": "tables", "similarity": "similarity", "figures": "figures", "summary": "summary"}
+GROUP_COMMAND = {"train": "train", "retrain": "retrain", "analyse": "analyse", "imp_round": "imp-round",
+                 "imp_last_round": "imp-round"}
 
 
 def command_of(rule: str) -> str | None:
-    """The command a rule's jobs run; the groups' rules are train_<label>_<i>, analyse_<label>_<i>,
-    imp_round_<i> and imp_last_round_<i> (sparsenet.plan)."""
+    """The command a rule's jobs run; the groups' rules are train_<label>_<i>, retrain_<label>_<i>,
+    analyse_<label>_<i>, imp_round_<i> and imp_last_round_<i> (sparsenet.plan)."""
     group = GROUP_RULE.fullmatch(rule)
     return GROUP_COMMAND[group[1] or group[2]] if group else COMMAND_OF_RULE.get(rule)
 
@@ -38,9 +38,9 @@ def jobs(study) -> list[dict]:
         run = arg(argv, "--run") or {"train": arg(argv, "--out"), "imp-round": arg(argv, "--out"),
                                      "analyse": arg(argv, "--runs")}.get(argv[0])  # their settings' run
         cfg = RunConfig.from_nested(json.loads((work / run / "run.json").read_text())["config"]) if run else None
-        # a group's --out names its folders by a placeholder ('R/reinit/{variant}'): the folder above them; an
-        # analysis job writes into the folders of its --runs
-        folder = (arg(argv, "--out") or run).split("/{")[0].rstrip("/")
+        # a group's --out names its folders by a placeholder ('r{round}/s{seed}'): the folder above them; a
+        # retraining writes under its run's reinit/ ('{run}/reinit/{variant}'), an analysis into its runs' folders
+        folder = f"{run}/reinit" if argv[0] == "retrain" else (arg(argv, "--out") or run).split("/{")[0].rstrip("/")
         out.append({"command": argv[0], "out": folder, "cfg": cfg,
                     "modules": set(t["modules"])})
     return out

@@ -24,6 +24,7 @@ def load(name="config.yaml", **changes) -> dict:
 
 # a kind of group -> (the plan's groups, the runs they must cover)
 GROUPINGS = {"train": (plan.train_groups, lambda cfg, r: r.label != "imp"),
+             "retrain": (plan.retrain_groups, lambda cfg, r: r.label in cfg["algorithms"]),
              "analyse": (plan.analysis_groups, lambda cfg, r: r.label != "dense")}
 
 
@@ -41,7 +42,24 @@ def test_groups_cover_every_trained_run_once_and_share_a_label(name, per_job, ki
     for g in groups:
         assert 1 <= len(g.runs) <= per_job
         assert len({(r.model, r.label) for r in g.runs}) == 1  # one recipe and algorithm: fusable, one analysis
+        if kind == "retrain":  # at most runs_per_job retrainings, but never less than one run
+            assert len(g.runs) == 1 or len(g.runs) * len(plan.retrained_variants(cfg, g.label)) <= per_job
     assert make(cfg) == groups  # deterministic
+
+
+@pytest.mark.parametrize("per_job, sizes", [(8, {"imp": [2, 2], "snfs": [2, 2], "dnw": [2, 2]}),
+                                            (3, {"imp": [1] * 4, "snfs": [1] * 4, "dnw": [1] * 4}),
+                                            (12, {"imp": [4], "snfs": [3, 1], "dnw": [3, 1]})])
+def test_a_retraining_job_fills_runs_per_job_with_its_runs_variants(per_job, sizes):
+    """The default study's 4 variants: imp's rewind is recorded (3 trained a run), snfs and dnw train all 4."""
+    cfg = load(resources={"runs_per_job": per_job})
+    assert plan.retrained_variants(cfg, "imp") == ["reinit", "signed_constant", "shuffle"]
+    assert plan.retrained_variants(cfg, "snfs") == cfg["reinit"]["variants"]
+    got = {}
+    for g in plan.retrain_groups(cfg):
+        got.setdefault(g.label, []).append(g.size)
+    assert got == sizes
+    assert plan.retrain_groups(load(reinit={"variants": []})) == []
 
 
 def test_each_label_has_the_analyses_of_its_algorithm():
@@ -89,10 +107,10 @@ def test_the_workflow_plans_the_groups_of_the_library(tmp_path):
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned(tmp_path, "--configfile", str(tmp_path / "study.yaml"), groups=True)
     cfg = load(resources={"runs_per_job": 3})
-    names = {g.name for g in [*plan.train_groups(cfg), *plan.analysis_groups(cfg)]}
+    names = {g.name for g in [*plan.train_groups(cfg), *plan.retrain_groups(cfg), *plan.analysis_groups(cfg)]}
     assert {rule: n for rule, n in jobs.items() if rule in names} == dict.fromkeys(names, 1)
-    assert not [rule for rule in jobs if rule.startswith(("train_", "analyse_")) and rule not in names]
-    assert list(itertools.chain(names)) and "train" not in jobs and "analyse" not in jobs
+    assert not [rule for rule in jobs if rule.startswith(("train_", "retrain_", "analyse_")) and rule not in names]
+    assert list(itertools.chain(names)) and not {"train", "retrain", "analyse"} & set(jobs)
 
 
 @pytest.mark.parametrize("per_job", [1, 3, 8])
@@ -137,7 +155,7 @@ def test_a_grouped_study_trains_its_groups_as_one_job_each_and_equals_single_run
 def test_readmes_counts_of_the_default_studys_training_jobs_are_the_plans():
     cfg = load()
     runs = [r for r in plan.planned_runs(cfg) if r.label != "imp"]
-    readme = (REPO / "README.md").read_text()
+    readme = " ".join((REPO / "README.md").read_text().split())  # its lines wrapped anywhere
     assert f"The default study's {len(runs)} trainings are {len(plan.train_groups(cfg))} jobs" in readme
     rounds = len(schedule(cfg["densities"], cfg["settings"]["imp"]["imp_rate"]))
     jobs = rounds * len(plan.chain_groups(cfg))
@@ -146,6 +164,12 @@ def test_readmes_counts_of_the_default_studys_training_jobs_are_the_plans():
     analyses = sum(len(plan.analyses(cfg, r.label)) for r in analysed)
     assert (f"The default study's {analyses} analyses of {len(analysed)} runs are {len(plan.analysis_groups(cfg))} "
             "jobs") in readme
+    retrained = [r for r in plan.planned_runs(cfg) if r.label in cfg["algorithms"]]
+    retrainings = sum(len(plan.retrained_variants(cfg, r.label)) for r in retrained)
+    assert (f"The default study's {retrainings} retrainings of {len(retrained)} runs are "
+            f"{len(plan.retrain_groups(cfg))} jobs") in readme
+    paper = study.trainings(load("config/paper-mnist.yaml"))["trainings"].sum()
+    assert f"every E0-E6 experiment; - {paper} trainings." in readme
 
 
 @pytest.mark.parametrize("per_job", [1, 2, 8])

@@ -16,7 +16,7 @@ from .slurm_study import slurm_ids as submitted
 
 pytestmark = pytest.mark.skipif(not SELECTED,
                                 reason="needs SPARSENET_TEST_SLURM=1 and a running SLURM (tests/slurm/cluster.sh)")
-LOCAL_RULES = {"tables", "figures", "summary", "similarity", "imp_select", "record_rewind", "all"}
+LOCAL_RULES = {"tables", "figures", "summary", "similarity", "imp_select", "all"}
 
 
 def test_study_on_slurm_matches_the_local_run(study, slurm_study):
@@ -33,7 +33,7 @@ def test_study_on_slurm_matches_the_local_run(study, slurm_study):
     assert set(local_jobs) == LOCAL_RULES and not set(remote_jobs) & LOCAL_RULES
     # every other job went through sbatch, one SLURM id per attempt; the cancelled one failed and ran again.
     # The tiny study's 14: 4 trainings, 3 imp rounds, 3 retrain jobs (each trains one run's variants as one
-    # fused group; imp's rewind is recorded locally) and 4 analysis jobs (one per masked label: one run each).
+    # fused group; imp's job records its rewind) and 4 analysis jobs (one per masked label: one run each).
     assert len(set(slurm_ids)) == len(remote_jobs) == 14 + 1
     cancelled = slurm_study.cancelled
     assert cancelled and cancelled[0] in slurm_ids

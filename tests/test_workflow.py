@@ -22,13 +22,13 @@ from sparsenet.tables import SCHEMAS
 
 from .conftest import REPO, TINY, snakemake, table
 
-GROUP_RULE = re.compile(r"(train|analyse)_\w+_\d+|(imp_round|imp_last_round)_\d+")  # a group's rule -> its kind
+GROUP_RULE = re.compile(r"(train|retrain|analyse)_\w+_\d+|(imp_round|imp_last_round)_\d+")  # a group's rule -> its kind
 
 
 def planned(workdir, *args, repo=REPO, groups=False) -> dict[str, int]:
-    """Jobs per rule of a dry run (empty when there is nothing to do); the rules of training, analysis and imp
-    chain groups (train_<label>_<i>, analyse_<label>_<i>, imp_round_<i>, imp_last_round_<i>) summed by kind unless
-    `groups`."""
+    """Jobs per rule of a dry run (empty when there is nothing to do); the rules of training, E1, analysis and imp
+    chain groups (train_<label>_<i>, retrain_<label>_<i>, analyse_<label>_<i>, imp_round_<i>, imp_last_round_<i>)
+    summed by kind unless `groups`."""
     out = snakemake(workdir, "-n", "--quiet", "rules", *args, repo=repo)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
@@ -53,19 +53,17 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     imp = {**expand_preset(cfg["recipe"]), **expand_preset(cfg.get("settings", {}).get("imp", {}))}
     rate = imp.get("imp_rate", 0.2)
     rounds = len(schedule(cfg["densities"], rate)) if "imp" in sparse else 0
-    variants = len(cfg.get("reinit", {}).get("variants", []))
     frozen = [a for a in cfg.get("freeze_algorithms", ["dnw"]) if a in sparse]
     freeze = len(cfg.get("freeze_epochs", [])) * len(frozen)
     per_seed = models * seeds
     sparse_runs = per_seed * densities * len(sparse)
-    replayed = [a for a in sparse if a not in CHANGING]  # their rewind is their run: recorded, not retrained
-    rewinds = "rewind" in cfg.get("reinit", {}).get("variants", [])
-    recorded = per_seed * densities * len(replayed) if rewinds else 0
-    # E1: one job per trained run for all the variants it trains (the rewind of a replayed run is recorded)
-    others = [v for v in cfg.get("reinit", {}).get("variants", []) if v != "rewind"]
-    changing = [a for a in sparse if a in CHANGING]
     # training jobs: each model and label's runs in groups of at most runs_per_job (one seed of dense per run)
     per_job = cfg.get("resources", {}).get("runs_per_job", 8)
+    # E1: each sparse label's runs in groups of at most runs_per_job retrainings (at least one run), a run's being
+    # its variants but the rewind of a run whose mask never changed (that is the run: recorded, not retrained)
+    e1 = cfg.get("reinit", {}).get("variants", [])
+    trained = {a: len(e1) - ("rewind" in e1 and a not in CHANGING) for a in sparse}
+    retrain_jobs = sum(-(-(seeds * densities) // max(1, per_job // max(1, trained[a]))) for a in sparse) if e1 else 0
     labels = 1 + len([a for a in sparse if a != "imp"]) + freeze
     # analysis jobs: every masked label's runs (imp's and the freeze sweep's too) grouped the same way
     masked = len(sparse) + freeze
@@ -73,9 +71,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
         "train": models * (-(-seeds // per_job) + (labels - 1) * -(-(seeds * densities) // per_job)),
         "imp_round": models * -(-seeds // per_job) * (rounds - 1), "imp_last_round": models * -(-seeds // per_job),
         "imp_select": per_seed * densities if "imp" in sparse else 0,
-        "retrain": per_seed * densities * len(changing) if variants else 0,
-        "retrain_replayed": per_seed * densities * len(replayed) if others else 0,
-        "record_rewind": recorded, "analyse": models * masked * -(-(seeds * densities) // per_job),
+        "retrain": models * retrain_jobs, "analyse": models * masked * -(-(seeds * densities) // per_job),
         "tables": 1, "similarity": 1 if sparse_runs else 0, "figures": 1, "summary": 1, "all": 1,
     }
     return {k: v for k, v in counts.items() if v}

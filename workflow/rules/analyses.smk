@@ -30,20 +30,22 @@ for _group in ANALYSIS_GROUPS:
             "--threads {threads} > {log} 2>&1"
 
 
-# E1: all variants of one trained run in one job, trained as one fused group (sparsenet.fused): they share the
-# run's recipe. For a run whose rewind replays it, that variant is recorded by record_rewind instead
-# (TRAINED_VARIANTS, in common.smk).
-if TRAINED_VARIANTS["changing"]:
+# E1: one job per retraining group of the plan (sparsenet.plan.retrain_groups): a sparse algorithm's runs, at most
+# resources.runs_per_job retrainings (each run's variants), trained as one fused model (sparsenet.fused). The rewind
+# of a run that trained its final mask from its initial weights (an imp round, a static or pruned-at-init mask)
+# would replay it exactly: the same job records the trained run as its result; a job that only records is local.
+for _group in RETRAIN_GROUPS:
 
-    rule retrain:
+    rule:
+        name:
+            _group.name
         input:
-            multiext(f"{RUN_PATTERN}/", F["record"], F["init"], F["mask"]),
+            [f"{r.folder(DATASET)}/{f}" for r in _group.runs for f in RUN_FILES],
         output:
-            [f"{RUN_PATTERN}/reinit/{v}/{f}" for v in TRAINED_VARIANTS["changing"] for f in RUN_FILES],
+            [f"{r.folder(DATASET)}/reinit/{v}/{f}" for r in _group.runs for v in E1_VARIANTS for f in RUN_FILES],
         log:
-            f"{RUN_PATTERN}/reinit/retrain.log",
-        wildcard_constraints:
-            label="|".join(re.escape(a) for a in SPARSE if a not in REPLAYED) or "^$",
+            group_log(_group, "reinit/retrain.log"),
+        localrule: not plan.retrained_variants(config, _group.label)
         conda:
             ENV
         threads: RES["threads"]
@@ -52,52 +54,10 @@ if TRAINED_VARIANTS["changing"]:
             mem_mb=RES["train_mem_mb"],
             gpu=RES["gpus"],
         params:
-            **retrain_rule_params(TRAINED_VARIANTS["changing"]),
+            runs=" ".join(r.folder(DATASET) for r in _group.runs),
+            variants=",".join(E1_VARIANTS),
+            code=code("retrain", (_group.model, _group.label, _group.runs[0].density, _group.runs[0].seed)),
+            device=config["device"],
         shell:
-            RETRAIN_CMD
-
-
-if TRAINED_VARIANTS["replayed"]:
-
-    rule retrain_replayed:
-        input:
-            multiext(f"{RUN_PATTERN}/", F["record"], F["init"], F["mask"]),
-        output:
-            [f"{RUN_PATTERN}/reinit/{v}/{f}" for v in TRAINED_VARIANTS["replayed"] for f in RUN_FILES],
-        log:
-            f"{RUN_PATTERN}/reinit/retrain.log",
-        wildcard_constraints:
-            label="|".join(re.escape(a) for a in REPLAYED) or "^$",
-        conda:
-            ENV
-        threads: RES["threads"]
-        resources:
-            runtime=RES["train_runtime_min"],
-            mem_mb=RES["train_mem_mb"],
-            gpu=RES["gpus"],
-        params:
-            **retrain_rule_params(TRAINED_VARIANTS["replayed"]),
-        shell:
-            RETRAIN_CMD
-
-
-# The rewind variant of a run that trained its final mask from its initial weights (an imp round, a static or
-# pruned-at-init mask) replays that run exactly (seed, data order, weights, mask, steps): the same command
-# records the trained run as the result instead of training it again, so the job needs no training resources.
-rule record_rewind:
-    input:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/", *RUN_FILES),
-    output:
-        multiext(f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/reinit/rewind/", *RUN_FILES),
-    log:
-        f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}/reinit/rewind/train.log",
-    wildcard_constraints:
-        label="|".join(re.escape(a) for a in REPLAYED) or "^$",
-    conda:
-        ENV
-    params:
-        code=lambda w: code("retrain", (w.model, w.label, w.density, w.seed)),
-        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}",
-        out=lambda w, output: Path(output[0]).parent,
-    shell:
-        "python -m sparsenet retrain --run {params.run} --variant rewind --out {params.out} > {log} 2>&1"
+            "python -m sparsenet retrain --run {params.runs} --variant {params.variants} "
+            "--out '{{run}}/reinit/{{variant}}' --device {params.device} --threads {threads} > {log} 2>&1"

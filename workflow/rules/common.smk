@@ -13,8 +13,6 @@ from sparsenet.algorithms.imp import schedule
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.provenance import identity
 from sparsenet.record import RunFolder
-from sparsenet.variants import VARIANTS
-from sparsenet.reinit import replays_its_run
 
 REPO = Path(workflow.basedir)
 RUNS = plan.RUNS
@@ -79,12 +77,11 @@ RUN_FILES = list(RunFolder.FILES)
 ALL_RUNS = [run_dir(*r) for r in planned_runs()]
 SPARSE_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a in SPARSE]
 MASKED_RUNS = [run_dir(m, a, d, s) for m, a, d, s in planned_runs() if a != "dense"]
-# E1's rewind of these replays the run itself (sparsenet.reinit.replays_its_run): recorded, not trained again
-REPLAYED = [a for a in SPARSE if replays_its_run(a)]
 A = RunFolder.ANALYSIS_FILE  # a run's analyses by kind (sparsenet analyse)
 # each kind's files, of every run that has it (sparsenet.plan.analyses)
 ANALYSED = {k: [f"{run_dir(*r)}/{f}" for r in planned_runs() if k in plan.analyses(config, r[1])] for k, f in A.items()}
-RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in config["reinit"]["variants"]]
+E1_VARIANTS = list(config["reinit"]["variants"])
+RETRAINS = [f"{r}/reinit/{v}" for r in SPARSE_RUNS for v in E1_VARIANTS]
 TABLE_NAMES = ["runs", "reinit", "prune", "emergence", "freeze", "layers"]  # made by the tables rule
 TABLES = expand("results/tables/{name}.parquet", name=TABLE_NAMES)
 FIGURES = expand("results/figures/{name}.{ext}", name=figures.FIGURES, ext=["png", "pdf"])
@@ -120,7 +117,6 @@ wildcard_constraints:
     density=r"[0-9.e-]+",
     seed=r"\d+",
     round=r"\d\d",
-    variant="|".join(VARIANTS),
 
 
 # --- analysis jobs: one per group of the plan (rules analyse_<label>_<i>) ---
@@ -143,26 +139,8 @@ def analysis_params(group):
     )
 
 
-# E1's retraining jobs (rules retrain and retrain_replayed): one per trained run, for all its trained variants
-def retrain_rule_params(variants):
-    return dict(
-        device=config["device"],
-        code=lambda w: code("retrain", (w.model, w.label, w.density, w.seed)),
-        run=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}",
-        variants=",".join(variants),
-        out=lambda w: f"{RUNS}/{w.dataset}-{w.model}/{w.label}/d{w.density}/s{w.seed}/reinit/{{variant}}",
-    )
-
-
-RUN_PATTERN = f"{RUNS}/{{dataset}}-{{model}}/{{label}}/d{{density}}/s{{seed}}"
-RETRAIN_CMD = (
-    "python -m sparsenet retrain --run {params.run} --variant {params.variants} --out '{params.out}' "
-    "--device {params.device} --threads {threads} > {log} 2>&1"
-)
-TRAINED_VARIANTS = {  # label kind -> the variants its runs train in E1
-    "changing": list(config["reinit"]["variants"]),
-    "replayed": [v for v in config["reinit"]["variants"] if v != "rewind"],
-}
+# --- E1's jobs: one per retraining group of the plan (rules retrain_<label>_<i>) ---
+RETRAIN_GROUPS = plan.retrain_groups(config)
 
 
 # --- imp's chains: a round of each chain group is one job (rules imp_round_<i>, imp_last_round_<i>) ---

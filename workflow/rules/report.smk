@@ -8,7 +8,6 @@ localrules:
     summary,
     similarity,
     imp_select,
-    record_rewind,
 
 
 rule tables:
