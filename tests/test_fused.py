@@ -20,10 +20,15 @@ from .conftest import tiny
 TRAINED = [a for a in algorithms.labels() if a != "fixed"]  # fixed: retraining's, given a mask
 
 
-def _relative_error(a: dict, b: dict) -> float:
-    """The largest |a - b| / |b| (Frobenius norms) over the tensors of two state dicts."""
-    return max(((a[n].double() - b[n].double()).norm() / b[n].double().norm().clamp_min(1e-30)).item()
-               for n in b if b[n].is_floating_point())
+def _relative_error(a: dict, b: dict, spare: int = 0) -> float:
+    """The largest |a - b| / |b| (Frobenius norms) over the tensors of two state dicts, each tensor without its
+    `spare` units (rows, or entries of a vector) that differ most."""
+    def error(x: torch.Tensor, y: torch.Tensor) -> float:
+        diff = (x.double() - y.double()).reshape(len(y), -1) if y.dim() else (x.double() - y.double()).view(1, 1)
+        kept = diff.norm(dim=1).argsort()[:len(diff) - spare] if spare < len(diff) else []
+        return (diff[kept].norm() / y.double().norm().clamp_min(1e-30)).item()
+
+    return max(error(a[n], b[n]) for n in b if b[n].is_floating_point())
 
 
 def _assert_same_run(fused_dir, alone_dir, tol=1e-5):
@@ -32,7 +37,11 @@ def _assert_same_run(fused_dir, alone_dir, tol=1e-5):
     snaps_a, labels_a = load_snapshots(alone_dir / "snapshots.safetensors")
     assert labels_f == labels_a and all(f.equal(a) for f, a in zip(snaps_f, snaps_a))
     for name in ("init.safetensors", "final.safetensors"):
-        assert _relative_error(load_weights(fused_dir / name), load_weights(alone_dir / name)) <= tol, name
+        fused, alone = load_weights(fused_dir / name), load_weights(alone_dir / name)
+        # A unit whose pre-activation sits on its ReLU's edge for a sample takes the side float rounding gives
+        # it, so one unit of a layer may move further apart (seen for synflow on an AVX-512 CPU, not on AVX2):
+        # the rest within `tol`, that unit within 1e-3 of its layer.
+        assert _relative_error(fused, alone, spare=1) <= tol and _relative_error(fused, alone) <= 1e-3, name
     hf, ha = pd.read_parquet(fused_dir / "history.parquet"), pd.read_parquet(alone_dir / "history.parquet")
     for column in ("density", "weight_grad_macs", "dense_gradients", "lr", "epoch"):
         assert hf[column].tolist() == ha[column].tolist(), column
