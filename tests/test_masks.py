@@ -47,7 +47,8 @@ def test_dense_layers_stay_whole_and_are_outside_the_budget():
     counts = layer_counts(SHAPES, 0.1, "uniform", dense_layers=["c.weight"])
     assert counts["c.weight"] == 150
     assert counts["a.weight"] + counts["b.weight"] == round(0.1 * (600 + 288))
-    with pytest.raises(ValueError, match="dense_layers"):
+    with pytest.raises(ValueError, match=r"^dense_layers: \['nope.weight'\] are not prunable weights; prunable: "
+                                         "a.weight, b.weight, c.weight$"):
         layer_counts(SHAPES, 0.1, "uniform", dense_layers=["nope.weight"])
 
 
@@ -129,6 +130,10 @@ def test_scaled_sparsities_keep_their_ratio_and_the_total():
     # every layer scaled below 1: the others' common sparsity is past 1 (1.6 here), each layer's own is not
     halves = layer_counts(shapes, 0.2, "uniform", sparsity_scales=[("a.weight", 0.5), ("b.weight", 0.5)])
     assert halves == {"a.weight": 2000, "b.weight": 1000}
+    # a layer scaled above 1 empties before the total is reached: the unscaled one (scale 1) keeps all of it
+    even = {"a.weight": torch.Size([100, 100]), "b.weight": torch.Size([100, 100])}
+    assert layer_counts(even, 0.1, "uniform", sparsity_scales=[("a.weight", 1.5)]) == {"a.weight": 0,
+                                                                                       "b.weight": 2000}
 
 
 def test_a_random_mask_for_a_model_has_the_layer_counts_of_its_distribution():
@@ -141,6 +146,14 @@ def test_a_random_mask_for_a_model_has_the_layer_counts_of_its_distribution():
     assert {r["layer"]: r["kept"] for r in mask.per_layer()} == layer_counts(shapes, 0.05, "erk", ["fc3.weight"])
     assert mask.equal(random_for_model("lenet300_100", "mnist", 0.05, "erk", dense_layers=["fc3.weight"], seed=1))
     assert not mask.equal(random_for_model("lenet300_100", "mnist", 0.05, "erk", dense_layers=["fc3.weight"]))
+
+
+def test_a_safetensors_file_of_other_tensors_is_not_taken_for_a_mask(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"a.weight": torch.ones(3)}, tmp_path / "w.safetensors")  # no sparsenet metadata
+    with pytest.raises(MaskFileError, match=r"is corrupt or not a sparsenet mask file \(not a sparsenet mask file\)"):
+        load_snapshots(tmp_path / "w.safetensors")
 
 
 def test_a_mask_moves_to_a_device():
