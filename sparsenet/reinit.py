@@ -69,14 +69,18 @@ def retrain(run: str | Path, variant: str, out: str | Path, *, data_root=None, d
 
 @dataclass
 class _Retraining:
-    """One retraining to train: its settings, folder, starting weights and mask, run.json extras, first epoch."""
+    """One retraining to train: its settings, folder, starting weights and mask, run.json extras (its first epoch
+    among them)."""
 
     cfg: RunConfig
     out: Path
     weights: dict
     mask: Mask
     extra: dict
-    first_epoch: int
+
+    @property
+    def first_epoch(self) -> int:
+        return self.extra["first_epoch"]
 
     def fusable(self) -> tuple:
         """What the retrainings of one fused model share (sparsenet.fused): all but seed, density and mask."""
@@ -105,8 +109,7 @@ def retrain_variants(runs: list[str | Path], variants: list[str], outs: list[lis
                 records[i, j] = _record_source(run, RunFolder(out), record.replace(**extra, config=cfg.to_dict(),
                                                                                    copy_of_source=True))
             else:
-                todo[i, j] = _Retraining(cfg, Path(out), *reset(source, own, final_mask, variant), extra,
-                                         record.first_epoch)
+                todo[i, j] = _Retraining(cfg, Path(out), *reset(source, own, final_mask, variant), extra)
     groups: dict[tuple, list] = {}
     for key, job in todo.items():
         groups.setdefault(job.fusable(), []).append(key)
