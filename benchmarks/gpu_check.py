@@ -234,10 +234,12 @@ class Check:
             self.rows.add("7 cost", f"config/cifar10.yaml ({frame['trainings'].sum()} trainings), {setting}", hours,
                           "device hours", f"models measured: {', '.join(sorted(models_here))}")
         measured = {**config, "models": sorted(models_here)}
-        if self.smoke:  # the smallest plan that still measures: one run of dense and of an imp round
+        if self.smoke:  # the smallest plan that still measures: one run of dense and of an imp round, small steps
             measured.update(seeds=[0], densities=[0.1], algorithms=["imp"], freeze_epochs=[],
-                            reinit={"variants": ["reinit"]})
-        planned = study.plan(measured, measure=True, device=str(self.dev), steps=2 if self.smoke else 20)
+                            reinit={"variants": ["reinit"]},
+                            recipe={**measured["recipe"], "batch_size": self.batch, "train_subset": 512})
+        planned = study.plan(measured, measure=True, device=str(self.dev), steps=2 if self.smoke else 20,
+                             eval_samples=64 if self.smoke else 0)
         self.rows.add("7 cost", f"sparsenet plan --measure, config/cifar10.yaml, {', '.join(sorted(models_here))}",
                       planned["hours"].sum(), "device hours", "fused groups as the study's jobs train them")
 

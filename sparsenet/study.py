@@ -7,6 +7,7 @@ training) plus one evaluation of the test split, scaled to an epoch.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections import Counter
@@ -110,11 +111,12 @@ def trainings(config: dict) -> pd.DataFrame:
 
 
 def epoch_seconds(config: dict, model: str, speed: str, *, runs: int = 1, device=None, data=None, steps: int = 30,
-                  warmup: int = 5) -> float:
+                  warmup: int = 5, eval_samples: int = 0) -> float:
     """Seconds one epoch of `speed` (dense, fixed, or an algorithm) takes per run for `model` with the study's
     recipe here, trained alone or, with `runs` > 1, in a fused group of that many (sparsenet.fused): `steps`
     timed training steps after `warmup`, scaled to the epoch, plus one evaluation of the test split, divided
-    among the runs. `data` (train.load_data's) saves loading the dataset again."""
+    among the runs. `data` (train.load_data's) saves loading the dataset again. `eval_samples` > 0 times the
+    evaluation of the test split's first samples only, scaled to the split (a quick estimate)."""
     from sparsenet import train as train_mod
     from sparsenet.execution import resolve_device
     from sparsenet.fused import FusedRuns
@@ -135,9 +137,12 @@ def epoch_seconds(config: dict, model: str, speed: str, *, runs: int = 1, device
                                          sparse_kernels=runs == 1))
         unit = members[0] if runs == 1 else FusedRuns(members)
         seconds = time_steps(unit, steps, warmup)
+        test = members[0].test_split
+        timed = test if not 0 < eval_samples < len(test) else dataclasses.replace(
+            test, images=test.images[:eval_samples], labels=test.labels[:eval_samples])
         start = time.perf_counter()
-        unit.evaluate(members[0].test_split)
-        evaluation = time.perf_counter() - start
+        unit.evaluate(timed)
+        evaluation = (time.perf_counter() - start) * len(test) / len(timed)
     return (seconds * unit.steps_per_epoch + evaluation) / runs
 
 
@@ -159,9 +164,9 @@ def time_steps(unit, steps: int, warmup: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -> pd.DataFrame:
+def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30, eval_samples: int = 0) -> pd.DataFrame:
     """The trainings table, with device hours per row where `measure`: epoch times measured here, per run of a
-    fused group of each row's size (a single run where it is 1)."""
+    fused group of each row's size (a single run where it is 1); `steps` and `eval_samples` as epoch_seconds'."""
     frame = trainings(config)
     if measure:
         from sparsenet.execution import resolve_device
@@ -174,7 +179,7 @@ def plan(config: dict, *, measure: bool = False, device=None, steps: int = 30) -
             kinds = {(s, g) for split, g in zip(rows["steps_by_speed"], rows["fused"]) for s in split}
             for speed, runs in sorted(kinds):
                 times[model, speed, runs] = epoch_seconds(config, model, speed, runs=runs, device=str(dev), data=data,
-                                                          steps=steps)
+                                                          steps=steps, eval_samples=eval_samples)
         frame["hours"] = [
             row.trainings * sum(e * times[row.model, s, row.fused] for s, e in row.steps_by_speed.items()) / 3600
             for row in frame.itertuples()]

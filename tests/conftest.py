@@ -23,6 +23,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tests read the offline copies beside the checkout unless SPARSENET_DATA points elsewhere.
 if "SPARSENET_DATA" not in os.environ and SHARED_DATA.exists():
     os.environ["SPARSENET_DATA"] = str(SHARED_DATA)
+# Snakemake imports its SLURM plugin, which asks `scontrol` for the controller's settings: where SLURM is installed
+# but not running, that waits 10 s in every Snakemake process. Without the SLURM test no test needs the answer.
+if not SLURM_SELECTED:
+    os.environ["SLURM_CONF"] = os.devnull  # an empty configuration: scontrol then fails at once
 
 
 def pytest_configure(config):

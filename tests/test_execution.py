@@ -98,6 +98,17 @@ def test_the_library_reads_a_study_as_the_snakefile_does(config):
     assert study.load_study(config) == raw
 
 
+@pytest.mark.parametrize("eval_samples,evaluated", [(0, 10000), (100, 100), (10**6, 10000)])
+def test_a_measured_epoch_evaluates_the_test_splits_first_samples_where_asked(data_root, monkeypatch, eval_samples,
+                                                                             evaluated):
+    seen = []
+    monkeypatch.setattr(Run, "evaluate", lambda self, split: seen.append(split.labels.tolist()))
+    config = study.load_study(TINY)
+    study.epoch_seconds(config, "lenet300_100", "dense", device="cpu", steps=1, warmup=0, eval_samples=eval_samples)
+    test = load_data(study.settings(config, "lenet300_100", "dense"), torch.device("cpu"), None)[1]
+    assert seen == [test.labels[:evaluated].tolist()]
+
+
 def test_plan_command_estimates_device_hours(data_root):
     out = subprocess.run([sys.executable, "-m", "sparsenet", "plan", "--configfile", str(TINY), "--measure",
                           "--steps", "2", "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
