@@ -76,9 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.old:
         variants["dense masked (--old code)"] = (args.old.resolve(), None)
     rates = {(m, v): [] for m in STUDY_MASKS for v in variants}
-    for _ in range(args.repeats):  # interleaved, so a noisy neighbour hits every variant alike
+    for repeat in range(args.repeats):  # interleaved, so a noisy neighbour hits every variant alike, and the
+        order = list(variants) if repeat % 2 == 0 else list(reversed(variants))  # order reversed every other round
         for mask, densities in STUDY_MASKS.items():
-            for variant, (code, mode) in variants.items():
+            for variant in order:
+                code, mode = variants[variant]
                 rates[mask, variant] += measure(code, densities, mode, args.epochs, args.train_subset)
     print("| mask | variant | samples/s (median) | sparse auto is faster by |\n|---|---|---|---|")
     for mask in STUDY_MASKS:

@@ -24,7 +24,7 @@ from .conftest import own_settings, tiny
 from .test_train import _same_run
 
 TESTS = Path(__file__).parent
-ARGS = ["--algorithm", "snfs", "--density", "0.1", "--epochs", "6", "--train-subset", "20000", "--device", "cpu",
+ARGS = ["--algorithm", "snfs", "--density", "0.1", "--epochs", "6", "--train-subset", "10000", "--device", "cpu",
         "--threads", "1"]
 
 

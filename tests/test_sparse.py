@@ -242,11 +242,18 @@ def test_a_training_job_never_imports_dynamo(tmp_path, data_root):
 def test_fixed_mask_speed_benchmark_prints_its_table(data_root, capsys):
     import importlib.util
 
+    from sparsenet.bench import STUDY_MASKS
+
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "fixed_mask_speed.py"
     spec = importlib.util.spec_from_file_location("fixed_mask_speed", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     bench.main(["--repeats", "1", "--epochs", "1", "--train-subset", "1280"])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| imp round")
-            or line.startswith("| snfs mask")]
-    assert len(rows) == 4 and all(float(r.split("|")[4].strip().rstrip("x")) > 0 for r in rows)
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("| imp round", "| snfs mask"))]
+    table = {(mask, variant): (float(rate.replace(",", "")), float(ratio.rstrip("x")))
+             for mask, variant, rate, ratio in rows}
+    assert len(rows) == 4 and {m for m, _ in table} == set(STUDY_MASKS)
+    for mask in STUDY_MASKS:  # each ratio is the auto variant's rate over the row's, as printed
+        auto, dense = table[mask, "sparse_kernels auto"], table[mask, "dense masked (same code)"]
+        assert auto[1] == 1.0 and dense[0] > 0 and dense[1] == pytest.approx(auto[0] / dense[0], abs=0.01)

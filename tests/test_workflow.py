@@ -145,26 +145,6 @@ def test_a_users_own_dataset_plans_like_a_built_in_one(tmp_path):
         out.stdout + out.stderr)
 
 
-def test_a_users_own_algorithm_is_one_file_and_runs_through_a_study(tmp_path):
-    """tests/custom_algorithm.py, named by import path with no other file changed, is trained, retrained, pruned
-    further and followed over time (its mask changes) like a registered algorithm."""
-    own = "tests.custom_algorithm:Redraw"
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg.update(algorithms=[own], settings={own: {"redraw_every": 1}}, freeze_epochs=[],
-               reinit={"variants": ["rewind", "reinit"]},
-               prune_sweep={"fractions": [0.0, 0.5], "methods": ["magnitude_global"], "draws": 1})
-    (tmp_path / "own.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "own.yaml"))
-    tables = {name: pd.read_parquet(tmp_path / "results/tables" / f"{name}.parquet")
-              for name in ("runs", "reinit", "prune", "emergence")}
-    assert set(tables["runs"]["algorithm"]) == {"dense", own} and (tables["runs"]["status"] == "ok").all()
-    assert set(tables["reinit"]["variant"]) == {"rewind", "reinit"} and set(tables["prune"]["algorithm"]) == {own}
-    assert set(tables["emergence"]["algorithm"]) == {own}  # E3 follows it: its class says its mask changes
-    record = json.loads(next((tmp_path / "results/runs").glob(f"*/{own}/*/*/run.json")).read_text())
-    assert record["config"]["algorithm"]["redraw_every"] == 1  # its own setting, from the study's settings
-    assert all((tmp_path / "results/figures" / f"{name}.png").exists() for name in FIGURES)
-
-
 def test_lint_passes(tmp_path):  # in a work folder of its own: Snakemake writes .snakemake/ there
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
@@ -361,7 +341,10 @@ def test_killed_study_completes_on_rerun_with_the_same_tables(study, tmp_path):
 
 
 def test_extended_study_runs_every_algorithm_through_every_experiment(tmp_path):
-    """config/extended.yaml end to end at tiny sizes: its algorithms, freezes, experiments and tables as shipped."""
+    """config/extended.yaml end to end at tiny sizes: its algorithms, freezes, experiments and tables as shipped.
+    Beside them, a user's own algorithm (tests/custom_algorithm.py), named by import path with no other file
+    changed, is trained, retrained, pruned further and followed over time (its mask changes) like a built-in one."""
+    own = "tests.custom_algorithm:Redraw"
     cfg = yaml.safe_load((REPO / "config/extended.yaml").read_text())
     tiny = {"epochs": 2, "milestones": [1], "train_subset": 2000, "snapshot_fractions": [0.5]}
     cfg["recipe"] = {**cfg["recipe"], **tiny}
@@ -369,20 +352,27 @@ def test_extended_study_runs_every_algorithm_through_every_experiment(tmp_path):
     for algorithm in ("rigl", "set"):  # 40 steps in all: several mask updates
         cfg["settings"][algorithm] = {"update_interval": 5}
     cfg["settings"]["gmp"] = {"gmp_interval": 5}
+    cfg["settings"][own] = {"redraw_every": 1}
     cfg.update(seeds=[0], freeze_epochs=[1], device="cpu", reinit={"variants": ["rewind", "reinit"]},
                prune_sweep={"fractions": [0.0, 0.5], "methods": ["magnitude_global", "random"], "draws": 1})
+    builtin = cfg["algorithms"]
+    cfg["algorithms"] = [*builtin, own]
     (tmp_path / "extended.yaml").write_text(yaml.safe_dump(cfg))
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "extended.yaml"))
     tables = tmp_path / "results" / "tables"
     runs = pd.read_parquet(tables / "runs.parquet")
     frozen = [f"{a}_freeze" for a in cfg["freeze_algorithms"]]
-    assert sorted(runs["algorithm"]) == sorted(["dense", *cfg["algorithms"], *frozen])
+    assert sorted(runs["algorithm"]) == sorted(["dense", *builtin, own, *frozen])
     assert (runs["status"] == "ok").all()
-    assert (runs.loc[runs["algorithm"] != "dense", "final_density"] - 0.05).abs().max() < 1e-4
-    assert set(pd.read_parquet(tables / "reinit.parquet")["algorithm"]) == set(cfg["algorithms"])
-    assert set(pd.read_parquet(tables / "prune.parquet")["algorithm"]) == set(cfg["algorithms"])
-    assert set(pd.read_parquet(tables / "emergence.parquet")["algorithm"]) == CHANGING
+    assert (runs.loc[~runs["algorithm"].isin(["dense", own]), "final_density"] - 0.05).abs().max() < 1e-4
+    reinit = pd.read_parquet(tables / "reinit.parquet")
+    assert set(reinit["algorithm"]) == {*builtin, own} and set(reinit["variant"]) == {"rewind", "reinit"}
+    assert set(pd.read_parquet(tables / "prune.parquet")["algorithm"]) == {*builtin, own}
+    assert set(pd.read_parquet(tables / "emergence.parquet")["algorithm"]) == CHANGING | {own}  # its class says
+    # its mask changes
+    record = json.loads(next((tmp_path / "results/runs").glob(f"*/{own}/*/*/run.json")).read_text())
+    assert record["config"]["algorithm"]["redraw_every"] == 1  # its own setting, from the study's settings
     freeze = pd.read_parquet(tables / "freeze.parquet").set_index("algorithm")
     assert sorted(freeze.index) == sorted([*cfg["freeze_algorithms"], *frozen])
     assert freeze.loc[cfg["freeze_algorithms"], "epoch_s_after_freeze"].isna().all()  # never frozen
