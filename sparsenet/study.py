@@ -7,7 +7,6 @@ training) plus one evaluation of the test split, scaled to an epoch.
 """
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 from collections import Counter
@@ -118,6 +117,7 @@ def epoch_seconds(config: dict, model: str, speed: str, *, runs: int = 1, device
     among the runs. `data` (train.load_data's) saves loading the dataset again. `eval_samples` > 0 times the
     evaluation of the test split's first samples only, scaled to the split (a quick estimate)."""
     from sparsenet import train as train_mod
+    from sparsenet.data import Split
     from sparsenet.execution import resolve_device
     from sparsenet.fused import FusedRuns
     from sparsenet.masks import random_for_model
@@ -138,8 +138,8 @@ def epoch_seconds(config: dict, model: str, speed: str, *, runs: int = 1, device
         unit = members[0] if runs == 1 else FusedRuns(members)
         seconds = time_steps(unit, steps, warmup)
         test = members[0].test_split
-        timed = test if not 0 < eval_samples < len(test) else dataclasses.replace(
-            test, images=test.images[:eval_samples], labels=test.labels[:eval_samples])
+        n = eval_samples or len(test)
+        timed = Split(test.images[:n], test.labels[:n])
         start = time.perf_counter()
         unit.evaluate(timed)
         evaluation = (time.perf_counter() - start) * len(test) / len(timed)
