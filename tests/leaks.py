@@ -1,7 +1,7 @@
 """A pytest plugin (tests/conftest.py loads it): a test that leaves process state or the checkout changed fails.
 
-Checked around every test: torch's thread count, the environment, the model registry and the checkout's files,
-ignored ones included (`git status --ignored`). Restore what a test changes (monkeypatch, tmp_path, a fixture).
+Checked around every test: torch's thread count, the environment, the model registry and the files of the checkout
+pytest runs in (its rootdir), ignored ones included (`git status --ignored`). Restore what a test changes (monkeypatch, tmp_path, a fixture).
 """
 from __future__ import annotations
 
@@ -11,20 +11,18 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _checkout() -> set[str]:
+def _checkout(root: Path) -> set[str]:
     # --ignored=matching lists an ignored folder without walking it (the default walks .venv/: 50 ms a call, twice
     # a test)
-    out = subprocess.run(["git", "status", "--porcelain", "--ignored=matching"], cwd=REPO, capture_output=True,
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored=matching"], cwd=root, capture_output=True,
                          text=True)
     # Python's own byte-code caches are not a test's output
     return {line for line in out.stdout.splitlines() if not line.endswith("__pycache__/")} if out.returncode == 0 \
         else set()
 
 
-def state() -> dict[str, object]:
+def state(root: Path) -> dict[str, object]:
     import torch
 
     from sparsenet import models
@@ -33,7 +31,7 @@ def state() -> dict[str, object]:
     environment = {k: v for k, v in os.environ.items()
                    if k != "PYTEST_CURRENT_TEST" and not k.lstrip("_").startswith("TORCHINDUCTOR_")}
     return {"torch threads": torch.get_num_threads(), "environment": environment,
-            "model registry": (tuple(models.MODELS), tuple(models.OUTPUT_LAYER)), "checkout": _checkout()}
+            "model registry": (tuple(models.MODELS), tuple(models.OUTPUT_LAYER)), "checkout": _checkout(root)}
 
 
 def _difference(key: str, before, after) -> str:
@@ -47,10 +45,10 @@ def _difference(key: str, before, after) -> str:
 
 
 @pytest.fixture(autouse=True)
-def leaves_no_trace():
-    before = state()
+def leaves_no_trace(request):
+    before = state(request.config.rootpath)
     yield
-    after = state()
+    after = state(request.config.rootpath)
     changed = [_difference(k, before[k], after[k]) for k in before if before[k] != after[k]]
     if changed:
         pytest.fail(f"the test left changed: {'; '.join(changed)}", pytrace=False)
