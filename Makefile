@@ -8,7 +8,10 @@ CORES ?= 2
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,test]'
+	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e '.[workflow,test]'
+	@# byte-code on every core (pip compiles one file at a time); files written for a newer Python, as torch ships
+	@# a few, do not compile and are skipped, as pip skips them
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $@
 
 .PHONY: setup run test mutation
