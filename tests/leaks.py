@@ -1,7 +1,8 @@
 """A pytest plugin (tests/conftest.py loads it): a test that leaves process state or the checkout changed fails.
 
 Checked around every test: torch's thread count, the environment, the model registry and the files of the checkout
-pytest runs in (its rootdir), ignored ones included (`git status --ignored`). Restore what a test changes (monkeypatch, tmp_path, a fixture).
+pytest runs in (its rootdir), ignored ones included (`git status --ignored`). Restore what a test changes
+(monkeypatch, tmp_path, a fixture).
 """
 from __future__ import annotations
 
