@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sparsenet.tables import build_all
 from sparsenet.train import train
 
 from .conftest import own_settings, tiny
+from .forked import Forked
 from .test_train import _same_run
 
 TESTS = Path(__file__).parent
@@ -28,10 +30,10 @@ ARGS = ["--algorithm", "snfs", "--density", "0.1", "--epochs", "6", "--train-sub
         "--threads", "1"]
 
 
-def cli(out, *, script=None, env=None):
-    cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "sparsenet"]
-    return subprocess.Popen([*cmd, "train", "--out", str(out), *ARGS], env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def cli(out, *args, script=None, env=None) -> Forked:
+    """`sparsenet train --out OUT` with ARGS (or `args`) in a process of its own; its stderr beside `out`."""
+    stderr = Path(tempfile.mkstemp(dir=out.parent, prefix=f"{out.name}.", suffix=".stderr")[1])
+    return Forked(["train", "--out", str(out), *(args or ARGS)], stderr, script=script, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_sigkill_during_a_checkpoint_write_resumes_from_the_last_complete_one(tm
     assert _checkpoint_epoch(out) == 2
     resume = cli(out)
     assert resume.wait() == 0
-    assert "resuming" in resume.stderr.read() and not list(out.glob(".*tmp*"))
+    assert "resuming" in resume.stderr and not list(out.glob(".*tmp*"))
     _same_run(reference, out)
 
 
@@ -267,10 +269,9 @@ def test_every_algorithm_killed_mid_epoch_resumes_to_the_identical_run(tmp_path,
     whole = captured.copy()
     captured.clear()
     killed = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, str(TESTS / "kill_at_step.py"), "train", "--out", str(killed), *flags],
-                          env={**os.environ, "KILL_AT": f"2,3,{2 if algorithm == 'imp' else 1}"},
-                          capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    proc = cli(killed, *flags, script=TESTS / "kill_at_step.py",
+               env={"KILL_AT": f"2,3,{2 if algorithm == 'imp' else 1}"})
+    assert proc.wait() == -signal.SIGKILL, proc.stderr[-2000:]
     assert not (killed / "run.json").exists()
     (killed / "init.safetensors").unlink(missing_ok=True)  # as Snakemake deletes an incomplete job's outputs
     capsys.readouterr()
