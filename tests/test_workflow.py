@@ -321,16 +321,21 @@ def test_editing_an_algorithms_module_plans_its_jobs(study):
 
 
 def test_killed_study_completes_on_rerun_with_the_same_tables(study, tmp_path):
+    """A copy of the finished study less snfs's runs and the tables after them (so it plans snfs's jobs and those
+    downstream), killed with every job it runs once snfs's training is written, then rerun: the same tables."""
     repo, reference = study
     work = tmp_path / "work"
-    work.mkdir()
+    shutil.copytree(reference, work, symlinks=True)  # with Snakemake's records; copies keep their times
+    shutil.rmtree(work / "results" / "tables")
+    shutil.rmtree(next((work / "results" / "runs").glob("*/snfs")))
     args = ["--cores", "2", "--configfile", str(repo / "tests/config/tiny.yaml")]
+    assert planned(work, *args[2:], repo=repo) == SNFS_AND_DOWNSTREAM
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work), *args],
                             cwd=work, env={**os.environ, "PYTHONPATH": str(repo)}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while len(list(work.glob("results/runs/**/run.json"))) < 4 and time.time() < deadline:
-        time.sleep(0.2)
+    while not list(work.glob("results/runs/*/snfs/*/*/run.json")) and time.time() < deadline:
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole study: snakemake and the jobs it runs
     proc.wait()
     assert not (work / "results" / "tables").exists()
