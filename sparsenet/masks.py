@@ -209,6 +209,32 @@ def topk_mask(score: torch.Tensor, k: int) -> torch.Tensor:
     return mask if score.is_contiguous() else torch.empty_like(score, dtype=torch.bool).copy_(mask)
 
 
+def topk_mask_near(score: torch.Tensor, k: int, near: float, band: float) -> tuple[torch.Tensor, float] | None:
+    """`topk_mask(score, k)` and the k-th largest value, found from `near`, a guess of that value: only the entries
+    within `band` (relative) of it are ranked. None where the k-th value lies outside the band, or ties with the
+    next one (which of tied entries torch.topk keeps is its own affair: the caller then asks topk_mask), or where an
+    entry is NaN (torch.topk ranks NaN first).
+
+    Exact: the top-k set is unique when the k-th value exceeds the next, and then is every entry >= the k-th value.
+    Ranking a band instead of the whole tensor costs a few elementwise passes (DNW's per-step top-k on the CPU:
+    benchmarks/dnw_topk.py). It reads the count on the host, so it suits the CPU, not a GPU's step without syncs.
+    """
+    above = score > near * (1 + band)
+    need = k - int(above.sum())
+    if need < 0 or bool(score.isnan().any()):
+        return None
+    if need == 0:  # the k-th value is the least of those above, and every other entry is below the band's top
+        return above, near
+    inside = score[(score >= near * (1 - band)) & ~above]
+    if inside.numel() < need:
+        return None
+    ranked = torch.topk(inside, min(need + 1, inside.numel())).values
+    kth = ranked[need - 1]
+    if need < ranked.numel() and ranked[need] == kth:
+        return None
+    return score >= kth, float(kth)
+
+
 def layer_counts(shapes: Mapping[str, torch.Size], density: float, distribution: str,
                  dense_layers: Iterable[str] = (), sparsity_scales: Iterable[tuple[str, float]] = ()) -> dict[str, int]:
     """Kept weights per layer for a total `density` over the layers not in `dense_layers` (which stay whole).

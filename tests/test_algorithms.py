@@ -7,7 +7,7 @@ from sparsenet import algorithms
 from sparsenet.algorithms.imp import Hparams as ImpHparams
 from sparsenet.algorithms.imp import prune, schedule
 from sparsenet.config import AlgorithmHparams, ConfigError, RunConfig
-from sparsenet.masks import Mask
+from sparsenet.masks import Mask, topk_mask
 from sparsenet.models import prunable
 from sparsenet.step import Trainer
 
@@ -183,6 +183,20 @@ def test_dnw_forward_uses_only_the_top_k():
     ref = nn.functional.linear(ref, manual["2.weight"], h.model[2].bias).relu()
     ref = nn.functional.linear(ref, manual["4.weight"], h.model[4].bias)
     assert torch.allclose(masked_out, ref, atol=1e-6)
+
+
+def test_dnw_ranks_near_the_last_k_th_magnitude_and_keeps_the_top_k(monkeypatch):
+    from sparsenet.algorithms import dnw
+
+    found, near = [], dnw.topk_mask_near
+    monkeypatch.setattr(dnw, "topk_mask_near", lambda *a: found.append(near(*a)) or found[-1])
+    h = Harness("dnw", density=0.1)
+    for _ in range(30):
+        counts = h.algo.kept_counts()
+        expected = {n: topk_mask(w.detach().abs(), counts[n]) for n, w in h.weights.items()}
+        assert all(torch.equal(m, expected[n]) for n, m in h.algo.forward_mask().layers.items())
+        h.step()
+    assert sum(f is not None for f in found) > 0.8 * len(found)  # most steps rank only the entries near it
 
 
 def test_dnw_freeze_gives_no_gradient_to_absent_weights_after_the_freeze():

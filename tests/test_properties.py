@@ -18,7 +18,7 @@ from sparsenet.algorithms._at_init import global_topk
 from sparsenet.algorithms._rigl_scripts import RIGL_LAYER_RULES
 from sparsenet.algorithms.imp import schedule
 from sparsenet.algorithms.snfs import prune_counts, redistribute
-from sparsenet.masks import Mask, _packbits, layer_counts, topk_mask
+from sparsenet.masks import Mask, _packbits, layer_counts, topk_mask, topk_mask_near
 from sparsenet.optim import SGD
 from sparsenet.settings import every
 
@@ -111,6 +111,31 @@ def test_topk_mask_keeps_exactly_the_k_largest(shape, data, channels_last):
     if 0 < k < score.numel():
         assert score[mask].min() >= score[~mask].max()  # against a sort: no dropped entry beats a kept one
     assert torch.equal(mask, topk_mask(score.contiguous(), k))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), n=st.integers(1, 60), levels=st.integers(1, 100), channels_last=st.booleans(),
+       band=st.floats(0.0, 0.5), nan=st.booleans())
+def test_topk_near_a_guess_is_topk_or_declines(data, n, levels, channels_last, band, nan):
+    # magnitudes on `levels` values (few levels: many ties), perhaps a NaN; the guess the true k-th value or off it
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
+    score = torch.randint(0, levels, (n, 2, 2, 1), generator=g).float() / levels
+    if nan:
+        score.view(-1)[data.draw(st.integers(0, score.numel() - 1))] = float("nan")
+    if channels_last:
+        score = score.to(memory_format=torch.channels_last)
+    k = data.draw(st.integers(1, score.numel()))
+    ranked = score.flatten().sort(descending=True).values
+    kth = float(ranked[k - 1])
+    near = kth * data.draw(st.sampled_from([1.0, 0.9, 1.1, 0.5, 2.0]))
+    found = topk_mask_near(score, k, near, band)
+    unique = not nan and (k == score.numel() or ranked[k] < ranked[k - 1])
+    if found is None:  # declined only where the top k is not unique or its k-th value lies outside the band
+        assert not (unique and near * (1 - band) <= kth <= near * (1 + band))
+        return
+    mask, value = found
+    assert unique and torch.equal(mask, topk_mask(score, k)) and mask.stride() == topk_mask(score, k).stride()
+    assert value == kth or (value == near and int((score > near * (1 + band)).sum()) == k)
 
 
 @settings(max_examples=60, deadline=None)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from sparsenet.algorithms import register
 from sparsenet.algorithms._base import Algorithm
-from sparsenet.masks import Mask, topk_mask
+from sparsenet.masks import Mask, topk_mask, topk_mask_near
+
+BAND = 0.01  # the first relative band around the last step's k-th magnitude; doubled after a miss
 
 
 @register
@@ -23,6 +25,7 @@ class DNW(Algorithm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._counts = self.counts()
+        self._near: dict[str, tuple[float, float]] = {}  # per layer: the last k-th magnitude, and the band
 
     def initial_mask(self, generator):
         return Mask.from_magnitude(self.weights, self.counts())
@@ -35,8 +38,24 @@ class DNW(Algorithm):
 
     def forward_mask(self) -> Mask:
         """Each layer's top-k weights by magnitude, for layers that do not keep every weight."""
-        return Mask({name: topk_mask(w.detach().abs(), self._counts[name]) for name, w in self.weights.items()
+        return Mask({name: self._top(name, w.detach().abs()) for name, w in self.weights.items()
                      if self._counts[name] < w.numel()})
+
+    def _top(self, name: str, score):
+        """topk_mask(score, k), on the CPU found near the last step's k-th magnitude: a step moves the weights
+        little, and ranking the entries near it costs less than ranking them all (masks.topk_mask_near; the same
+        mask, so nothing of it is checkpointed). On a GPU torch.topk is fast and a guess would need a host sync."""
+        k, last = self._counts[name], self._near.get(name)
+        if score.device.type != "cpu" or k == 0:
+            return topk_mask(score, k)
+        found = None if last is None else topk_mask_near(score, k, *last)
+        if found is not None:
+            mask, kth = found
+            self._near[name] = (kth, last[1])
+            return mask
+        mask = topk_mask(score, k)
+        self._near[name] = (float(score[mask].min()), BAND if last is None else min(2 * last[1], 1.0))
+        return mask
 
     def after_backward(self) -> None:
         pass  # straight-through: every weight keeps its gradient
