@@ -2,8 +2,9 @@
 
 Sections: (1) the trainer against a reference loop written the usual way (torchvision dataset, DataLoader,
 per-sample transforms, mask multiplied in after each step); (2) each algorithm's step and epoch-end cost
-relative to dense, (2b) fused runs against the same runs one after another, and (2c) fixed-mask steps on CSR
-kernels against dense masked ones; (3) the E4 cost model
+relative to dense, (2b) fused runs against the same runs one after another, (2c) fixed-mask steps on CSR
+kernels against dense masked ones, and (2d) DNW's per-step top-k ranked near the last step's against torch.topk
+over every weight; (3) the E4 cost model
 (weight-gradient work of dnw_freeze vs dnw); (4) pipeline overheads; (5) how cost grows with data, model and
 number of jobs. One row per figure, printed and written as Parquet.
 """
@@ -17,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import torch
@@ -24,11 +26,12 @@ import yaml
 
 from sparsenet import algorithms, datasets, models
 from sparsenet import data as data_mod
+from sparsenet.algorithms.dnw import DNW
 from sparsenet.algorithms.imp import prune
 from sparsenet.config import RunConfig
 from sparsenet.execution import Platform, resolve_device
 from sparsenet.files import write_parquet
-from sparsenet.masks import Mask, layer_counts, random_for_model
+from sparsenet.masks import Mask, layer_counts, random_for_model, topk_mask
 from sparsenet.provenance import device_name
 from sparsenet.record import RunFolder
 from sparsenet.train import train, weight_grad_macs_per_sample
@@ -280,6 +283,31 @@ def bench_sparse(rows: Rows, device, data_root, quick: bool) -> None:
              times["dnw"] / times["frozen"], "x", "goal >= 2")
 
 
+def bench_dnw_topk(rows: Rows, device, data_root, quick: bool) -> None:
+    """Section 2d: dnw training (LeNet-300-100) with its top-k found near the last step's k-th magnitude, as it
+    trains, against torch.topk over every weight at every step (what it did before; the same masks): the trainer's
+    samples/s, interleaved repeats, medians."""
+    if device.type != "cpu":
+        rows.add("2d dnw top-k", "dnw top-k near the last one", float("nan"), "", "CPU only (topk on a GPU)")
+        return
+    subset, repeats = (2000, 1) if quick else (20000, 5)
+
+    def throughput(cfg: RunConfig, every_weight: bool) -> float:
+        if not every_weight:
+            return _trainer_throughput(cfg, device, data_root)
+        with mock.patch.object(DNW, "_top", lambda self, name, score: topk_mask(score, self._counts[name])):
+            return _trainer_throughput(cfg, device, data_root)
+
+    for density in (0.05, 0.2):
+        cfg = _settings(algorithm="dnw", density=density, train_subset=subset)
+        speed = interleaved({"near": lambda c=cfg: throughput(c, False), "topk": lambda c=cfg: throughput(c, True)},
+                            repeats)
+        name = f"dnw, density {density}"
+        rows.add("2d dnw top-k", f"{name}: torch.topk of every weight", speed["topk"], "samples/s")
+        rows.add("2d dnw top-k", f"{name}: ranked near the last k-th value", speed["near"], "samples/s")
+        rows.add("2d dnw top-k", f"{name}: speed-up", speed["near"] / speed["topk"], "x", f"median of {repeats}")
+
+
 def interleaved(arms: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
     """Each arm's median over `repeats` rounds of what it measures (e.g. seconds per step), after one uncounted
     round that warms every arm up; the order of the arms reversed every other round, so that drift and a noisy
@@ -388,6 +416,7 @@ def run(out: Path, *, data_root=None, device=None, quick: bool = False, study: b
     bench_algorithms(rows, dev, data_root, quick)
     bench_fused(rows, dev, data_root, quick)
     bench_sparse(rows, dev, data_root, quick)
+    bench_dnw_topk(rows, dev, data_root, quick)
     bench_cost_model(rows)
     bench_pipeline(rows, data_root, study)
     bench_growth(rows, dev, data_root, quick)
