@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from sparsenet import bench
 from sparsenet.execution import resolve_device
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def measure(quick: bool) -> pd.DataFrame:
+    torch.set_num_threads(1)  # as a study's jobs train (resources: threads)
     dev = resolve_device("cpu")
     rows = bench.Rows(dev)
     bench.bench_dnw_topk(rows, dev, None, quick)
