@@ -11,6 +11,7 @@ README = REPO / "README.md"
 ACCURACY_ROWS = REPO / "docs" / "tables" / "mnist_accuracy.csv"
 FUSED_ROWS = REPO / "docs" / "tables" / "fused_speed.csv"
 MUTATION_ROWS = REPO / "docs" / "tables" / "mutation.csv"
+DNW_TOPK_ROWS = REPO / "docs" / "tables" / "dnw_topk.csv"
 
 
 def benchmark(name: str):
@@ -85,6 +86,14 @@ def test_readme_fused_speed_table_is_rendered_from_its_committed_rows():
     fused = section(README.read_text(), "### Fused runs").split("\n### ")[0]
     assert table in fused
     assert set(RATIO.findall(fused)) - set(RATIO.findall(table)) == set()  # no speed-up typed by hand
+
+
+def test_readme_dnw_topk_table_is_rendered_from_its_committed_rows():
+    # regenerate: python benchmarks/dnw_topk.py --markdown docs/tables/dnw_topk.csv
+    table = benchmark("dnw_topk").markdown(pd.read_csv(DNW_TOPK_ROWS))
+    part = section(README.read_text(), "### DNW's top-k on the CPU")
+    assert table in part
+    assert set(RATIO.findall(part)) - set(RATIO.findall(table)) == set()  # no speed-up typed by hand
 
 
 def test_readme_mutation_table_is_rendered_from_its_committed_rows():
