@@ -185,18 +185,37 @@ def test_dnw_forward_uses_only_the_top_k():
     assert torch.allclose(masked_out, ref, atol=1e-6)
 
 
-def test_dnw_ranks_near_the_last_k_th_magnitude_and_keeps_the_top_k(monkeypatch):
+def _near_calls(monkeypatch) -> list:
+    """What each call of dnw's masks.topk_mask_near returned (None: it declined, and topk_mask ranked all)."""
     from sparsenet.algorithms import dnw
 
     found, near = [], dnw.topk_mask_near
     monkeypatch.setattr(dnw, "topk_mask_near", lambda *a: found.append(near(*a)) or found[-1])
-    h = Harness("dnw", density=0.1)
+    return found
+
+
+@pytest.mark.parametrize("density", [0.1, 0.001])  # 0.001: layers keep 1, 1 and 0 weights
+def test_dnw_ranks_near_the_last_k_th_magnitude_and_keeps_the_top_k(monkeypatch, density):
+    found = _near_calls(monkeypatch)
+    h = Harness("dnw", density=density)
+    counts = h.algo.kept_counts()
+    if density == 0.001:
+        assert sorted(counts.values()) == [0, 1, 1]
     for _ in range(30):
-        counts = h.algo.kept_counts()
         expected = {n: topk_mask(w.detach().abs(), counts[n]) for n, w in h.weights.items()}
         assert all(torch.equal(m, expected[n]) for n, m in h.algo.forward_mask().layers.items())
         h.step()
-    assert sum(f is not None for f in found) > 0.8 * len(found)  # most steps rank only the entries near it
+    rankings = 2 * 30 * sum(0 < k for k in counts.values())  # the test's forward masks and the steps'
+    assert sum(f is not None for f in found) > 0.8 * rankings  # most rank only the weights near the last k-th
+
+
+def test_dnw_widens_its_band_until_it_holds_the_moving_k_th_magnitude(monkeypatch):
+    found = _near_calls(monkeypatch)
+    h = Harness("dnw", density=0.1)
+    score = h.weights["0.weight"].detach().abs()
+    for i in range(20):  # the k-th magnitude moves 3% a call, three times the first band
+        assert torch.equal(h.algo._top("0.weight", score * 1.03**i), topk_mask(score, h.algo.kept_counts()["0.weight"]))
+    assert sum(f is not None for f in found) >= 15  # a few calls rank every weight, then the band holds it
 
 
 def test_dnw_freeze_gives_no_gradient_to_absent_weights_after_the_freeze():
@@ -220,6 +239,7 @@ def test_dense_layers_option_keeps_named_layers_whole():
         h = Harness(algorithm, density=0.1, dense_layers=("4.weight",))
         h.run_epoch()
         assert h.algo.mask().layers["4.weight"].all()
+        assert "4.weight" not in (h.algo.forward_mask() or Mask({})).layers  # dnw ranks only what it prunes
         assert h.algo.mask().kept(exclude=["4.weight"]) == round(0.1 * (20 * 40 + 40 * 30))
 
 
