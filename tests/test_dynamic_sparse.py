@@ -149,18 +149,22 @@ def test_state_round_trips_through_a_checkpoint(algorithm):
     assert a.algo.mask().equal(b.algo.mask())
 
 
-def test_set_grows_from_a_generator_seeded_by_the_runs_and_not_from_torchs():
-    """SET's random growth: drawn from its own generator, seeded from the run's (seed 0 without one), so the same
-    run grows the same weights whatever else drew from torch's global generator before it."""
+def test_set_draws_its_mask_and_growth_from_the_runs_generator_and_not_from_torchs():
+    """SET's random initial mask and growth come from the run's generator (growth from a generator of its own,
+    seeded from the run's; seed 0 without one), so the same run starts from and grows the same weights whatever
+    else drew from torch's global generator before it."""
     from sparsenet import algorithms
 
     h = Harness("set", density=0.2)
 
-    def growth(seed, drawn_before):
+    def start(seed, drawn_before):
         torch.manual_seed(drawn_before)  # the global generator in another state
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         algo = algorithms.of(h.hp)(h.hp, h.weights, 5, generator=generator, steps_per_epoch=5)
-        return algo.grow_score("0.weight")
+        return algo.mask().layers["0.weight"], algo.grow_score("0.weight")
 
-    assert torch.equal(growth(3, 0), growth(3, 1)) and torch.equal(growth(None, 0), growth(None, 1))
-    assert not torch.equal(growth(3, 0), growth(4, 0)) and not torch.equal(growth(3, 0), growth(None, 0))
+    for a, b in zip(start(3, 0), start(3, 1)):
+        assert torch.equal(a, b)
+    assert torch.equal(start(None, 0)[1], start(None, 1)[1])
+    for a, b in (*zip(start(3, 0), start(4, 0)), (start(3, 0)[1], start(None, 0)[1])):
+        assert not torch.equal(a, b)
