@@ -172,3 +172,12 @@ def test_scoring_leaves_the_model_untouched_but_for_the_mask(name):
     assert all(p.grad is None for p in model.parameters())
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k] * mask[k] if k in mask else before[k]), k
+
+
+def test_synflow_takes_one_round_or_more_and_names_the_key_below():
+    from sparsenet.config import ConfigError, RunConfig
+
+    settings = {"algorithm": "synflow", "density": 0.1}
+    assert RunConfig.from_flat({**settings, "synflow_rounds": 1}).algorithm.synflow_rounds == 1
+    with pytest.raises(ConfigError, match=r"^synflow_rounds: must be >= 1, got 0$"):
+        RunConfig.from_flat({**settings, "synflow_rounds": 0})
