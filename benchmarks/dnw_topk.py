@@ -10,7 +10,6 @@ rows name the machine and the commit.
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 from pathlib import Path
 
@@ -45,21 +44,5 @@ def markdown(rows: pd.DataFrame) -> str:
                                f"{rows.loc[rows['unit'] == 'x', 'note'].iloc[0]} repeats.")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, help="CSV of the measured rows to write")
-    p.add_argument("--markdown", type=Path, help="print README's table from these rows")
-    p.add_argument("--quick", action="store_true", help="fewer samples and one repeat (a smoke test)")
-    args = p.parse_args()
-    if args.markdown:
-        print(markdown(pd.read_csv(args.markdown)))
-        return
-    frame = measure(args.quick)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
-    print(markdown(frame))
-
-
 if __name__ == "__main__":
-    main()
+    bench.table_cli(__doc__, measure, markdown)

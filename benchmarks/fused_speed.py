@@ -8,7 +8,6 @@ that is not counted, the two arms alternating their order, medians of 5 repeats;
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 from pathlib import Path
 
@@ -44,22 +43,5 @@ def markdown(rows: pd.DataFrame) -> str:
                                f"{repeats} repeats.")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, help="CSV of the measured rows to write")
-    p.add_argument("--markdown", type=Path, help="print README's table from these rows")
-    p.add_argument("--device")
-    p.add_argument("--quick", action="store_true", help="fewer samples and one repeat (a smoke test)")
-    args = p.parse_args()
-    if args.markdown:
-        print(markdown(pd.read_csv(args.markdown)))
-        return
-    frame = measure(args.device, args.quick)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
-    print(markdown(frame))
-
-
 if __name__ == "__main__":
-    main()
+    bench.table_cli(__doc__, measure, markdown, device=True)

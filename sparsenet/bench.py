@@ -308,6 +308,29 @@ def bench_dnw_topk(rows: Rows, device, data_root, quick: bool) -> None:
         rows.add("2d dnw top-k", f"{name}: speed-up", speed["near"] / speed["topk"], "x", f"median of {repeats}")
 
 
+def table_cli(doc: str, measure: Callable[..., pd.DataFrame], markdown: Callable[[pd.DataFrame], str],
+              device: bool = False) -> None:
+    """The command line of a benchmark script behind one of README's tables: measure (--out: the CSV of rows it
+    writes), or print the table from committed rows (--markdown); `measure(quick)`, or `measure(device, quick)`."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, help="CSV of the measured rows to write")
+    p.add_argument("--markdown", type=Path, help="print README's table from these rows")
+    if device:
+        p.add_argument("--device")
+    p.add_argument("--quick", action="store_true", help="fewer samples and one repeat (a smoke test)")
+    args = p.parse_args()
+    if args.markdown:
+        print(markdown(pd.read_csv(args.markdown)))
+        return
+    frame = measure(args.device, args.quick) if device else measure(args.quick)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out, index=False)
+    print(markdown(frame))
+
+
 def interleaved(arms: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
     """Each arm's median over `repeats` rounds of what it measures (e.g. seconds per step), after one uncounted
     round that warms every arm up; the order of the arms reversed every other round, so that drift and a noisy
