@@ -73,8 +73,8 @@ def get(name: str) -> type[Algorithm]:
     return _REGISTERED[module]
 
 
-@functools.cache
 def _frozen(name: str) -> type[Algorithm]:
+    # a new class each call (not cached): one class statement, and a mutation test sees a changed `freezing`
     cls = get(name)
     if not cls.freezable:
         raise ConfigError(f"freeze_epoch: {name} cannot freeze its mask; those that can: {', '.join(freezable())}")
