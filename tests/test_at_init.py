@@ -7,7 +7,7 @@ from sparsenet import algorithms
 from sparsenet.algorithms._at_init import global_topk
 from sparsenet.algorithms.grasp import TEMPERATURE
 from sparsenet.algorithms.synflow import Hparams as SynflowHparams
-from sparsenet.config import AlgorithmHparams
+from sparsenet.config import AlgorithmHparams, ConfigError
 from sparsenet.masks import Mask, layer_counts
 from sparsenet.models import prunable
 
@@ -181,3 +181,21 @@ def test_synflow_takes_one_round_or_more_and_names_the_key_below():
     assert RunConfig.from_flat({**settings, "synflow_rounds": 1}).algorithm.synflow_rounds == 1
     with pytest.raises(ConfigError, match=r"^synflow_rounds: must be >= 1, got 0$"):
         RunConfig.from_flat({**settings, "synflow_rounds": 0})
+
+
+@pytest.mark.parametrize("name", ["snip", "grasp", "synflow", "magnitude_init"])
+def test_at_density_one_every_weight_is_kept_without_scoring(name):
+    """No model and no batch needed: nothing is removed, so nothing is scored."""
+    model = tiny()
+    cls = algorithms.get(name)
+    mask = cls(cls.hparams(algorithm=name, density=1.0), prunable(model), 3, generator=torch.Generator()).mask()
+    assert mask.kept() == sum(w.numel() for w in prunable(model).values())
+
+
+@pytest.mark.parametrize("model,batch", [(False, True), (True, False)])
+def test_scoring_without_the_model_or_a_batch_is_refused_naming_the_algorithm(model, batch):
+    net, cls = tiny(), algorithms.get("snip")
+    with pytest.raises(ConfigError, match="^algorithm: snip scores weights at initialisation and needs the model and "
+                                          "a training batch$"):
+        cls(cls.hparams(algorithm="snip", density=0.3), prunable(net), 3, generator=torch.Generator(),
+            model=net if model else None, batch=BATCH if batch else None)

@@ -30,6 +30,16 @@ def test_bad_settings_name_the_key(settings, key):
         RunConfig.from_flat(settings)
 
 
+@pytest.mark.parametrize("settings,message", [
+    ({"gmp_end": 0.0}, r"gmp_end: must lie in \(0, 1\], got 0.0"),  # its own range, before the order of the two
+    ({"gmp_start": 1.0, "gmp_end": 1.0}, r"gmp_start: must lie in \[0, 1\), got 1.0"),
+    ({"gmp_start": 0.3, "gmp_end": 0.3}, r"gmp_end: must be above gmp_start=0.3, got 0.3"),
+])
+def test_an_interval_setting_names_its_interval_and_its_bound(settings, message):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        RunConfig.from_flat({"algorithm": "gmp", "density": 0.1, **settings})
+
+
 def test_an_unquoted_yaml_off_is_explained():
     with pytest.raises(ConfigError, match="^sparse_kernels: expected str, got False .*quote the word"):
         RunConfig.from_flat({"sparse_kernels": False})  # what `sparse_kernels: off` reads as

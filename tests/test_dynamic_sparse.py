@@ -113,6 +113,17 @@ def test_gmp_follows_the_cubic_schedule_step_by_step_and_reaches_the_target():
     assert h.algo.mask_fixed
 
 
+@pytest.mark.parametrize("spe,gmp_start,gmp_end", [(1, 0.0167, 0.25), (2, 0.4, 0.6)])
+def test_gmp_reaches_the_target_in_a_run_too_short_for_its_schedule(spe, gmp_start, gmp_end):
+    """One step in all (the end rounds to step 0, and is step 1), or a start and end that round to the same step:
+    the only pruning step prunes to the target, and the schedule holds it there after the end."""
+    h = Harness("gmp", density=0.1, epochs=1, steps_per_epoch=spe, gmp_start=gmp_start, gmp_end=gmp_end)
+    h.run_epoch(steps=spe)
+    shapes = {n: w.shape for n, w in h.weights.items()}
+    assert {n: int(m.sum()) for n, m in h.algo.mask().layers.items()} == layer_counts(shapes, 0.1, "uniform")
+    assert h.algo.mask_fixed and h.algo.density_at(spe + 5) == pytest.approx(0.1)
+
+
 @pytest.mark.parametrize("algorithm", ["dnw_freeze", "snfs_freeze", "set_freeze", "rigl_freeze"])
 def test_frozen_variants_stop_changing_the_mask_and_give_absent_weights_no_gradient(algorithm):
     h = Harness(algorithm, density=0.1, freeze_epoch=1, update_interval=2)

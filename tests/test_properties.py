@@ -284,8 +284,11 @@ def test_every_invalid_setting_is_refused_naming_its_key(key, data):
     value = data.draw(INVALID[key])
     where = every()[key][2]
     algorithm = where.removeprefix("algorithm: ").split(",")[0] if where.startswith("algorithm: ") else "snfs"
-    with pytest.raises(c.ConfigError, match=f"^{key}: "):
+    with pytest.raises(c.ConfigError, match=f"^{key}: ") as refused:
         c.RunConfig.from_flat({"algorithm": algorithm, "density": 0.1, key: value})
+    # and names what it refused: the value, or for a list the refused entry
+    shown = [value] if not isinstance(value, list) else value
+    assert any(repr(v) in str(refused.value) for v in shown), (str(refused.value), value)
 
 
 def test_the_invalid_values_cover_every_validated_setting():
