@@ -131,6 +131,8 @@ def test_frozen_variants_stop_changing_the_mask_and_give_absent_weights_no_gradi
     h.run_epoch()
     assert h.algo.mask_fixed and not h.algo.dense_gradients
     frozen = h.algo.mask().clone()
+    for n, m in frozen.layers.items():  # absent weights and their momentum are zero from the freeze on
+        assert (h.weights[n][~m] == 0).all() and (h.opt.state[h.weights[n]]["momentum_buffer"][~m] == 0).all()
 
     def check():
         for n, m in frozen.layers.items():
@@ -143,21 +145,55 @@ def test_frozen_variants_stop_changing_the_mask_and_give_absent_weights_no_gradi
         assert h.algo.mask().equal(frozen)
 
 
-@pytest.mark.parametrize("algorithm", ["rigl", "set", "gmp", "rigl_freeze"])
-def test_state_round_trips_through_a_checkpoint(algorithm):
-    """A resumed run continues the same schedule: step counters, masks and random growth are saved."""
-    a = Harness(algorithm, density=0.2, update_interval=2, gmp_interval=2, freeze_epoch=2)
-    for _ in range(7):
-        a.step()
-    b = Harness(algorithm, density=0.2, update_interval=2, gmp_interval=2, freeze_epoch=2)
+@pytest.mark.parametrize("algorithm", ["rigl", "set", "gmp", "rigl_freeze", "set_freeze", "snfs_freeze",
+                                       "dnw_freeze"])
+@pytest.mark.parametrize("resume_at", [3, 8])  # steps: before the freeze at the end of epoch 1, and after it
+def test_state_round_trips_through_a_checkpoint(algorithm, resume_at):
+    """A resumed run continues as the uninterrupted one (4 epochs of 5 steps): step counters, masks, random growth
+    and the freeze are saved; weights, momentum and masks are compared at the end."""
+    def harness():
+        return Harness(algorithm, density=0.2, epochs=4, update_interval=2, gmp_interval=2, freeze_epoch=1)
+
+    def run(h, start, stop):
+        for t in range(start, stop):
+            h.step()
+            if (t + 1) % 5 == 0:
+                h.epoch += 1
+                h.algo.end_of_epoch(h.epoch, h.opt)
+
+    a, b = harness(), harness()
+    run(a, 0, resume_at)
     b.model.load_state_dict(a.model.state_dict())
     b.opt.load_state_dict(copy.deepcopy(a.opt.state_dict()))  # torch's would share a's buffers
     b.algo.load_state_dict(copy.deepcopy(a.algo.state_dict()))
     b.data.set_state(a.data.get_state())
-    for _ in range(6):
-        a.step()
-        b.step()
-    assert a.algo.mask().equal(b.algo.mask())
+    b.epoch = a.epoch
+    run(a, resume_at, 20)
+    run(b, resume_at, 20)
+    assert a.algo.mask().equal(b.algo.mask()) and a.algo.mask_fixed == b.algo.mask_fixed
+    for n, w in a.weights.items():
+        assert torch.equal(w, b.weights[n])
+        assert torch.equal(a.opt.state[w]["momentum_buffer"], b.opt.state[b.weights[n]]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("name", ["dnw", "snfs", "set", "rigl"])
+def test_a_freezing_run_is_its_algorithm_until_the_freeze(name):
+    """Up to the end of epoch `freeze_epoch`, <name>_freeze trains as <name> does: the same mask, forward mask and
+    weights at every step."""
+    a, b = Harness(name, density=0.2, update_interval=2), Harness(f"{name}_freeze", density=0.2, update_interval=2,
+                                                                  freeze_epoch=2)
+    for _ in range(2):
+        for _ in range(5):
+            a.step()
+            b.step()
+            assert a.algo.mask().equal(b.algo.mask())
+            fa, fb = a.algo.forward_mask(), b.algo.forward_mask()
+            assert (fa is None and fb is None) or fa.equal(fb)
+            assert all(torch.equal(w, b.weights[n]) for n, w in a.weights.items())
+        for h in (a, b):
+            h.epoch += 1
+            h.algo.end_of_epoch(h.epoch, h.opt)
+    assert b.algo.mask().equal(a.algo.mask()) and b.algo.mask_fixed and not a.algo.mask_fixed
 
 
 def test_set_draws_its_mask_and_growth_from_the_runs_generator_and_not_from_torchs():
