@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sparsenet.masks import layer_counts
+from sparsenet.masks import Mask, layer_counts, topk_mask
 from tests.test_algorithms import Harness
 
 
@@ -48,6 +48,44 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
             grew += int(new.sum())
             assert grad[n][new].min() >= grad[n][never].max()
     assert grew > 0
+
+
+def test_rigl_drops_each_layers_smallest_kept_weights_and_grows_as_many_absent_ones():
+    """An update of a given mask, with a known grow score (absent weights only, so nothing dropped grows back) and
+    no optimizer: per sparse layer, int(kept * fraction) of the smallest kept magnitudes go and as many absent
+    weights come, at zero. In layer order: a dense layer (skipped), a layer that drops none, one that drops one."""
+    h = Harness("rigl", density=0.2, dense_layers=("0.weight",), rigl_layers="all")
+    algo, g = h.algo, torch.Generator().manual_seed(5)
+    algo.optimizer = None
+    kept = {"2.weight": 3, "4.weight": 100}
+    before = {"0.weight": torch.ones_like(h.weights["0.weight"], dtype=torch.bool),
+              **{n: topk_mask(torch.rand(h.weights[n].shape, generator=g), k) for n, k in kept.items()}}
+    algo._grad = {n: (~before[n]).float() * torch.rand(before[n].shape, generator=g) for n in kept}
+    with torch.no_grad():  # as the update runs in training, after the step
+        for w in h.weights.values():  # distinct magnitudes (the initial mask zeroed most weights)
+            w.copy_(torch.randn(w.shape, generator=g))
+        algo._mask = Mask(dict(before))
+        algo._mask.apply(h.weights)
+        weights = {n: w.clone() for n, w in h.weights.items()}
+        algo.update(0.015)
+    drops = {"2.weight": 0, "4.weight": 1}  # int(3 * 0.015), int(100 * 0.015)
+    assert algo.mask().layers["0.weight"].all()
+    for n, m in ((n, algo.mask().layers[n]) for n in kept):
+        old = before[n]
+        dropped, grown = old & ~m, m & ~old
+        assert int(dropped.sum()) == int(grown.sum()) == drops[n], n
+        smallest = weights[n].abs().masked_fill(~old, torch.inf).flatten().argsort()[:drops[n]]
+        assert set(dropped.flatten().nonzero().flatten().tolist()) == set(smallest.tolist()), n
+        assert (h.weights[n][grown] == 0).all() and torch.equal(h.weights[n][m & old], weights[n][m & old])
+
+
+@pytest.mark.parametrize("name", ["rigl", "set"])
+def test_the_last_mask_update_may_fall_on_the_end_step_and_none_after_it(name):
+    """is_mask_update_iter's range includes end_step (google-research/rigl, rigl/sparse_optimizers.py)."""
+    algo = Harness(name, density=0.2, epochs=4, steps_per_epoch=5, update_interval=2, update_end=0.5).algo
+    for g, due in ((algo.end_step, True), (algo.end_step + 1, False)):
+        algo.global_step, algo.last_update = g - algo.step_first, g - 2
+        assert algo.update_due() == due, g
 
 
 def test_rigl_needs_dense_gradients_only_at_update_steps_until_update_end():
