@@ -40,6 +40,19 @@ def test_an_interval_setting_names_its_interval_and_its_bound(settings, message)
         RunConfig.from_flat({"algorithm": "gmp", "density": 0.1, **settings})
 
 
+@pytest.mark.parametrize("settings", [
+    {"algorithm": "rigl", "update_interval": 1, "update_end": 1.0, "drop_fraction": 1e-9},
+    {"algorithm": "set", "update_interval": 1, "update_end": 1e-9},
+    {"algorithm": "gmp", "gmp_start": 0.0, "gmp_end": 1.0, "gmp_interval": 1},
+    {"algorithm": "imp", "imp_rate": 1e-9, "rewind_epoch": 0},
+    {"algorithm": "synflow", "synflow_rounds": 1},
+])
+def test_the_edges_of_each_range_are_accepted(settings):
+    hp = RunConfig.from_flat({"density": 0.1, **settings}).algorithm
+    assert {k: getattr(hp, k) for k in settings if k != "algorithm"} == {k: v for k, v in settings.items()
+                                                                         if k != "algorithm"}
+
+
 def test_an_unquoted_yaml_off_is_explained():
     with pytest.raises(ConfigError, match="^sparse_kernels: expected str, got False .*quote the word"):
         RunConfig.from_flat({"sparse_kernels": False})  # what `sparse_kernels: off` reads as

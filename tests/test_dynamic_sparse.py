@@ -88,6 +88,13 @@ def test_the_last_mask_update_may_fall_on_the_end_step_and_none_after_it(name):
         assert algo.update_due() == due, g
 
 
+def test_the_drop_fraction_anneals_to_zero_at_an_end_step_of_one():
+    """cosine_decay over [0, end_step] with end_step 1: the full fraction at step 0, none from step 1 on."""
+    algo = Harness("rigl", density=0.2, epochs=1, steps_per_epoch=4, update_end=0.25).algo
+    assert algo.end_step == 1
+    assert [algo.drop_fraction(t) for t in (0, 1, 2)] == pytest.approx([0.3, 0.0, 0.0], abs=1e-12)
+
+
 def test_rigl_needs_dense_gradients_only_at_update_steps_until_update_end():
     h = Harness("rigl", density=0.2, epochs=4, steps_per_epoch=5, update_interval=3, update_end=0.5)
     flags = []
