@@ -126,12 +126,15 @@ def test_snfs_regrows_where_absent_momentum_is_largest():
     old = h.algo.mask().clone()
     momentum = {n: h.opt.state[w]["momentum_buffer"].abs().clone() for n, w in h.weights.items()}
     h.algo.end_of_epoch(1, h.opt)
+    grew = 0
     for n, m in h.algo.mask().layers.items():
         grown = m & ~old.layers[n]
         if grown.any():
+            grew += int(grown.sum())
             never = ~m & ~old.layers[n]
             assert momentum[n][grown].min() >= momentum[n][never].max()
             assert (h.weights[n][grown] == 0).all()  # regrown weights start at zero
+    assert grew > 0
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # the reference's own use

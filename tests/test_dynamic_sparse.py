@@ -4,8 +4,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from sparsenet.masks import Mask, layer_counts, topk_mask
+from sparsenet.models import prunable
 from tests.test_algorithms import Harness
 
 
@@ -39,8 +41,20 @@ def test_drop_and_grow_the_same_number_per_layer_and_grown_weights_start_at_zero
 
 
 def test_rigl_grows_where_the_dense_gradient_is_largest():
+    """The gradient is computed here, on a copy of the model and the update step's batch, not read from the
+    algorithm: the grown weights have the largest |gradient| among the weights absent before and after."""
     h = Harness("rigl", density=0.2, update_interval=2)
-    before, grad = update_step(h)
+    h.step()
+    while not h.algo.update_due():
+        h.step()
+    state = h.data.get_state()  # the batch Harness.step draws next
+    x, y = torch.randn(32, 20, generator=h.data), torch.randint(0, 5, (32,), generator=h.data)
+    h.data.set_state(state)
+    model = copy.deepcopy(h.model)
+    nn.functional.cross_entropy(model(x), y).backward()
+    grad = {n: w.grad.abs() for n, w in prunable(model).items()}
+    before = h.algo.mask().clone()
+    h.step()
     grew = 0
     for n, m in h.algo.mask().layers.items():
         new, never = m & ~before.layers[n], ~m & ~before.layers[n]

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from sparsenet import algorithms, models, reinit
@@ -86,6 +87,7 @@ def test_init_is_kaiming_normal_with_uniform_batch_norm_scales():
     net = models.build("lenet300_100", (1, 28, 28), 10)
     w = models.prunable(net)["fc1.weight"]
     assert w.std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
+    assert _fits(w, stats.norm(scale=math.sqrt(2 / 784))) and not _fits(w, _kaiming_uniform(784))
     torch.manual_seed(0)
     default = models.prunable(models.build("lenet300_100", (1, 28, 28), 10, init="pytorch"))["fc1.weight"]
     assert default.std().item() == pytest.approx(1 / math.sqrt(3 * 784), rel=0.05)
@@ -107,10 +109,22 @@ def test_variance_scaling_is_tensorflows_default_with_zero_biases():
         assert w.abs().max().item() <= 2 / math.sqrt(fan_in) / 0.87962566103423978  # truncated at 2 std
         assert b.eq(0).all()
 
+def _kaiming_uniform(fan_in):
+    bound = math.sqrt(6 / fan_in)  # the same std as Kaiming normal's, sqrt(2 / fan_in): only the shape differs
+    return stats.uniform(loc=-bound, scale=2 * bound)
+
+
+def _fits(w, distribution) -> bool:
+    """Whether the weights pass a Kolmogorov-Smirnov test against the distribution (seeded draws: no flakes)."""
+    return stats.kstest(w.detach().flatten().numpy(), distribution.cdf).pvalue > 0.01
+
+
 def test_runs_start_from_the_configured_init(tmp_path, data_root):
     train(tiny(epochs=1, init="kaiming_uniform"), tmp_path / "run")
     init = load_weights(tmp_path / "run" / "init.safetensors")
     assert init["fc1.weight"].std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
+    assert _fits(init["fc1.weight"], _kaiming_uniform(784))
+    assert not _fits(init["fc1.weight"], stats.norm(scale=math.sqrt(2 / 784)))
     again = reinit.initial_weights(RunFolder(tmp_path / "run").config(), 0)
     assert all(torch.equal(init[k], again[k]) for k in init)  # reinit rebuilds exactly what the trainer built
 
