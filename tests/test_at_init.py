@@ -199,3 +199,12 @@ def test_scoring_without_the_model_or_a_batch_is_refused_naming_the_algorithm(mo
                                           "a training batch$"):
         cls(cls.hparams(algorithm="snip", density=0.3), prunable(net), 3, generator=torch.Generator(),
             model=net if model else None, batch=BATCH if batch else None)
+
+
+@pytest.mark.parametrize("name", ["snip", "grasp", "synflow", "magnitude_init"])
+def test_a_dense_layer_is_kept_whole_and_the_density_holds_over_the_sparse_ones(name):
+    model = tiny()
+    mask = algorithm(name, model, dense_layers=("2.weight",)).mask()
+    sizes = {n: w.numel() for n, w in prunable(model).items()}
+    assert mask.layers["2.weight"].all()
+    assert mask.kept() - sizes["2.weight"] == round(0.3 * (sizes["0.weight"] + sizes["4.weight"]))
