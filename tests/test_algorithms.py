@@ -265,6 +265,14 @@ def test_imp_prunes_exactly_the_requested_fraction_of_the_remaining():
     assert kept_mag.min() >= gone_mag.max()
 
 
+def test_imp_cannot_prune_to_a_density_above_the_masks():
+    h = Harness("dense", density=1.0)
+    hp = ImpHparams(algorithm="imp", density=0.5)
+    half = prune(h.weights, Mask.ones_like(h.weights), 0.5, hp)
+    with pytest.raises(ValueError, match=f"^density 0.6 is above the current mask's {half.kept()} kept weights$"):
+        prune(h.weights, half, 0.6, hp)
+
+
 def test_imp_layer_rates_prune_a_layer_at_a_multiple_of_the_rate():
     h = Harness("dense", density=1.0)
     hp = ImpHparams(algorithm="imp", density=0.5, imp_layer_rates=(("4.weight", 0.5),))

@@ -50,20 +50,30 @@ def test_imp_treats_the_output_layer_as_its_reference():
     vgg = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "dataset": "cifar10", "model": "vgg16"})
     assert vgg.algorithm.dense_layers == ("fc.weight",)
     resnet = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "dataset": "cifar10", "model": "resnet20"})
-    assert resnet.algorithm.dense_layers == ()  # open_lth prunes cifar_resnet's output layer globally
+    assert resnet.algorithm.dense_layers == () and resnet.algorithm.imp_layer_rates == ()  # open_lth prunes
+    # cifar_resnet's output layer globally
     conv = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "model": "conv2"})
     assert conv.algorithm.imp_layer_rates == (("fc3.weight", 0.5),)  # Frankle & Carbin: half the rate
     assert tiny(algorithm="imp", density=0.05, imp_output="global").algorithm.dense_layers == ()
     assert tiny(algorithm="snfs", density=0.05).algorithm.dense_layers == ()
     again = RunConfig.from_nested(tiny(algorithm="imp", density=0.05).to_dict())
     assert again.algorithm.dense_layers == ("fc3.weight",)  # resolving is idempotent (run.json round trip)
+    assert again.algorithm.imp_layer_rates == ()
 
 
 def test_imp_output_of_a_users_own_model_must_be_named():
     own = {"algorithm": "imp", "density": 0.5, "model": "tests.custom_model:two_layer"}
     assert RunConfig.from_flat(own).algorithm.dense_layers == ()  # no reference: pruned globally
-    with pytest.raises(ConfigError, match="^imp_output: the output layer of model"):
+    with pytest.raises(ConfigError, match=r"^imp_output: the output layer of model tests.custom_model:two_layer is "
+                                          r"not known by name; use 'global' and name it in dense_layers or "
+                                          r"imp_layer_rates$"):
         RunConfig.from_flat({**own, "imp_output": "dense"})
+
+
+def test_imp_rewinds_to_an_epoch_before_the_last():
+    assert tiny(algorithm="imp", density=0.5, epochs=3, rewind_epoch=2).algorithm.rewind_epoch == 2
+    with pytest.raises(ConfigError, match=r"^rewind_epoch: must be < epochs=3, got 3$"):
+        tiny(algorithm="imp", density=0.5, epochs=3, rewind_epoch=3)
 
 
 # --- 3. late rewinding --------------------------------------------------------------------------------------
