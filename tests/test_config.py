@@ -40,6 +40,17 @@ def test_an_interval_setting_names_its_interval_and_its_bound(settings, message)
         RunConfig.from_flat({"algorithm": "gmp", "density": 0.1, **settings})
 
 
+@pytest.mark.parametrize("multiplier", [0.0, -1.0, 2.0, 3.0])  # with imp_rate 0.5: none, or a rate of 1 or more
+def test_an_imp_layer_rate_must_keep_the_layers_rate_in_0_1(multiplier):
+    with pytest.raises(ConfigError, match=rf"^imp_layer_rates: multiplier for 'fc2.weight' must make the rate lie in "
+                                          rf"\(0, 1\), got {multiplier}$"):
+        RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "imp_rate": 0.5,
+                             "imp_layer_rates": [("fc2.weight", multiplier)]})
+    ok = RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "imp_rate": 0.5,
+                              "imp_layer_rates": [("fc2.weight", 1.99)]})
+    assert ok.algorithm.imp_layer_rates == (("fc2.weight", 1.99),)
+
+
 @pytest.mark.parametrize("settings", [
     {"algorithm": "rigl", "update_interval": 1, "update_end": 1.0, "drop_fraction": 1e-9},
     {"algorithm": "set", "update_interval": 1, "update_end": 1e-9},
