@@ -137,6 +137,15 @@ def test_snfs_regrows_where_absent_momentum_is_largest():
     assert grew > 0
 
 
+def test_snfs_ends_an_epoch_without_momentum_at_its_density():
+    """momentum 0 is a valid setting: torch's SGD then keeps no momentum buffer, which snfs reads as zero."""
+    h = Harness("snfs", density=0.1)
+    h.opt = h.algo.optimizer = torch.optim.SGD(h.model.parameters(), lr=0.1)
+    kept = h.algo.mask().kept()
+    h.run_epoch()
+    assert h.algo.mask().kept() == kept and all(torch.isfinite(w).all() for w in h.weights.values())
+
+
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # the reference's own use
 def test_snfs_prune_rate_follows_the_reference_cosine_decay():
     # sparse_learning's CosineDecay(0.5, steps * epochs, eta_min=0.005), read at each epoch end
