@@ -166,6 +166,8 @@ def test_snfs_dense_and_growing_layer_prunes_at_most_its_sparsity():
     assert prune_counts(0.5, kept, size, {"a": 0.9, "b": 0.1}) == {"a": 90, "b": 50}  # a: at most 10%
     assert prune_counts(0.5, kept, size, {"a": 0.4, "b": 0.6}) == {"a": 450, "b": 50}  # a: not growing
     assert prune_counts(0.3, {"a": 7}, {"a": 100}, {"a": 1.0}) == {"a": 3}  # ceil, as magnitude_prune
+    # sparsity exactly 0.2 is not below adjust_prune_rate's 0.2: the full rate
+    assert prune_counts(0.5, {"a": 800, "b": 100}, size, {"a": 0.9, "b": 0.1}) == {"a": 400, "b": 50}
 
 
 # --- 6. signed constant with late rewinding -----------------------------------------------------------------
