@@ -159,6 +159,12 @@ def test_snfs_regrowth_is_capped_at_099_of_free_slots_and_spread_equally():
     assert redistribute(100, {"a": 0.9, "b": 0.1}, {"a": 10, "b": 1000}) == {"a": 9, "b": 91}
     assert redistribute(60, {"a": 0.8, "b": 0.1, "c": 0.1}, {"a": 20, "b": 500, "c": 500}) == \
         {"a": 19, "b": 21, "c": 20}  # a takes 19.8; its excess 28.2 goes a third to each layer, then a is capped
+    # two layers over their cap in one pass: both excesses (35.1 each) are spread; c ends at 80.2 and takes the
+    # rounding's first unit, the capped layers' remainders (0.9 each) go to a's last free slot
+    assert redistribute(100, {"a": 0.45, "b": 0.45, "c": 0.1}, {"a": 10, "b": 10, "c": 1000}) == \
+        {"a": 10, "b": 9, "c": 81}
+    # rounding: the unit left over goes to the largest remainder (b's 4.8), not to the largest share
+    assert redistribute(10, {"a": 0.52, "b": 0.48}, {"a": 100, "b": 100}) == {"a": 5, "b": 5}
 
 
 def test_snfs_dense_and_growing_layer_prunes_at_most_its_sparsity():
