@@ -57,6 +57,7 @@ def test_an_imp_layer_rate_must_keep_the_layers_rate_in_0_1(multiplier):
     {"algorithm": "gmp", "gmp_start": 0.0, "gmp_end": 1.0, "gmp_interval": 1},
     {"algorithm": "imp", "imp_rate": 1e-9, "rewind_epoch": 0},
     {"algorithm": "synflow", "synflow_rounds": 1},
+    {"algorithm": "snfs", "prune_rate": 0.0},
 ])
 def test_the_edges_of_each_range_are_accepted(settings):
     hp = RunConfig.from_flat({"density": 0.1, **settings}).algorithm
