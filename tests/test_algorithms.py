@@ -329,3 +329,16 @@ def test_readme_shows_the_registry_as_sparsenet_algorithms_prints_it(capsys):
     printed = capsys.readouterr().out
     assert printed == algorithms.markdown() and printed in (REPO / "README.md").read_text()
     assert all(f"| `{name}` |" in printed for name in algorithms.NAMES)
+
+
+def test_masking_skips_the_layers_the_optimizer_routes_and_those_that_keep_every_weight():
+    """A routed weight (CSR) gets no gradient or momentum at absent entries, and a full layer has none: masking
+    them again would be work for nothing."""
+    from sparsenet.optim import SGD
+    from sparsenet.sparse import Structure
+
+    h = Harness("static", density=0.2, dense_layers=("4.weight",))
+    h.algo.optimizer = opt = SGD(list(h.model.parameters()), lr=0.1, momentum=0.9)
+    assert set(h.algo._to_mask().layers) == {"0.weight", "2.weight"}
+    opt.route(h.weights["0.weight"], Structure(h.algo.mask().layers["0.weight"]))
+    assert set(h.algo._to_mask().layers) == {"2.weight"}
