@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import yaml
 
-from sparsenet import algorithms, datasets, models
+from sparsenet import algorithms, datasets, files, models
 from sparsenet import data as data_mod
 from sparsenet.algorithms.dnw import DNW
 from sparsenet.algorithms.imp import prune
@@ -326,8 +326,8 @@ def table_cli(doc: str, measure: Callable[..., pd.DataFrame], markdown: Callable
         return
     frame = measure(args.device, args.quick) if device else measure(args.quick)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out, index=False)
+        with files.atomic_path(args.out) as tmp:  # a killed benchmark leaves the committed rows as they were
+            frame.to_csv(tmp, index=False)
     print(markdown(frame))
 
 
