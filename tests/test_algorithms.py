@@ -38,7 +38,7 @@ class Harness(Trainer):
     def step(self, inspect=None):
         """One step of the trainer's (sparsenet.step.Trainer); `inspect()` runs right after the algorithm's
         after_backward hook."""
-        x, y = torch.randn(32, 20, generator=self.data), torch.randint(0, 5, (32,), generator=self.data)
+        x, y = self.draw()
         if inspect:
             hook = self.algo.after_backward
             self.algo.after_backward = lambda: (hook(), inspect())
@@ -46,6 +46,10 @@ class Harness(Trainer):
             self.train_step(self.epoch, 0, (x, y))
         finally:
             vars(self.algo).pop("after_backward", None)
+
+    def draw(self):
+        """The next random batch of 32 from the harness's data generator."""
+        return torch.randn(32, 20, generator=self.data), torch.randint(0, 5, (32,), generator=self.data)
 
     def before_step(self, epoch, i):
         self.opt.zero_grad()

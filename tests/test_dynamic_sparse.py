@@ -47,7 +47,7 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
     while not h.algo.update_due():
         h.step()
     state = h.data.get_state()  # the batch Harness.step draws next
-    x, y = torch.randn(32, 20, generator=h.data), torch.randint(0, 5, (32,), generator=h.data)
+    x, y = h.draw()
     h.data.set_state(state)
     model = copy.deepcopy(h.model)
     nn.functional.cross_entropy(model(x), y).backward()
