@@ -321,8 +321,24 @@ def test_an_unknown_or_unfreezable_algorithm_is_refused_naming_the_key():
                         ("tests.custom_model:two_layer", "not a subclass"), ("nowhere:Thing", "cannot be imported")):
         with pytest.raises(ConfigError, match=f"^algorithm: .*{words}"):
             algorithms.get(name)
-    with pytest.raises(ConfigError, match="^freeze_epoch: imp cannot freeze its mask; those that can: dnw"):
+    with pytest.raises(ConfigError) as unknown:
+        algorithms.get("magic")
+    assert f"; known: {', '.join(algorithms.NAMES)} (`sparsenet algorithms`);" in str(unknown.value)  # each name
+    with pytest.raises(ConfigError) as unfreezable:
         RunConfig.from_flat({"algorithm": "imp", "density": 0.5, "freeze_epoch": 1})
+    assert str(unfreezable.value) == ("freeze_epoch: imp cannot freeze its mask; those that can: "
+                                      f"{', '.join(algorithms.freezable())}")
+
+
+def test_register_names_a_class_after_its_module(monkeypatch):
+    """The registry's name is the last part of the module's path (registration runs at import, before a test
+    could watch it: here it is called directly)."""
+    from sparsenet.algorithms._base import Algorithm
+
+    monkeypatch.setattr(algorithms, "_REGISTERED", {})
+    cls = type("Mine", (Algorithm,), {"__module__": "lab.sparse.mine"})
+    assert algorithms.register(cls) is cls and cls.name == "mine"
+    assert algorithms._REGISTERED == {"lab.sparse.mine": cls}
 
 
 def test_readme_shows_the_registry_as_sparsenet_algorithms_prints_it(capsys):
