@@ -330,6 +330,16 @@ def test_an_unknown_or_unfreezable_algorithm_is_refused_naming_the_key():
                                       f"{', '.join(algorithms.freezable())}")
 
 
+def test_labels_name_frozen_runs_and_modules_name_the_code_a_run_imports():
+    assert algorithms.label("dnw", 2) == "dnw_freeze" and algorithms.label("dnw", 0) == "dnw"
+    assert algorithms.split("dnw_freeze") == ("dnw", True) and algorithms.split("dnw") == ("dnw", False)
+    assert algorithms.from_label("set_freeze", 3) == {"algorithm": "set", "freeze_epoch": 3}
+    assert algorithms.from_label("set", 3) == {"algorithm": "set", "freeze_epoch": 0}
+    assert algorithms.modules("imp") == ["sparsenet.algorithms.imp"]
+    assert algorithms.modules("dnw", frozen=True) == ["sparsenet.algorithms.dnw", "sparsenet.algorithms._freeze"]
+    assert algorithms.modules("tests.custom_algorithm:Redraw") == []  # the user's file: provenance.own_files
+
+
 def test_register_names_a_class_after_its_module(monkeypatch):
     """The registry's name is the last part of the module's path (registration runs at import, before a test
     could watch it: here it is called directly)."""
