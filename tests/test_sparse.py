@@ -4,6 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from sparsenet import models, sparse
 from sparsenet import train as train_mod
@@ -21,10 +23,14 @@ def _mask(density: float, seed: int = 0) -> Mask:
     return Mask.random(weights, counts, torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("shape,density,batch,bias", [((300, 784), 0.05, 64, True), ((100, 300), 0.2, 7, False),
-                                                       ((10, 100), 0.01, 1, True)])
-def test_csr_layer_equals_dense_masked(shape, density, batch, bias):
-    g = torch.Generator().manual_seed(0)
+@settings(deadline=None, max_examples=60)
+@given(shape=st.tuples(st.integers(1, 40), st.integers(1, 40)), density=st.floats(0.0, 1.0),
+       batch=st.integers(1, 9), bias=st.booleans(), seed=st.integers(0, 2**16))
+@example(shape=(300, 784), density=0.05, batch=64, bias=True, seed=0)  # LeNet-300-100's layers
+@example(shape=(100, 300), density=0.2, batch=7, bias=False, seed=0)
+@example(shape=(10, 100), density=0.01, batch=1, bias=True, seed=0)
+def test_csr_layer_equals_dense_masked(shape, density, batch, bias, seed):
+    g = torch.Generator().manual_seed(seed)
     mask = torch.rand(shape, generator=g) < density
     mask[0] = False  # an output unit with no kept weight at all
     weight = torch.randn(shape, generator=g, requires_grad=True)
