@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sparsenet.files import atomic_path
+
 MUTANTS = Path("mutants")
 COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "score", "commit"]
 
@@ -84,9 +86,8 @@ def main() -> None:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
         published = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=COLUMNS)
         frame = merge(published, count(), head.stdout.strip())
-        tmp = args.out.with_suffix(".tmp")
-        frame.to_csv(tmp, index=False, float_format="%.4f")
-        tmp.replace(args.out)
+        with atomic_path(args.out) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.4f")
         print(markdown(frame))
     elif args.markdown:
         print(markdown(pd.read_csv(args.markdown)))
