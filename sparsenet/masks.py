@@ -211,9 +211,11 @@ def topk_mask(score: torch.Tensor, k: int) -> torch.Tensor:
 
 def topk_mask_near(score: torch.Tensor, k: int, near: float, band: float) -> tuple[torch.Tensor, float] | None:
     """`topk_mask(score, k)` and the k-th largest value, for a contiguous CPU `score`, found from `near`, a guess
-    of that value: only the entries within `band` (relative) of it are ranked. None where the k-th value lies
-    outside the band, or ties with the next one (which of tied entries torch.topk keeps is its own affair: the
-    caller then asks topk_mask), or where an entry is NaN or infinite (torch.topk ranks NaN first).
+    of that value: only the entries within `band` (relative) of it are ranked. Where exactly k entries lie above
+    the band, those, and `near` in place of the k-th value (nothing ranked: the guess stays). None where more lie
+    above it or too few within it (the k-th value lies outside the band), or the k-th value ties with the next one
+    (which of tied entries torch.topk keeps is its own affair: the caller then asks topk_mask), or where an entry
+    is NaN or infinite (torch.topk ranks NaN first).
 
     Exact: the top-k set is unique when the k-th value exceeds the next, and then is every entry >= the k-th value.
     The passes over every entry run in numpy, whose comparisons and boolean selections were 4-10x faster than

@@ -13,6 +13,7 @@ from sparsenet.masks import (
     load_snapshots,
     random_for_model,
     save_snapshots,
+    topk_mask_near,
 )
 
 SHAPES = {"a.weight": torch.Size([30, 20]), "b.weight": torch.Size([8, 4, 3, 3]), "c.weight": torch.Size([5, 30])}
@@ -217,3 +218,16 @@ def test_mask_properties(tmp_path_factory, rows, cols, density, seed):
     path = tmp_path_factory.mktemp("m") / "m.safetensors"
     a.save(path)
     assert Mask.load(path).equal(a)
+
+
+def test_topk_near_finds_the_kth_value_on_the_bands_edges_and_takes_exactly_k_above_it_unranked():
+    score = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    top = [torch.arange(5) < k for k in range(6)]
+    mask, kth = topk_mask_near(score, 3, 6.0, 0.5)  # the k-th value 3 on the band's lower edge, 6 * (1 - 0.5)
+    assert torch.equal(mask, top[3]) and kth == 3.0
+    mask, kth = topk_mask_near(score, 2, 2.0, 1.0)  # the k-th value 4 on its upper edge, 2 * (1 + 1), ranked inside
+    assert torch.equal(mask, top[2]) and kth == 4.0
+    mask, kth = topk_mask_near(score, 2, 3.0, 0.1)  # exactly k entries above the band: those, and the guess back
+    assert torch.equal(mask, top[2]) and kth == 3.0
+    assert topk_mask_near(score, 1, 3.0, 0.1) is None  # more than k above: the k-th value is outside the band
+    assert topk_mask_near(score, 4, 3.0, 0.1) is None  # too few inside: the k-th value is below the band
