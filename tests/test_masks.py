@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,8 +195,18 @@ def test_corrupt_mask_file_names_the_file(tmp_path, garble):
     Mask.ones_like(weights()).save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if garble == "truncate" else b"not a mask" * 10)
-    with pytest.raises(MaskFileError, match=str(path)):
+    with pytest.raises(MaskFileError) as error:
         Mask.load(path)
+    message = str(error.value)  # the file, what is wrong, what to do
+    assert message.startswith(f"mask file {path} is corrupt or not a sparsenet mask file (")
+    assert message.endswith("); rerun the job that wrote it")
+
+
+def test_a_missing_mask_file_is_named_missing():
+    path = Path("nowhere") / "mask.safetensors"
+    with pytest.raises(MaskFileError) as error:
+        Mask.load(path)
+    assert str(error.value) == f"mask file {path} does not exist"
 
 
 def test_apportion_sums_exactly():
