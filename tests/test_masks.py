@@ -242,3 +242,14 @@ def test_topk_near_finds_the_kth_value_on_the_bands_edges_and_takes_exactly_k_ab
     assert torch.equal(mask, top[2]) and kth == 3.0
     assert topk_mask_near(score, 1, 3.0, 0.1) is None  # more than k above: the k-th value is outside the band
     assert topk_mask_near(score, 4, 3.0, 0.1) is None  # too few inside: the k-th value is below the band
+
+
+def test_snapshot_files_of_the_same_masks_are_the_same_bytes_and_an_empty_list_is_refused(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    masks = [Mask.ones_like(weights()), Mask({n: torch.rand(w.shape, generator=g) < 0.5 for n, w in weights().items()})]
+    save_snapshots(tmp_path / "a.safetensors", masks, [{"epoch": 0.5, "step": 3}, {"epoch": 1.0, "step": 6}])
+    save_snapshots(tmp_path / "b.safetensors", masks, [{"step": 3, "epoch": 0.5}, {"step": 6, "epoch": 1.0}])
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()  # labels' key
+    # order aside: a rerun that writes the same masks leaves the same file
+    with pytest.raises(ValueError, match="^no masks to save$"):
+        save_snapshots(tmp_path / "c.safetensors", [], [])
