@@ -7,8 +7,10 @@
     python benchmarks/mutation.py --markdown docs/tables/mutation.csv   # README's table
 
 A mutant counts as detected when a test fails (killed) or runs past mutmut's time limit (timeout); "no tests"
-means no selected test reaches the mutated function, and counts as undetected. Score = detected / mutants. Each
-row names the commit its module was measured at: modules measured in separate runs keep their own.
+means no selected test reaches the mutated function, and counts as undetected. Score = detected / mutants. A run
+stopped before it checked every mutant of a module leaves those "not run": they count as undetected too, so the
+score is a lower bound; a module none of whose mutants ran (outside MUTANTS) gets no row. Each row names the
+commit its module was measured at: modules measured in separate runs keep their own.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ import pandas as pd
 from sparsenet.files import atomic_path
 
 MUTANTS = Path("mutants")
-COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "score", "commit"]
+COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "not_run", "score", "commit"]
+COUNTS = ["mutants", "killed", "timeout", "survived", "no_tests", "not_run"]
 
 
 def count(mutants: Path = MUTANTS) -> pd.DataFrame:
@@ -37,15 +40,16 @@ def count(mutants: Path = MUTANTS) -> pd.DataFrame:
         module = ".".join(meta.relative_to(mutants).with_suffix("").with_suffix("").parts)
         if not statuses:
             continue
-        tally = {s: statuses.count(s) for s in ("killed", "timeout", "no tests")}
-        if "not checked" in statuses:  # a module outside MUTANTS, or a run stopped early: no score
-            print(f"{module}: {statuses.count('not checked')} of {len(statuses)} mutants not checked, left out",
-                  file=sys.stderr)
+        tally = {s: statuses.count(s) for s in ("killed", "timeout", "no tests", "not checked")}
+        if tally["not checked"] == len(statuses):  # a module outside MUTANTS: not measured in this run
             continue
+        if tally["not checked"]:  # a run stopped early
+            print(f"{module}: {tally['not checked']} of {len(statuses)} mutants not run, counted as undetected",
+                  file=sys.stderr)
         rows.append({"module": module, "mutants": len(statuses), "killed": tally["killed"],
-                     "timeout": tally["timeout"], "no_tests": tally["no tests"],
+                     "timeout": tally["timeout"], "no_tests": tally["no tests"], "not_run": tally["not checked"],
                      # survived, and the rare suspicious or crashed mutant: none is counted as detected
-                     "survived": len(statuses) - tally["killed"] - tally["timeout"] - tally["no tests"]})
+                     "survived": len(statuses) - sum(tally.values())})
     if not rows:
         sys.exit(f"no mutmut results under {mutants}/; run `make mutation` first")
     frame = pd.DataFrame(rows)
@@ -66,14 +70,14 @@ def score(counts):
 
 def markdown(rows: pd.DataFrame) -> str:
     """README's table: every module's score, then all modules together."""
-    total = rows[["mutants", "killed", "timeout", "survived", "no_tests"]].sum()
-    lines = ["| module | mutants | killed | timeout | survived | no test reaches it | score | commit |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    total = rows[COUNTS].sum()
+    lines = ["| module | mutants | killed | timeout | survived | no test reaches it | not run | score | commit |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for _, r in rows.iterrows():  # the score from the counts: the CSV's is rounded
         lines.append(f"| `{r.module}` | {r.mutants} | {r.killed} | {r.timeout} | {r.survived} | {r.no_tests} "
-                     f"| {100 * score(r):.1f}% | {r.get('commit', '-')} |")
+                     f"| {r.not_run} | {100 * score(r):.1f}% | {r.get('commit', '-')} |")
     lines.append(f"| all | {total['mutants']} | {total['killed']} | {total['timeout']} | {total['survived']} "
-                 f"| {total['no_tests']} | {100 * score(total):.1f}% | |")
+                 f"| {total['no_tests']} | {total['not_run']} | {100 * score(total):.1f}% | |")
     return "\n".join(lines)
 
 

@@ -334,6 +334,7 @@ def test_labels_name_frozen_runs_and_modules_name_the_code_a_run_imports():
     assert algorithms.label("dnw", 2) == "dnw_freeze" and algorithms.label("dnw", 0) == "dnw"
     assert algorithms.split("dnw_freeze") == ("dnw", True) and algorithms.split("dnw") == ("dnw", False)
     assert algorithms.from_label("set_freeze", 3) == {"algorithm": "set", "freeze_epoch": 3}
+    assert algorithms.from_label("dnw_freeze") == {"algorithm": "dnw", "freeze_epoch": 1}  # frozen after epoch 1
     assert algorithms.from_label("set", 3) == {"algorithm": "set", "freeze_epoch": 0}
     assert algorithms.modules("imp") == ["sparsenet.algorithms.imp"]
     assert algorithms.modules("dnw", frozen=True) == ["sparsenet.algorithms.dnw", "sparsenet.algorithms._freeze"]

@@ -104,7 +104,8 @@ def test_readme_mutation_table_is_rendered_from_its_committed_rows():
     assert hand_typed(testing, table, set()) == set()  # no score typed by hand
 
 
-def test_mutation_scores_count_each_modules_verdicts_and_leave_out_an_unfinished_module(tmp_path, capsys):
+def test_mutation_scores_count_each_modules_verdicts_and_an_unfinished_modules_unrun_mutants_as_undetected(
+        tmp_path, capsys):
     import json
 
     def meta(path, codes):
@@ -114,20 +115,26 @@ def test_mutation_scores_count_each_modules_verdicts_and_leave_out_an_unfinished
     # mutmut's exit codes: 1 killed, 36 timeout, 0 survived, 33 no tests, None not checked yet
     meta(tmp_path / "sparsenet" / "prune.py.meta", [1, 1, 1, 36, 0, 33, 0, 1])
     meta(tmp_path / "sparsenet" / "algorithms" / "dnw.py.meta", [1, 0])
-    meta(tmp_path / "sparsenet" / "wiring.py.meta", [1, None])
+    meta(tmp_path / "sparsenet" / "wiring.py.meta", [1, None, 0, None])  # a run stopped early
+    meta(tmp_path / "sparsenet" / "summary.py.meta", [None, None])  # a module the run left out
     rows = benchmark("mutation").count(tmp_path).set_index("module")
-    assert "sparsenet.wiring" not in rows.index
-    assert "sparsenet.wiring: 1 of 2 mutants not checked" in capsys.readouterr().err
+    assert "sparsenet.summary" not in rows.index
+    assert "sparsenet.wiring: 2 of 4 mutants not run, counted as undetected" in capsys.readouterr().err
     assert rows.loc["sparsenet.prune"].to_dict() == {"mutants": 8, "killed": 4, "timeout": 1, "survived": 2,
-                                                     "no_tests": 1, "score": 5 / 8}
+                                                     "no_tests": 1, "not_run": 0, "score": 5 / 8}
+    assert rows.loc["sparsenet.wiring"].to_dict() == {"mutants": 4, "killed": 1, "timeout": 0, "survived": 1,
+                                                      "no_tests": 0, "not_run": 2, "score": 1 / 4}
     assert rows.loc["sparsenet.algorithms.dnw", "score"] == 0.5
     table = benchmark("mutation").markdown(rows.reset_index())
-    assert "| `sparsenet.prune` | 8 | 4 | 1 | 2 | 1 | 62.5% | - |" in table and table.endswith("| 60.0% | |")
+    assert "| `sparsenet.prune` | 8 | 4 | 1 | 2 | 1 | 0 | 62.5% | - |" in table
+    assert table.endswith("| all | 14 | 6 | 1 | 4 | 1 | 2 | 50.0% | |")
     published = pd.DataFrame([{"module": m, "mutants": 4, "killed": 4, "timeout": 0, "survived": 0, "no_tests": 0,
-                               "score": 1.0, "commit": "aaaaaaa"} for m in ("sparsenet.prune", "sparsenet.wiring")])
+                               "not_run": 0, "score": 1.0, "commit": "aaaaaaa"}
+                              for m in ("sparsenet.prune", "sparsenet.summary")])
     merged = benchmark("mutation").merge(published, rows.reset_index(), "bbbbbbb").set_index("module")
     assert merged["commit"].to_dict() == {"sparsenet.algorithms.dnw": "bbbbbbb", "sparsenet.prune": "bbbbbbb",
-                                          "sparsenet.wiring": "aaaaaaa"}  # a module not measured again keeps its row
+                                          "sparsenet.summary": "aaaaaaa", "sparsenet.wiring": "bbbbbbb"}  # a module
+    # not measured again keeps its row
     assert merged.loc["sparsenet.prune", "mutants"] == 8
 
 
