@@ -25,8 +25,8 @@ import pandas as pd
 from sparsenet.files import atomic_path
 
 MUTANTS = Path("mutants")
-COLUMNS = ["module", "mutants", "killed", "timeout", "survived", "no_tests", "not_run", "score", "commit"]
 COUNTS = ["mutants", "killed", "timeout", "survived", "no_tests", "not_run"]
+COLUMNS = ["module", *COUNTS, "score", "commit"]
 
 
 def count(mutants: Path = MUTANTS) -> pd.DataFrame:

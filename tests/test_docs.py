@@ -132,9 +132,9 @@ def test_mutation_scores_count_each_modules_verdicts_and_an_unfinished_modules_u
                                "not_run": 0, "score": 1.0, "commit": "aaaaaaa"}
                               for m in ("sparsenet.prune", "sparsenet.summary")])
     merged = benchmark("mutation").merge(published, rows.reset_index(), "bbbbbbb").set_index("module")
+    # a module not measured again keeps its row
     assert merged["commit"].to_dict() == {"sparsenet.algorithms.dnw": "bbbbbbb", "sparsenet.prune": "bbbbbbb",
-                                          "sparsenet.summary": "aaaaaaa", "sparsenet.wiring": "bbbbbbb"}  # a module
-    # not measured again keeps its row
+                                          "sparsenet.summary": "aaaaaaa", "sparsenet.wiring": "bbbbbbb"}
     assert merged.loc["sparsenet.prune", "mutants"] == 8
 
 

@@ -1,5 +1,4 @@
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -202,8 +201,8 @@ def test_corrupt_mask_file_names_the_file(tmp_path, garble):
     assert message.endswith("); rerun the job that wrote it")
 
 
-def test_a_missing_mask_file_is_named_missing():
-    path = Path("nowhere") / "mask.safetensors"
+def test_a_missing_mask_file_is_named_missing(tmp_path):
+    path = tmp_path / "mask.safetensors"
     with pytest.raises(MaskFileError) as error:
         Mask.load(path)
     assert str(error.value) == f"mask file {path} does not exist"
@@ -249,7 +248,7 @@ def test_snapshot_files_of_the_same_masks_are_the_same_bytes_and_an_empty_list_i
     masks = [Mask.ones_like(weights()), Mask({n: torch.rand(w.shape, generator=g) < 0.5 for n, w in weights().items()})]
     save_snapshots(tmp_path / "a.safetensors", masks, [{"epoch": 0.5, "step": 3}, {"epoch": 1.0, "step": 6}])
     save_snapshots(tmp_path / "b.safetensors", masks, [{"step": 3, "epoch": 0.5}, {"step": 6, "epoch": 1.0}])
-    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()  # labels' key
-    # order aside: a rerun that writes the same masks leaves the same file
+    # whatever the order of the labels' keys, a rerun that writes the same masks leaves the same file
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     with pytest.raises(ValueError, match="^no masks to save$"):
         save_snapshots(tmp_path / "c.safetensors", [], [])

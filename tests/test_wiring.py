@@ -99,18 +99,19 @@ def test_effective_weights_and_dead_units_match_a_graph_search_through_a_residua
 @given(widths=st.lists(st.integers(1, 6), min_size=2, max_size=5), p=st.floats(0, 1), seed=st.integers(0, 2**16))
 def test_effective_weights_and_dead_units_of_random_mlps_match_a_graph_search(widths, p, seed):
     """Random depth, widths and mask: node (d, j) is unit j of the input of layer d (d = depth: the output)."""
-    net = nn.Sequential(*itertools.chain.from_iterable((nn.Linear(a, b), nn.ReLU()) for a, b in zip(widths,
-                                                                                                      widths[1:])))
+    layers = [nn.Linear(a, b) for a, b in zip(widths, widths[1:])]
+    net = nn.Sequential(*itertools.chain.from_iterable((layer, nn.ReLU()) for layer in layers))
     g = torch.Generator().manual_seed(seed)
     mask = Mask({n: torch.rand(w.shape, generator=g) < p for n, w in models.prunable(net).items()})
     names = list(mask.layers)
     edges = {(d, o, i): [((d, i), (d + 1, o))] for d, n in enumerate(names)
              for o, i in torch.nonzero(mask.layers[n]).tolist()}
     fwd, bwd = _search(edges, {(0, i) for i in range(widths[0])}, {(len(names), o) for o in range(widths[-1])})
+    live = fwd & bwd
     rows = wiring(net, mask, (widths[0],)).set_index("layer")
     for d, name in enumerate(names):
         effective = sum(a in fwd and b in bwd for (k, _, _), [(a, b)] in edges.items() if k == d)
-        dead = sum((d + 1, o) not in fwd & bwd for o in range(widths[d + 1]))
+        dead = sum((d + 1, o) not in live for o in range(widths[d + 1]))
         assert (rows.loc[name, "effective_kept"], rows.loc[name, "dead_units"]) == (effective, dead), name
 
 
