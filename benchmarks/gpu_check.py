@@ -13,7 +13,8 @@ Every timing warms its arms up and interleaves them, the order reversed every ot
   3 reference    ResNet-18 with a DataLoader loop written the usual way (PIL transforms, workers) vs the trainer
   4 fused        8 LeNet-300-100 runs fused vs one after another (sparsenet bench, 2b); per-run img/s of fused
                  groups of N = 1, 4, 8, 16, 32 ResNet-20, VGG-16 and ResNet-18 runs on CIFAR-10, dense and under a
-                 fixed mask, in the study's setting (N = 1 is a single run's fused path)
+                 fixed mask, in the study's setting (N = 1 is a single run's fused path), with the step captured as a
+                 CUDA graph and without
   5 determinism  the same ResNet-20 dnw run twice: identical bytes with deterministic on, and with it off
   6 accuracy     ResNet-20, 15 epochs, bf16+cl+tuned: dense and dnw at 10%: test accuracy and wall time
   7 cost         the CIFAR-10 study (config/cifar10.yaml) in device hours: from the single-run epoch times of
@@ -42,6 +43,7 @@ from sparsenet import algorithms, bench, models, provenance, study  # noqa: E402
 from sparsenet.config import RunConfig  # noqa: E402
 from sparsenet.execution import resolve_device  # noqa: E402
 from sparsenet.files import write_parquet  # noqa: E402
+from sparsenet.graph import WARMUP  # noqa: E402
 from sparsenet.masks import layer_counts, random_for_model, topk_mask  # noqa: E402
 from sparsenet.record import RunFolder  # noqa: E402
 from sparsenet.train import Run, load_data, train  # noqa: E402
@@ -162,31 +164,34 @@ class Check:
     # --- 4 --------------------------------------------------------------------------------------------------
     def fused(self) -> None:
         """Per-run img/s of fused groups of N runs (the study's training jobs), dense and under a fixed mask, with
-        the study's setting (bf16 + channels_last, deterministic): every N of a model built at once and timed in
-        interleaved rounds, medians."""
+        the study's setting (bf16 + channels_last, deterministic), with the step captured as a CUDA graph and
+        without: the two groups of each N built together and timed in interleaved rounds, medians."""
         from sparsenet.fused import FusedRuns
 
         bench.bench_fused(self.rows, self.dev, self.args.data_root, quick=self.smoke, runs=2 if self.smoke else 8)
-        sizes, steps, repeats = ((1, 2), 2, 1) if self.smoke else ((1, 4, 8, 16, 32), 10, 5)
+        sizes, steps, repeats = ((1, 2), 2, 1) if self.smoke else ((1, 4, 8, 16, 32), 8, 5)
         data = load_data(self.cfg(), self.dev, self.args.data_root)
         for model in ["resnet20"] if self.smoke else ["resnet20", "vgg16", "resnet18"]:
             for algorithm in ("dense", "imp"):
-                groups = {}
                 for n in sizes:
+                    name = f"{model} {algorithm}, {n} fused runs"
                     try:
-                        members = [self.run_for(model, algorithm, data, SETTINGS["bf16+cl"], seed=s) for s in range(n)]
-                        groups[n] = FusedRuns(members)
+                        groups = {arm: FusedRuns([self.run_for(model, algorithm, data, SETTINGS["bf16+cl"], seed=s)
+                                                  for s in range(n)], graph=arm == "graph")
+                                  for arm in ("graph", "eager")}
+                        # warm-up steps: the graph's eager ones and its capture come before the timed rounds
+                        seconds = bench.interleaved({arm: functools.partial(study.time_steps, g, steps, WARMUP + 2)
+                                                     for arm, g in groups.items()}, repeats)
                     except torch.OutOfMemoryError:
-                        self.rows.add("4 fused", f"{model} {algorithm}, {n} fused runs", float("nan"), "",
-                                      "out of GPU memory")
+                        self.rows.add("4 fused", name, float("nan"), "", "out of GPU memory")
                         break
-                seconds = bench.interleaved({str(n): functools.partial(study.time_steps, g, steps, 2)
-                                             for n, g in groups.items()}, repeats)
-                for n in groups:
-                    self.rows.add("4 fused", f"{model} {algorithm}, {n} fused runs: per run",
-                                  n * self.batch / seconds[str(n)], "img/s",
-                                  f"bf16+cl, median of {repeats}; 1 = a single run's fused path")
-                del groups
+                    finally:
+                        groups = None  # freed (their graphs' memory too) before the next size is built
+                    for arm in ("eager", "graph"):
+                        self.rows.add("4 fused", f"{name}: per run, {arm}", n * self.batch / seconds[arm], "img/s",
+                                      f"bf16+cl, median of {repeats}; 1 = a single run's fused path")
+                    self.rows.add("4 fused", f"{name}: graph / eager", seconds["eager"] / seconds["graph"], "x",
+                                  "the step captured as a CUDA graph over the same step eagerly")
 
     # --- 5 --------------------------------------------------------------------------------------------------
     def determinism(self) -> None:
@@ -286,7 +291,7 @@ def main() -> None:
         print(check.header, file=sys.stderr, flush=True)
         # estimates (s) on an H100-class GPU, from which a section is skipped near the budget
         # the fused groups and the study's cost first: what the CIFAR-10 study's budget rests on
-        for name, estimate, fn in [("1 throughput", 90, check.throughput), ("4 fused", 200, check.fused),
+        for name, estimate, fn in [("1 throughput", 90, check.throughput), ("4 fused", 300, check.fused),
                                    ("7 cost", 150, check.cost), ("2 top-k", 5, check.topk),
                                    ("5 determinism", 20, check.determinism), ("3 reference", 40, check.reference),
                                    ("6 accuracy", 200, check.accuracy), ("8 compile", 60, check.compile)]:

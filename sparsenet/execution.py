@@ -60,7 +60,8 @@ class Platform:
     def autocast(self) -> ContextManager:
         """The context for forward and loss: bf16 autocast, or nothing."""
         if self.hp.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            # no cache of cast weights: a CUDA graph would replay the first step's casts (torch.cuda.graphs' rule)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=False)
         return nullcontext()
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -78,6 +79,12 @@ class Platform:
         """The callable batches run through: the model, compiled where asked. The module itself stays
         uncompiled, so state dicts, checkpoints and analyses see plain parameter names."""
         return torch.compile(model) if self.hp.compile else model
+
+    @property
+    def captures_steps(self) -> bool:
+        """Whether a fused group's fixed-mask step is captured once as a CUDA graph and replayed (sparsenet.graph):
+        on CUDA, unless torch.compile compiles the forward."""
+        return self.device.type == "cuda" and not self.hp.compile
 
     # --- kernels -----------------------------------------------------------------------------------------------
     def csr(self, mask: torch.Tensor, mode: str | None = None) -> bool:

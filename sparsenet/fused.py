@@ -16,8 +16,9 @@ Each run's parameters and buffers are views into the fused ones. While an algori
 hooks and optimizer step act on those views in place, after the fused backward; once every run's mask is fixed
 (fixed-mask training, imp rounds, retraining, pruning at initialisation, frozen phases), one fused masked SGD
 step over the stacked tensors replaces the runs' own: the fixed-mask algorithm's hooks (Algorithm) over the
-stacked weights and masks. Either way the step is sparsenet.step.Trainer's, in its one order. Results equal
-training each run alone up to the float rounding of batched kernels (tested).
+stacked weights and masks. Either way the step is sparsenet.step.Trainer's, in its one order. On CUDA that fused
+fixed-mask step runs without the host: captured once as a CUDA graph and replayed (sparsenet.graph,
+`device_step`). Results equal training each run alone up to the float rounding of batched kernels (tested).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from sparsenet import algorithms, models, sparse
 from sparsenet.algorithms._base import Algorithm
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.execution import resolve_device
+from sparsenet.graph import StepGraph
 from sparsenet.masks import Mask
 from sparsenet.optim import SGD
 from sparsenet.record import RunRecord
@@ -173,9 +175,10 @@ class _SharedBatch:
 
 class FusedRuns(Trainer):
     """The runs of one fused group and their fused model: the step, evaluation and the fused optimizer. Steps
-    train the `active` runs (all but those that diverged)."""
+    train the `active` runs (all but those that diverged). `graph`: whether the fused fixed-mask step is a
+    StepGraph (captured on CUDA, eager elsewhere); by default where the platform captures steps."""
 
-    def __init__(self, runs: list[Run]):
+    def __init__(self, runs: list[Run], graph: bool | None = None):
         self.runs, self.n = runs, len(runs)
         first = runs[0]
         self.cfg, self.dev, self.platform = first.cfg, first.dev, first.platform
@@ -186,9 +189,14 @@ class FusedRuns(Trainer):
         self.layers = {f"{name}.weight": m for name, m in self.model.named_modules() if isinstance(m, _FusedLayer)}
         self.active = list(range(self.n))
         self.optimizer: SGD | None = None  # the fused step, once every mask is fixed,
+        self.lr = first.cfg.train.lr  # its learning rate as a number (the step graph's is a device tensor)
         self.fixed: Algorithm | None = None  # with the stacked masks' hooks
         self.shared: _SharedBatch | None = None  # batches with one sample per column, for a routed first layer
         self.loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=first.cfg.train.label_smoothing)
+        self.capture = self.platform.captures_steps if graph is None else graph
+        self.graph: StepGraph | None = None  # the fused step without the host, once every mask is fixed,
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the batch (x, y) it reads
+        self.sums: tuple[torch.Tensor, torch.Tensor] | None = None  # and the runs' loss and accuracy sums it adds to
         self.fix_if_all_fixed()
 
     # --- the fused step, once every mask is fixed -------------------------------------------------------------
@@ -224,14 +232,17 @@ class FusedRuns(Trainer):
             self.shared = _SharedBatch(self.n)
             for k, run in enumerate(self.runs):  # from their next epoch on
                 run.buffer = self.shared.slot(k)
+        elif self.capture and not routed:  # CSR kernels run on the CPU only, where nothing is captured
+            self.optimizer.param_groups[0]["lr"] = torch.tensor(hp.lr, device=self.dev)
+            self.sums = (torch.zeros(self.n, device=self.dev), torch.zeros(self.n, device=self.dev, dtype=torch.long))
+            self.graph = StepGraph(self.device_step, self.dev)
 
     def sync_runs(self) -> None:
         """Give each run's optimizer the fused step's momentum and learning rate (for its checkpoint)."""
         if self.optimizer is None:
             return
-        lr = self.optimizer.param_groups[0]["lr"]
         for k, run in enumerate(self.runs):
-            run.optimizer.param_groups[0]["lr"] = lr
+            run.optimizer.param_groups[0]["lr"] = self.lr
             for name, fused_p in self.model.named_parameters():
                 buf = self.optimizer.momentum(fused_p)
                 if buf is not None:
@@ -268,13 +279,54 @@ class FusedRuns(Trainer):
         out = self.outputs(x)
         return out, self.loss_fn(out.float().transpose(1, 2), y).mean(0)
 
+    def backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`'s (outputs, per-run mean losses), and the fused gradients: runs share no weights, so each run's
+        gradient is its own loss's."""
+        output, losses = self.forward(x, y)
+        losses.sum().backward()
+        return output, losses
+
     @property
     def steps_per_epoch(self) -> int:
         return self.runs[0].steps_per_epoch
 
     def begin_epoch(self, epoch: int):
         """Every run's batches of the epoch, step by step (each run draws its own order: all stay in step)."""
-        return zip(*(r.begin_epoch(epoch) for r in self.runs))
+        batches = zip(*(r.begin_epoch(epoch) for r in self.runs))
+        if self.graph is not None:  # each run's epoch sums: its slice of those the captured step adds into
+            for sums in self.sums:
+                sums.zero_()
+            for k, run in enumerate(self.runs):
+                run.loss_sum, run.correct = self.sums[0][k], self.sums[1][k]
+        return batches
+
+    def train_step(self, epoch: int, i: int, per_run: tuple) -> None:
+        """Trainer.train_step; with a step graph, its forward, backward, update and the runs' sums run as one
+        captured step (`device_step`) on the batch stacked into static buffers; the host part around it (the
+        learning rate, the work counts, the snapshots) stays in Trainer.train_step's order."""
+        if self.graph is None or len(per_run[0][1]) != self.cfg.data.batch_size:  # a smaller last batch: eagerly
+            return super().train_step(epoch, i, per_run)
+        xs, ys = [b[0] for b in per_run], [b[1] for b in per_run]
+        if self.static is None:
+            self.static = self.batch(xs), torch.stack(ys, 1)
+        else:
+            torch.stack(xs, 1, out=self.static[0].unflatten(1, (self.n, -1)))
+            torch.stack(ys, 1, out=self.static[1])
+        self.before_step(epoch, i)
+        self.graph()
+        self.count_work(len(ys[0]))
+        for k in self.active:
+            self.runs[k].snapshot_due(epoch, i)
+
+    def device_step(self) -> None:
+        """The fused fixed-mask step on the static batch, reading nothing back (what sparsenet.graph captures):
+        Trainer.train_step's forward, backward and update, and every run's Run.record sums at once."""
+        x, y = self.static
+        self.optimizer.zero_grad()  # the backward writes fresh gradients: into the graph's own memory when captured
+        output, losses = self.backward(x, y)
+        self.update()
+        self.sums[0].add_(losses.detach() * len(y))
+        self.sums[1].add_((output.argmax(2) == y).sum(0))
 
     # the parts of a step (sparsenet.step.Trainer.train_step puts them in order), on a batch per run (x, y)
     def before_step(self, epoch: int, i: int) -> None:
@@ -283,8 +335,11 @@ class FusedRuns(Trainer):
                 self.runs[k].before_step(epoch, i)
             self.model.zero_grad(set_to_none=True)
         else:
-            self.optimizer.param_groups[0]["lr"] = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i,
-                                                         self.steps_per_epoch)
+            self.lr = lr_at(self.cfg.train, epoch * self.steps_per_epoch + i, self.steps_per_epoch)
+            if self.graph is None:
+                self.optimizer.param_groups[0]["lr"] = self.lr
+            else:  # the device tensor the step graph reads
+                self.optimizer.param_groups[0]["lr"].fill_(self.lr)
             self.optimizer.zero_grad()
 
     def forward_weights(self):
@@ -295,8 +350,7 @@ class FusedRuns(Trainer):
         """(outputs [batch, runs, classes], per-run mean losses [runs], labels [batch, runs]), and each run's
         gradients: the fused ones, or each active run's views of them while the runs take their own steps."""
         y = torch.stack([b[1] for b in per_run], 1)
-        output, losses = self.forward(self.batch([b[0] for b in per_run]), y)
-        losses.sum().backward()  # runs share no weights: each run's gradient is its own loss's
+        output, losses = self.backward(self.batch([b[0] for b in per_run]), y)
         if self.optimizer is None:
             for k in self.active:
                 for name, fused_p in self.model.named_parameters():

@@ -8,7 +8,9 @@ giving them the values the dense update would give, then writes them back into t
 entries have zero weight, gradient and momentum, which the dense update would leave at zero anyway. The momentum
 buffer of a routed weight holds its kept entries only; `state_dict` and `momentum` give it back dense. Other
 momentum buffers are dense tensors keyed by parameter, as torch's SGD keeps them (snfs reads them, rigl, set and
-freezing reset them; none of them runs once a mask is fixed and routed).
+freezing reset them; none of them runs once a mask is fixed and routed). The learning rate may be a 0-dim device
+tensor, which a CUDA graph of the step reads at each replay (sparsenet.graph); the update is then d * lr subtracted,
+the same arithmetic up to the rounding of a fused multiply-add.
 """
 from __future__ import annotations
 
@@ -100,7 +102,10 @@ class SGD:
                 torch._foreach_add_([states[i]["momentum_buffer"] for i in old], [d_p[i] for i in old])
             bufs = [state["momentum_buffer"] for state in states]
             d_p = torch._foreach_add(d_p, bufs, alpha=momentum) if group["nesterov"] else bufs
-        torch._foreach_add_(weights, d_p, alpha=-lr)
+        if isinstance(lr, torch.Tensor):  # on the device: a captured step reads it at every replay (sparsenet.graph)
+            torch._foreach_sub_(weights, torch._foreach_mul(d_p, lr))
+        else:
+            torch._foreach_add_(weights, d_p, alpha=-lr)
 
     def state_dict(self) -> dict:
         params = self.param_groups[0]["params"]

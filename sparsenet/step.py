@@ -38,12 +38,17 @@ class Trainer(ABC):
         with self.forward_weights():
             output, loss, y = self.forward_backward(batch)
         self.count_work(len(y))  # before the hooks, which may change the mask
+        self.update()
+        self.record(epoch, i, loss, output, y)
+
+    def update(self) -> None:
+        """After the backward pass: each algorithm's hooks around its optimizer's step (a fused group's captured
+        step, sparsenet.fused, runs this part on the device too)."""
         for algo, optimizer in self.stepped():
             algo.after_backward()
             if algo.takes_optimizer_step:  # rigl's update step replaces it
                 optimizer.step()
             algo.after_step()
-        self.record(epoch, i, loss, output, y)
 
     @abstractmethod
     def before_step(self, epoch: int, i: int) -> None:

@@ -249,6 +249,10 @@ class Run(Trainer):
         """The step's loss and accuracy into the epoch's sums, and a snapshot where epoch 1 takes one."""
         self.loss_sum += loss.detach() * len(y)
         self.correct += (output.argmax(1) == y).sum()
+        self.snapshot_due(epoch, i)
+
+    def snapshot_due(self, epoch: int, i: int) -> None:
+        """A snapshot after step `i` where epoch 1 takes one then."""
         if epoch == 0 and (i + 1) in self.snapshot_steps:
             self.snapshot(self.snapshot_steps[i + 1], epoch * self.steps_per_epoch + i + 1)
 
