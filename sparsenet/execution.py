@@ -92,9 +92,11 @@ class Platform:
         `sparse_kernels` unless given)."""
         return sparse.chosen(mode or self.hp.sparse_kernels, mask, self.device, self.hp.precision)
 
-    def route(self, model: nn.Module, mask: Mask, mode: str | None = None) -> dict[str, sparse.Structure]:
-        """Route the linear layers `csr` chooses through CSR kernels for the fixed `mask`; their structures."""
-        return sparse.install(model, mask, mode or self.hp.sparse_kernels, self.hp.precision)
+    def route(self, model: nn.Module, mask: Mask, mode: str | None = None,
+              limits=sparse.LIMITS) -> dict[str, sparse.Structure]:
+        """Route the linear layers `csr` chooses through CSR kernels for the fixed `mask` (`limits`: for training,
+        or sparse.EVAL_LIMITS for evaluation only); their structures."""
+        return sparse.install(model, mask, mode or self.hp.sparse_kernels, self.hp.precision, limits)
 
     @staticmethod
     def batch_buffer(model: nn.Module, routed: dict) -> Callable[[torch.Size, torch.device], torch.Tensor] | None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sparsenet import data as data_mod
-from sparsenet import datasets, models
+from sparsenet import datasets, models, sparse
 from sparsenet.algorithms.fixed import Fixed
 from sparsenet.algorithms.imp import Hparams as ImpHparams
 from sparsenet.algorithms.imp import prune
@@ -90,6 +90,10 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
     base_density = mask.density(exclude=dense_layers)
     sparse_layers = [n for n in mask.layers if n not in dense_layers]
     rows, evaluated = [], {}  # the weights never change: an evaluation depends on the mask alone
+    # normalised once for every mask, one sample per column: the layout a routed first layer reads without a
+    # transposed copy, and a dense one as fast
+    layout = platform.batch_buffer(model, dict.fromkeys(models.prunable(model)))
+    batches = list(batcher.ordered(test_split, platform.hp.eval_batch_size, layout))
     for method in methods:
         for draw in range(draws if method == "random" else 1):
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + draw)
@@ -107,9 +111,10 @@ def sweep(run: str | Path, fractions: list[float], *, methods=METHODS, draws: in
                     if key not in evaluated:  # every method's q = 0 gives the run's own mask, for one
                         model.load_state_dict(final)
                         fixed = Fixed(cfg.algorithm, models.prunable(model), 1, mask=pruned)  # applies it
+                        platform.route(model, pruned, limits=sparse.EVAL_LIMITS)  # CSR where it is faster
                         if recompute_bn:
                             recompute_batch_norm(model, batcher, train_split)
-                        evaluated[key] = evaluate(model, fixed, batcher, test_split, platform)
+                        evaluated[key] = evaluate(model, fixed, batcher, test_split, platform, batches=batches)
                     loss, acc = evaluated[key]
                     rows.append({"method": method, "layer": layer, "draw": draw, "q": q,
                                  "density": pruned.density(exclude=dense_layers), "bn_recomputed": recompute_bn,
