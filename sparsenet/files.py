@@ -92,5 +92,12 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def write_parquet(path: str | Path, frame) -> None:
+    """A pandas frame, or a pyarrow table (a training job writes its history so, without importing pandas)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        if isinstance(frame, pa.Table):
+            pq.write_table(frame, tmp)
+        else:
+            frame.to_parquet(tmp, index=False)

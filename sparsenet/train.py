@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -59,10 +59,11 @@ def weight_grad_macs_per_sample(model: nn.Module, input_shape, device) -> dict[s
 
 @torch.no_grad()
 def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split: data_mod.Split,
-             platform: Platform | None = None, forward=None,
-             buffer: data_mod.BatchBuffer | None = None) -> tuple[float, float]:
+             platform: Platform | None = None, forward=None, buffer: data_mod.BatchBuffer | None = None,
+             batches: list | None = None) -> tuple[float, float]:
     """(mean loss, accuracy) over a split, with the weights the forward pass uses (through `forward` if given), on
-    `platform` (default: the split's device, default settings); batches laid out by `buffer` (Platform.batch_buffer)."""
+    `platform` (default: the split's device, default settings); batches laid out by `buffer` (Platform.batch_buffer),
+    or `batches`, the split's evaluation batches made once by a caller that evaluates many masks."""
     device = split.labels.device
     platform = platform or Platform(device)
     model.eval()
@@ -70,7 +71,7 @@ def evaluate(model: nn.Module, algo: Algorithm, batcher: data_mod.Batcher, split
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     with algo.forward_weights():
-        for x, y in batcher.ordered(split, platform.hp.eval_batch_size, buffer):
+        for x, y in batches or batcher.ordered(split, platform.hp.eval_batch_size, buffer):
             with platform.autocast():
                 out = forward(platform.prepare_input(x))
             loss_sum += nn.functional.cross_entropy(out.float(), y, reduction="sum")
@@ -317,9 +318,7 @@ class Run(Trainer):
         final_mask.save(self.folder.mask)
         save_packed_snapshots(self.folder.snapshots, self.snapshots, self.mask_shapes, self.labels)
         status = "diverged" if self.diverged else "ok"
-        frame = pd.DataFrame(self.history)
-        frame.insert(0, "status", status)
-        write_parquet(self.folder.history, frame)
+        write_parquet(self.folder.history, pa.Table.from_pylist([{"status": status, **row} for row in self.history]))
         last = self.history[-1]
         record = RunRecord(
             config=self.cfg.to_dict(), status=status, test_acc=last["test_acc"], test_loss=last["test_loss"],
