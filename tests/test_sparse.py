@@ -173,6 +173,26 @@ def test_automatic_choice():
     assert not sparse.chosen("on", big, cpu, "bf16")  # MKL's CSR kernels have no bfloat16
 
 
+def test_evaluation_routes_fewer_layers_and_a_new_mask_undoes_an_old_routing():
+    g = torch.Generator().manual_seed(0)
+    cpu = torch.device("cpu")
+    assert not sparse.chosen("auto", torch.rand(300, 784, generator=g) < 0.1, cpu, limits=sparse.EVAL_LIMITS)
+    model = models.build("lenet300_100", (1, 28, 28), 10)
+    x = torch.randn(32, 1, 28, 28, generator=g)
+    masks = [Mask({n: torch.rand(w.shape, generator=g) < d for n, w in models.prunable(model).items()})
+             for d in (0.02, 0.3)]
+    routed = sparse.install(model, masks[0], "auto", limits=sparse.EVAL_LIMITS)
+    assert set(routed) == {"fc1.weight", "fc2.weight"}
+    assert set(sparse.install(model, masks[1], "auto", limits=sparse.EVAL_LIMITS)) == set()
+    assert all("forward" not in m.__dict__ for m in model.modules())  # each layer's own forward again
+    routed = sparse.install(model, masks[0], "on")
+    with torch.no_grad():
+        masks[0].apply(models.prunable(model))
+        routed_out = model(x)
+        sparse.install(model, masks[0], "off")
+        torch.testing.assert_close(routed_out, model(x))
+
+
 def test_a_routed_first_layer_gets_feature_major_batches_with_the_same_values(tmp_path, data_root):
     from sparsenet.data import Batcher
     from sparsenet.execution import Platform
