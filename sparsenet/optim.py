@@ -96,7 +96,8 @@ class SGD:
             states = [self.state.setdefault(p, {}) for p in params]
             old = [i for i, state in enumerate(states) if "momentum_buffer" in state]
             for state, d in zip(states, d_p):
-                state.setdefault("momentum_buffer", d.clone())  # torch: the first buffer is the step itself
+                if "momentum_buffer" not in state:  # torch: the first buffer is the step itself
+                    state["momentum_buffer"] = d.clone()
             if old:
                 torch._foreach_mul_([states[i]["momentum_buffer"] for i in old], momentum)
                 torch._foreach_add_([states[i]["momentum_buffer"] for i in old], [d_p[i] for i in old])
