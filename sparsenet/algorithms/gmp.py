@@ -53,6 +53,7 @@ class GMP(Algorithm):
     reference = "google-research/rigl: rigl/mnist/mnist_train_eval.py (TensorFlow's model_pruning, pruning.py)"
     resolve = staticmethod(resolve_layers)  # google-research/rigl's scripts' layers
     mask_changes = True
+    settled_when_fixed = False  # its last pruning leaves momentum at the pruned weights: they stay masked
 
     def __init__(self, *args, **kwargs):
         self.step = 0
