@@ -200,7 +200,8 @@ class FusedRuns(Trainer):
         self.capture = self.platform.captures_steps if graph is None else graph
         self.graph: StepGraph | None = None  # the fused step without the host, once every mask is fixed,
         self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the batch (x, y) it reads
-        self.sums: tuple[torch.Tensor, torch.Tensor] | None = None  # and the runs' loss and accuracy sums it adds to
+        # the runs' epoch sums of loss and correct predictions: each run's Run.record sums are its slices of these
+        self.sums = torch.zeros(self.n, device=self.dev), torch.zeros(self.n, device=self.dev, dtype=torch.long)
         self.fix_if_all_fixed()
 
     # --- the fused step, once every mask is fixed -------------------------------------------------------------
@@ -231,6 +232,7 @@ class FusedRuns(Trainer):
         self.fixed = Algorithm(self.cfg.algorithm, {n: layer.weight for n, layer in self.layers.items()},
                                self.cfg.train.epochs, mask=stacked)
         self.fixed.optimizer = self.optimizer  # routed layers need no masking
+        self.fixed.settled_when_fixed = all(r.algo.settled_when_fixed for r in self.runs)  # gmp's are not
         routed = {name: None for name, layer in self.layers.items() if layer.structure is not None}
         if self.platform.batch_buffer(self.model, routed) is not None:
             self.shared = _SharedBatch(self.n)
@@ -238,7 +240,6 @@ class FusedRuns(Trainer):
                 run.buffer = self.shared.slot(k)
         elif self.capture and not routed:  # CSR kernels run on the CPU only, where nothing is captured
             self.optimizer.param_groups[0]["lr"] = torch.tensor(hp.lr, device=self.dev)
-            self.sums = (torch.zeros(self.n, device=self.dev), torch.zeros(self.n, device=self.dev, dtype=torch.long))
             self.graph = StepGraph(self.device_step, self.dev)
 
     def sync_runs(self) -> None:
@@ -297,11 +298,10 @@ class FusedRuns(Trainer):
     def begin_epoch(self, epoch: int):
         """Every run's batches of the epoch, step by step (each run draws its own order: all stay in step)."""
         batches = zip(*(r.begin_epoch(epoch) for r in self.runs))
-        if self.graph is not None:  # each run's epoch sums: its slice of those the captured step adds into
-            for sums in self.sums:
-                sums.zero_()
-            for k, run in enumerate(self.runs):
-                run.loss_sum, run.correct = self.sums[0][k], self.sums[1][k]
+        for sums in self.sums:
+            sums.zero_()
+        for k, run in enumerate(self.runs):
+            run.loss_sum, run.correct = self.sums[0][k], self.sums[1][k]
         return batches
 
     def train_step(self, epoch: int, i: int, per_run: tuple) -> None:
@@ -329,6 +329,11 @@ class FusedRuns(Trainer):
         self.optimizer.zero_grad()  # the backward writes fresh gradients: into the graph's own memory when captured
         output, losses = self.backward(x, y)
         self.update()
+        self.add_sums(losses, output, y)
+
+    def add_sums(self, losses: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
+        """Every run's Run.record sums at once, the same arithmetic per run (a run that diverged adds to sums no
+        longer read)."""
         self.sums[0].add_(losses.detach() * len(y))
         self.sums[1].add_((output.argmax(2) == y).sum(0))
 
@@ -373,8 +378,9 @@ class FusedRuns(Trainer):
         return ((self.fixed, self.optimizer),)
 
     def record(self, epoch: int, i: int, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor) -> None:
+        self.add_sums(loss, output, y)
         for k in self.active:
-            self.runs[k].record(epoch, i, loss[k], output[:, k], y[:, k])
+            self.runs[k].snapshot_due(epoch, i)
 
     @torch.no_grad()
     def evaluate(self, split) -> list[tuple[float, float]]:

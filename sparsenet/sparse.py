@@ -70,7 +70,9 @@ class Structure:
         self.order_t = torch.cat(order_t)  # W^T's entries in kept order
         self.kept = blocks.flatten().nonzero().squeeze(1)  # the weight's flat positions in CSR order
         self.pattern = self.csr(self.crow, self.col, torch.zeros(len(self.kept)), self.shape)
-        self.grad: torch.Tensor | None = None  # the weight's gradient at the kept positions, set by backward
+        # the weight's gradient at the kept positions, set by backward (the pattern's values: the optimizer
+        # consumes it before the next backward overwrites it)
+        self.grad: torch.Tensor | None = None
         self._values, self._version = None, None
 
     @staticmethod
@@ -122,8 +124,11 @@ class CSRLinear(torch.autograd.Function):
         s, grad_t = ctx.structure, grad.t().contiguous()
         grad_x = torch.sparse.mm(s.matrix_t(weight), grad_t).t() if ctx.needs_input_grad[0] else None
         if ctx.needs_input_grad[1]:  # summed, as autograd sums .grad: a layer may run twice in one graph
-            kept = torch.sparse.sampled_addmm(s.pattern, grad_t, x_t.t(), beta=0.0).values()
-            s.grad = kept if s.grad is None else s.grad.add_(kept)
+            if s.grad is None:  # into the pattern's own values, zeroed first: out of place, sampled_addmm copies
+                s.pattern.values().zero_()  # the pattern's values and indices at every call
+                s.grad = torch.sparse.sampled_addmm(s.pattern, grad_t, x_t.t(), beta=0.0, out=s.pattern).values()
+            else:
+                s.grad.add_(torch.sparse.sampled_addmm(s.pattern, grad_t, x_t.t(), beta=0.0).values())
         grad_b = grad_t.sum(1) if ctx.needs_input_grad[2] else None
         return grad_x, None, grad_b, None
 
