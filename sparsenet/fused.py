@@ -38,7 +38,7 @@ from sparsenet.algorithms._base import Algorithm
 from sparsenet.config import ConfigError, RunConfig
 from sparsenet.execution import resolve_device
 from sparsenet.graph import StepGraph
-from sparsenet.masks import Mask
+from sparsenet.masks import Mask, kept_only
 from sparsenet.optim import SGD
 from sparsenet.record import RunRecord
 from sparsenet.step import Trainer, lr_at
@@ -51,7 +51,7 @@ class _StraightThrough(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return torch.where(keep, weight, 0.0)
+        return kept_only(weight, keep)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -252,3 +252,19 @@ def test_snapshot_files_of_the_same_masks_are_the_same_bytes_and_an_empty_list_i
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     with pytest.raises(ValueError, match="^no masks to save$"):
         save_snapshots(tmp_path / "c.safetensors", [], [])
+
+
+@pytest.mark.parametrize("shape", [(300, 784), (7,), (4, 3, 5)])
+def test_kept_only_is_torch_where_with_zero_elsewhere(shape):
+    """numpy's multiply on the CPU, torch.where elsewhere and for strided or other tensors: the same values
+    (== counts -0.0 as 0.0, which no sum or product tells apart)."""
+    from sparsenet.masks import kept_only
+
+    g = torch.Generator().manual_seed(3)
+    weight, keep = torch.randn(shape, generator=g), torch.rand(shape, generator=g) < 0.3
+    cases = [(weight, keep), (weight.double(), keep), (weight.clone().requires_grad_(), keep),
+             (weight.bfloat16(), keep), (weight.mT, keep.mT) if weight.dim() > 1 else (weight, keep)]
+    for w, k in cases:
+        got = kept_only(w, k)
+        assert got.dtype == w.dtype and got.shape == w.shape and not got.requires_grad
+        assert torch.equal(got, torch.where(k, w.detach(), 0.0))

@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 
 from sparsenet.config import AlgorithmHparams, RunConfig
-from sparsenet.masks import Mask, layer_counts
+from sparsenet.masks import Mask, kept_only, layer_counts
 
 
 class Algorithm:
@@ -95,7 +95,7 @@ class Algorithm:
             with torch.no_grad():
                 for name, m in keep.layers.items():
                     w = self.weights[name]
-                    dense[name], w.data = w.data, torch.where(m, w, 0.0)
+                    dense[name], w.data = w.data, kept_only(w, m)
         try:
             yield
         finally:
