@@ -234,6 +234,19 @@ def test_dnw_widens_its_band_until_it_holds_the_moving_k_th_magnitude(monkeypatc
     assert sum(f is not None for f in found) >= 15  # a few calls rank every weight, then the band holds it
 
 
+def test_dnw_narrows_its_band_again_once_the_k_th_magnitude_settles(monkeypatch):
+    from sparsenet.algorithms.dnw import BAND
+
+    h = Harness("dnw", density=0.1)
+    score, k = h.weights["0.weight"].detach().abs(), h.algo.kept_counts()["0.weight"]
+    for i in range(10):  # moving 3% a call: the band widens to hold it
+        h.algo._top("0.weight", score * 1.03**i)
+    widened = h.algo._near["0.weight"][1]
+    for _ in range(10):  # then still: it narrows back to the first band
+        assert torch.equal(h.algo._top("0.weight", score * 1.03**9), topk_mask(score, k))
+    assert widened >= 4 * BAND and h.algo._near["0.weight"][1] == BAND
+
+
 def test_dnw_freeze_gives_no_gradient_to_absent_weights_after_the_freeze():
     h = Harness("dnw_freeze", density=0.1, freeze_epoch=1)
     assert h.algo.dense_gradients
