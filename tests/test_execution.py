@@ -1,6 +1,7 @@
 """Execution settings (precision, memory format, compile, determinism, evaluation batch), the study plan, and the
 GPU check script's CPU smoke mode."""
 import os
+import platform
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import torch
 import yaml
 from snakemake.utils import validate as snakemake_validate
 
-from sparsenet import execution, study
+from sparsenet import execution, provenance, study
 from sparsenet.checkpoint import load_weights
 from sparsenet.config import ConfigError, ExecutionHparams
 from sparsenet.masks import Mask, topk_mask
@@ -125,3 +126,11 @@ def test_gpu_check_smoke_runs_its_sections_on_the_cpu(tmp_path, data_root):
                 "device hours"):
         assert row in table
     assert "failed" not in table and (tmp_path / "gpu_check.parquet").exists()
+
+
+def test_a_cpu_figure_names_the_cpu_model_and_falls_back_to_the_architecture(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Fake CPU 9000 @ 3.00GHz\n")
+    assert provenance.cpu_name(cpuinfo) == "Fake CPU 9000 @ 3.00GHz"
+    assert provenance.cpu_name(tmp_path / "absent") == (platform.processor() or platform.machine())
+    assert provenance.device_name(torch.device("cpu")).endswith(f"({torch.get_num_threads()} threads)")
