@@ -198,7 +198,7 @@ def bench_fused(rows: Rows, device, data_root, quick: bool, runs: int = 8) -> No
     their training loops took (set-up and evaluation excluded, as in every samples/s here); wall = whole calls."""
     from sparsenet.fused import train_fused
 
-    n, repeats = (2000, 1) if quick else (6000, 3)
+    n, repeats = (2000, 1) if quick else (6000, 5)
     arms = {"dense": (_settings(train_subset=n), None),
             "dnw, density 0.05": (_settings(algorithm="dnw", density=0.05, train_subset=n), None),
             "fixed mask, density 0.05 (erk)": (_settings(algorithm="fixed", density=0.05, train_subset=n), [
