@@ -1,6 +1,6 @@
 """README's table of fused runs against single runs: 8 LeNet-300-100 runs on MNIST, side by side in one process.
 
-    python benchmarks/fused_speed.py --out docs/tables/fused_speed.csv [--quick]   # measure (about a minute on a 2-core CPU)
+    python benchmarks/fused_speed.py --out docs/tables/fused_speed.csv [--quick]   # measure (about 1 min)
     python benchmarks/fused_speed.py --markdown docs/tables/fused_speed.csv        # README's table, from the rows
 
 The figures are `sparsenet bench`'s section 2b (sparsenet.bench.bench_fused): each arm warmed up by a first pass
